@@ -1,0 +1,3 @@
+from vaelab.callbacks.figures import CentreDecode, FigureCallback, LatentGrid, LatentScatter
+
+__all__ = ["FigureCallback", "LatentScatter", "LatentGrid", "CentreDecode"]

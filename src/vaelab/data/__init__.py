@@ -1,0 +1,3 @@
+from vaelab.data.mnist import MNISTDataModule
+
+__all__ = ["MNISTDataModule"]

@@ -1,0 +1,35 @@
+"""Errors a user can cause: the entry points print their message as one line, no traceback."""
+
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from hydra.errors import InstantiationException
+
+
+class VaelabError(Exception):
+    """A problem with the user's input (config, data, checkpoint) that one sentence can explain."""
+
+
+def user_error(error: BaseException | None) -> VaelabError | None:
+    """The ``VaelabError`` behind ``error`` (Hydra wraps errors raised while instantiating), if any."""
+    while error is not None:
+        if isinstance(error, VaelabError):
+            return error
+        if not isinstance(error, InstantiationException):
+            return None
+        error = error.__cause__
+    return None
+
+
+@contextmanager
+def report_user_errors() -> Iterator[None]:
+    """Turn a user error into one line on stderr and exit status 1; anything else propagates."""
+    try:
+        yield
+    except Exception as error:
+        cause = user_error(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,102 @@
+"""The standard figures of a trained VAE, computed from a model and some images.
+
+Shared by the training callbacks and ``evaluate.py``. For ``latent_dim > 2`` the scatter shows
+the first two latent dims and the grid varies the first two dims with the others held at 0.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from matplotlib.figure import Figure
+
+from vaelab import plots
+from vaelab.models.base import ELBOModule
+
+
+@contextmanager
+def inference(model: ELBOModule) -> Iterator[ELBOModule]:
+    """Eval mode and no autograd for the block; the model's training flag is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def encode_means(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """z_mean ``[N, latent_dim]`` on the CPU for images ``[N, 1, 28, 28]``."""
+    means = []
+    with inference(model):
+        for start in range(0, len(images), batch_size):
+            chunk = slice(start, start + batch_size)
+            z_mean, _ = model.encode(images[chunk].to(model.device), labels[chunk].to(model.device))
+            means.append(z_mean.float().cpu())
+    return torch.cat(means)
+
+
+def grid_axes(z_mean: torch.Tensor, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evenly spaced values over the active range (min to max of z_mean) of the first two dims.
+
+    Returns ``(x_values increasing, y_values decreasing)`` so the grid's top row is the largest z[1].
+    """
+    low, high = z_mean.min(dim=0).values, z_mean.max(dim=0).values
+    x_values = torch.linspace(low[0].item(), high[0].item(), grid_size)
+    if z_mean.shape[1] > 1:
+        y_values = torch.linspace(high[1].item(), low[1].item(), grid_size)
+    else:
+        y_values = torch.zeros(1)
+    return x_values, y_values
+
+
+def grid_latents(x_values: torch.Tensor, y_values: torch.Tensor, latent_dim: int) -> torch.Tensor:
+    """Latent points ``[len(y) * len(x), latent_dim]`` in row-major grid order; other dims 0."""
+    z = torch.zeros(len(y_values), len(x_values), latent_dim)
+    z[..., 0] = x_values[None, :]
+    if latent_dim > 1:
+        z[..., 1] = y_values[:, None]
+    return z.reshape(-1, latent_dim)
+
+
+def latent_scatter_figure(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor) -> Figure:
+    return plots.latent_scatter(encode_means(model, images, labels), labels)
+
+
+def latent_grid_figures(
+    model: ELBOModule,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    grid_size: int = 20,
+    digits: Sequence[int] | None = None,
+) -> dict[str, Figure]:
+    """One grid decoded over the active latent range; for a conditional model one per digit.
+
+    ``digits`` picks the digits for a conditional model (default all); it is ignored otherwise.
+    """
+    x_values, y_values = grid_axes(encode_means(model, images, labels), grid_size)
+    z = grid_latents(x_values, y_values, model.latent_dim).to(model.device, model.dtype)
+    figures = {}
+    with inference(model):
+        if model.num_classes == 0:
+            figures["latent_grid"] = plots.decoded_grid(model.decode(z), x_values, y_values)
+        else:
+            for digit in digits if digits is not None else range(model.num_classes):
+                label = torch.full((len(z),), digit, device=model.device, dtype=torch.long)
+                figures[f"latent_grid_digit{digit}"] = plots.decoded_grid(
+                    model.decode(z, label), x_values, y_values, title=f"Decoded latent grid, digit {digit}"
+                )
+    return figures
+
+
+def centre_decode_figure(model: ELBOModule) -> Figure:
+    """The decode of z = 0; one per digit 0-9 for a conditional model."""
+    count = max(model.num_classes, 1)
+    labels = torch.arange(count, device=model.device) if model.num_classes else None
+    with inference(model):
+        images = model.decode(torch.zeros(count, model.latent_dim, device=model.device, dtype=model.dtype), labels)
+    titles = [f"digit {d}" for d in range(count)] if model.num_classes else ["z = 0"]
+    return plots.image_row(images, titles, suptitle="Decode of z = 0")

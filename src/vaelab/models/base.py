@@ -1,0 +1,133 @@
+"""The ELBO training module every VAE variant builds on.
+
+Loss per image, in nats: summed binary cross-entropy over the 784 pixels (computed from
+logits) + beta * KL(q(z|x) || N(0, I)) summed over the latent dimensions. Logged values are
+means over the images of a batch/epoch: ``{stage}/recon``, ``{stage}/kl``, ``{stage}/loss``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import hydra.utils
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaelab.errors import VaelabError
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+
+
+def gaussian_kl(z_mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(z_mean, exp(log_var)) || N(0, I)) summed over latent dims: ``[B, D] -> [B]`` nats."""
+    return 0.5 * (z_mean.square() + log_var.exp() - 1.0 - log_var).sum(dim=1)
+
+
+def bernoulli_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy summed over pixels: ``[B, 1, 28, 28] -> [B]`` nats, stable in logits."""
+    return F.binary_cross_entropy_with_logits(logits, images, reduction="none").flatten(1).sum(dim=1)
+
+
+class ELBOModule(pl.LightningModule):
+    """A VAE trained on the negative ELBO; subclasses only assign ``self.encoder`` and ``self.decoder``.
+
+    Public API used by callbacks and evaluation (``labels`` is ignored unless the model is
+    conditional, i.e. ``num_classes > 0``):
+    ``encode(images, labels) -> (z_mean, log_var)``, ``decode(z, labels) -> pixel probabilities``,
+    ``sample(n, labels) -> images``.
+    """
+
+    num_classes: int = 0  # > 0: the one-hot label conditions encoder and decoder
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def __init__(self, latent_dim: int, beta: float = 1.0, optimizer: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        if latent_dim < 1:
+            raise VaelabError(f"model.latent_dim must be >= 1, got {latent_dim}.")
+        if beta < 0:
+            raise VaelabError(f"model.beta must be >= 0, got {beta}.")
+        # Collects the subclass's __init__ arguments too, so a checkpoint alone rebuilds the model.
+        self.save_hyperparameters()
+        self.latent_dim = latent_dim
+        self.beta = beta
+        self.optimizer_config = dict(optimizer if optimizer is not None else DEFAULT_OPTIMIZER)
+        if not self.optimizer_config.get("_partial_", False):
+            raise VaelabError("model.optimizer needs `_partial_: true` so the module can bind its parameters.")
+        if float(self.optimizer_config.get("lr", 1.0)) <= 0:
+            raise VaelabError(f"model.optimizer.lr must be > 0, got {self.optimizer_config['lr']}.")
+
+    @property
+    def condition_dim(self) -> int:
+        """Width of the one-hot condition joined to the networks' inputs (0 if unconditional)."""
+        return self.num_classes
+
+    def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        if self.num_classes == 0:
+            return None
+        if labels is None:
+            raise ValueError(f"{type(self).__name__} is conditional: pass the digit labels")
+        return F.one_hot(labels.long(), self.num_classes).to(self.dtype)
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters ``(z_mean, log_var)``, each ``[B, latent_dim]``."""
+        return self.encoder(images, self.condition(labels))
+
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel logits ``[B, 1, 28, 28]``."""
+        return self.decoder(z, self.condition(labels))
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel probabilities ``[B, 1, 28, 28]`` in (0, 1)."""
+        return torch.sigmoid(self.decode_logits(z, labels))
+
+    def sample(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` images decoded from z ~ N(0, I); conditional models cycle digits 0-9 unless given labels."""
+        if self.num_classes and labels is None:
+            labels = torch.arange(n, device=self.device) % self.num_classes
+        z = torch.randn(n, self.latent_dim, device=self.device, dtype=self.dtype)
+        return self.decode(z, labels)
+
+    def reparameterize(self, z_mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        return z_mean + torch.randn_like(z_mean) * torch.exp(0.5 * log_var)
+
+    def loss_terms(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-image ``recon``, ``kl`` and ``loss = recon + beta * kl``, each ``[B]`` nats."""
+        z_mean, log_var = self.encode(images, labels)
+        logits = self.decode_logits(self.reparameterize(z_mean, log_var), labels)
+        recon = bernoulli_nll(logits, images)
+        kl = gaussian_kl(z_mean, log_var)
+        return {"recon": recon, "kl": kl, "loss": recon + self.beta * kl}
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, labels = batch
+        terms = {name: value.mean() for name, value in self.loss_terms(images, labels).items()}
+        for name, value in terms.items():
+            self.log(
+                f"{stage}/{name}",
+                value.detach(),
+                on_step=stage == "train",
+                on_epoch=True,
+                prog_bar=name == "loss" and stage != "test",
+                batch_size=images.shape[0],
+            )
+        return terms["loss"]
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # The optimizer config is a ``_partial_`` target: instantiate, then bind the parameters.
+        return hydra.utils.instantiate(self.optimizer_config)(self.parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lets ``vaelab.checkpoints.load_model`` rebuild the right variant from the file alone.
+        checkpoint["vaelab_model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"

@@ -1,0 +1,121 @@
+"""Encoder and decoder networks (plain ``nn.Module``s); the Lightning modules only wire them up.
+
+Every encoder maps ``(images [B, 1, 28, 28], condition [B, C] or None)`` to
+``(z_mean [B, D], log_var [B, D])``; every decoder maps ``(z [B, D], condition)`` to pixel
+logits ``[B, 1, 28, 28]``. ``condition`` is the one-hot label for conditional models.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+IMAGE_SHAPE = (1, 28, 28)
+IMAGE_PIXELS = 28 * 28
+
+
+def join_condition(features: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+    """Concatenate the condition to features along dim 1, broadcast over any spatial dims."""
+    if condition is None:
+        return features
+    if features.dim() == 4:  # [B, C, H, W]: one constant plane per label class
+        condition = condition[:, :, None, None].expand(-1, -1, *features.shape[2:])
+    return torch.cat([features, condition.to(features.dtype)], dim=1)
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes``, each followed by ReLU."""
+    layers: list[nn.Module] = []
+    for in_features, out_features in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(in_features, out_features), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class GaussianHead(nn.Module):
+    """Two linear maps from features to the posterior's mean and log-variance."""
+
+    def __init__(self, in_features: int, latent_dim: int) -> None:
+        super().__init__()
+        self.z_mean = nn.Linear(in_features, latent_dim)
+        self.log_var = nn.Linear(in_features, latent_dim)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.z_mean(features), self.log_var(features)
+
+
+class DenseEncoder(nn.Module):
+    """784 pixels (+ condition) -> hidden_dims -> (z_mean, log_var)."""
+
+    def __init__(self, latent_dim: int, hidden_dims: Sequence[int], condition_dim: int = 0) -> None:
+        super().__init__()
+        self.body = mlp([IMAGE_PIXELS + condition_dim, *hidden_dims])
+        self.head = GaussianHead(hidden_dims[-1] if hidden_dims else IMAGE_PIXELS + condition_dim, latent_dim)
+
+    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.body(join_condition(images.flatten(1), condition)))
+
+
+class DenseDecoder(nn.Module):
+    """z (+ condition) -> hidden_dims -> 784 pixel logits."""
+
+    def __init__(self, latent_dim: int, hidden_dims: Sequence[int], condition_dim: int = 0) -> None:
+        super().__init__()
+        self.body = mlp([latent_dim + condition_dim, *hidden_dims])
+        self.to_pixels = nn.Linear(hidden_dims[-1] if hidden_dims else latent_dim + condition_dim, IMAGE_PIXELS)
+
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.to_pixels(self.body(join_condition(z, condition)))
+        return logits.view(-1, *IMAGE_SHAPE)
+
+
+def _conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 convolution, stride 2, 'same' padding, ReLU: halves height and width."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1), nn.ReLU())
+
+
+def _deconv(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 transposed convolution, stride 2, 'same' padding, ReLU: doubles height and width."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1), nn.ReLU()
+    )
+
+
+class ConvEncoder(nn.Module):
+    """Conv(c1, s2) [+ condition planes] -> Conv(c2, s2) -> dense hidden_dim -> (z_mean, log_var).
+
+    The condition joins the features after the first convolution, as one constant 14x14 plane
+    per label class.
+    """
+
+    def __init__(
+        self, latent_dim: int, channels: Sequence[int] = (32, 64), hidden_dim: int = 16, condition_dim: int = 0
+    ) -> None:
+        super().__init__()
+        first, second = channels
+        self.conv1 = _conv(IMAGE_SHAPE[0], first)
+        self.conv2 = _conv(first + condition_dim, second)
+        self.dense = mlp([second * 7 * 7, hidden_dim])
+        self.head = GaussianHead(hidden_dim, latent_dim)
+
+    def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.conv2(join_condition(self.conv1(images), condition))
+        return self.head(self.dense(features.flatten(1)))
+
+
+class ConvDecoder(nn.Module):
+    """z [+ condition] -> dense 7*7*c1 -> ConvT(c1, s2) -> ConvT(c2, s2) -> ConvT(1) pixel logits."""
+
+    def __init__(self, latent_dim: int, channels: Sequence[int] = (64, 32), condition_dim: int = 0) -> None:
+        super().__init__()
+        first, second = channels
+        self.first_channels = first
+        self.dense = mlp([latent_dim + condition_dim, first * 7 * 7])
+        self.deconv1 = _deconv(first, first)
+        self.deconv2 = _deconv(first, second)
+        self.to_pixels = nn.ConvTranspose2d(second, IMAGE_SHAPE[0], 3, stride=1, padding=1)
+
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.dense(join_condition(z, condition)).view(-1, self.first_channels, 7, 7)
+        return self.to_pixels(self.deconv2(self.deconv1(features)))

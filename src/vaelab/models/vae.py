@@ -1,0 +1,23 @@
+"""Dense VAE: fully connected encoder and decoder, no convolutions."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from vaelab.models.base import ELBOModule
+from vaelab.models.networks import DenseDecoder, DenseEncoder
+
+
+class VAE(ELBOModule):
+    """784 -> hidden_dims -> (z_mean, log_var); z -> reversed(hidden_dims) -> 784 logits."""
+
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        hidden_dims: Sequence[int] = (512, 256),
+        beta: float = 1.0,
+        optimizer: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(latent_dim=latent_dim, beta=beta, optimizer=optimizer)
+        self.encoder = DenseEncoder(latent_dim, list(hidden_dims), self.condition_dim)
+        self.decoder = DenseDecoder(latent_dim, list(reversed(hidden_dims)), self.condition_dim)

@@ -1,0 +1,78 @@
+"""Plain plotting functions: tensors in, ``matplotlib.figure.Figure`` out (no pyplot state).
+
+Callbacks log these figures during training; ``evaluate.py`` writes them for a checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+
+def tile(images: torch.Tensor, rows: int) -> np.ndarray:
+    """``[rows * cols, 1, H, W]`` images -> one ``[rows * H, cols * W]`` array, row-major."""
+    count, _, height, width = images.shape
+    cols = count // rows
+    grid = images.detach().float().cpu().reshape(rows, cols, height, width).permute(0, 2, 1, 3)
+    return grid.reshape(rows * height, cols * width).numpy()
+
+
+def latent_scatter(z_mean: torch.Tensor, labels: torch.Tensor, title: str = "Latent space (z_mean)") -> Figure:
+    """Scatter of the first two latent dims, coloured by digit, with a colour bar of the digits."""
+    points = z_mean.detach().float().cpu().numpy()
+    fig = Figure(figsize=(7, 6), dpi=100)
+    ax = fig.add_subplot()
+    y_values = points[:, 1] if points.shape[1] > 1 else np.zeros(len(points))
+    scatter = ax.scatter(
+        points[:, 0], y_values, c=labels.cpu().numpy(), cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.8
+    )
+    colorbar = fig.colorbar(scatter, ax=ax, ticks=range(10))
+    colorbar.set_label("digit")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]" if points.shape[1] > 1 else "")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def decoded_grid(
+    images: torch.Tensor, x_values: torch.Tensor, y_values: torch.Tensor, title: str = "Decoded latent grid"
+) -> Figure:
+    """Images decoded on a grid: ``images[i * len(x_values) + j]`` is decoded at ``(x_values[j], y_values[i])``.
+
+    ``y_values`` run from top to bottom of the figure (pass them in decreasing order for a
+    conventional upward axis); axis ticks show the latent coordinates.
+    """
+    rows, cols = len(y_values), len(x_values)
+    picture = tile(images, rows)
+    height, width = picture.shape[0] // rows, picture.shape[1] // cols
+    fig = Figure(figsize=(8, 8), dpi=100)
+    ax = fig.add_subplot()
+    ax.imshow(picture, cmap="Greys_r", vmin=0, vmax=1)
+    step = max(1, cols // 5)
+    ax.set_xticks(np.arange(cols)[::step] * width + width / 2, [f"{v:.2f}" for v in x_values[::step].tolist()])
+    step = max(1, rows // 5)
+    ax.set_yticks(np.arange(rows)[::step] * height + height / 2, [f"{v:.2f}" for v in y_values[::step].tolist()])
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_row(images: torch.Tensor, titles: Sequence[str], suptitle: str = "") -> Figure:
+    """Images ``[K, 1, H, W]`` side by side, each with its title."""
+    count = len(images)
+    fig = Figure(figsize=(1.6 * count + 0.4, 2.2), dpi=100)
+    axes = fig.subplots(1, count, squeeze=False)[0]
+    for ax, image, title in zip(axes, images.detach().float().cpu(), titles):
+        ax.imshow(image[0].numpy(), cmap="Greys_r", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,95 @@
+"""``train(cfg)``: build everything from the Hydra config, fit, test the best checkpoint, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra.utils
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
+
+from vaelab.callbacks import FigureCallback
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a config group (callbacks, loggers)."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def build_model(model_cfg: DictConfig) -> pl.LightningModule:
+    """The model, with plain-Python arguments; the optimizer config stays a config for the module to build."""
+    return hydra.utils.instantiate(model_cfg, _recursive_=False, _convert_="all")
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {name: float(value) for name, value in sorted(metrics.items())}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    model = build_model(cfg.model)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers: list[Logger] = instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = scalar_metrics(trainer.callback_metrics)
+
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    # Read before testing: restoring the best checkpoint resets the callback's state.
+    checkpoint_paths = {"best": checkpoint.best_model_path, "last": checkpoint.last_model_path} if checkpoint else {}
+    if cfg.get("test"):
+        best = checkpoint_paths.get("best") or None
+        if best is None:
+            log.warning("no best checkpoint recorded: testing the current weights")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False)
+        metrics.update(scalar_metrics(trainer.callback_metrics))
+
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print_locations(output_dir, checkpoint_paths, loggers, callbacks, metrics)
+    return metrics
+
+
+def print_locations(
+    output_dir: Path,
+    checkpoint_paths: dict[str, str],
+    loggers: list[Logger],
+    callbacks: list[Any],
+    metrics: dict[str, float],
+) -> None:
+    """The closing lines of a run: where everything it wrote is, and the headline numbers."""
+    lines = [f"Run folder:   {output_dir}"]
+    if checkpoint_paths:
+        lines.append(f"Checkpoints:  best {checkpoint_paths['best'] or '-'}")
+        lines.append(f"              last {checkpoint_paths['last'] or '-'}")
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            lines.append(f"TensorBoard:  tensorboard --logdir {logger.log_dir}")
+        else:
+            lines.append(f"{type(logger).__name__}:  {logger.log_dir}")
+    figure_dirs = sorted({str(c.output_dir) for c in callbacks if isinstance(c, FigureCallback)})
+    if figure_dirs:
+        lines.append(f"Figures:      {', '.join(figure_dirs)}")
+    lines.append(f"Metrics:      {output_dir / 'metrics.json'}")
+    headline = [f"{name}={metrics[name]:.2f}" for name in ("val/loss", "test/recon", "test/kl", "test/loss") if name in metrics]
+    if headline:
+        lines.append("Per image:    " + "  ".join(headline))
+    print("\n".join(lines), flush=True)
