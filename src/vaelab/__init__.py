@@ -1,3 +1,8 @@
 """vaelab: variational autoencoders on MNIST with PyTorch Lightning and Hydra."""
 
+import warnings
+
 __version__ = "0.1.0"
+
+# pytorch-lightning 2.6 calls a torch pytree API that torch 2.14 deprecates, once per step: noise only.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

@@ -7,7 +7,7 @@ the first two latent dims and the grid varies the first two dims with the others
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from matplotlib.figure import Figure
@@ -26,6 +26,18 @@ def inference(model: ELBOModule) -> Iterator[ELBOModule]:
             yield model
     finally:
         model.train(was_training)
+
+
+def first_images(loader: Iterable[tuple[torch.Tensor, torch.Tensor]], count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` ``(images, labels)`` a loader yields, concatenated."""
+    images, labels, taken = [], [], 0
+    for batch_images, batch_labels in loader:
+        images.append(batch_images)
+        labels.append(batch_labels)
+        taken += len(batch_images)
+        if taken >= count:
+            break
+    return torch.cat(images)[:count], torch.cat(labels)[:count]
 
 
 def encode_means(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:

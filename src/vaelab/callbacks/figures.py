@@ -47,15 +47,7 @@ class FigureCallback(pl.Callback):
             loader = loaders[0] if isinstance(loaders, Sequence) and loaders else loaders
             if not loader:
                 return None
-            batches, count = [], 0
-            for images, labels in loader:
-                batches.append((images, labels))
-                count += len(images)
-                if count >= self.num_points:
-                    break
-            images = torch.cat([b[0] for b in batches])[: self.num_points]
-            labels = torch.cat([b[1] for b in batches])[: self.num_points]
-            self._points = images, labels
+            self._points = figures.first_images(loader, self.num_points)
         return self._points
 
     def _emit(self, trainer: pl.Trainer, pl_module: ELBOModule, suffix: str) -> None:

@@ -1,0 +1,23 @@
+"""Evaluate a checkpoint on the MNIST test split: `python evaluate.py ckpt_path=<file.ckpt>`."""
+
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> float:
+    from vaelab.errors import report_user_errors
+    from vaelab.evaluation import evaluate
+
+    with report_user_errors():
+        metrics = evaluate(cfg)
+    return metrics["loss"]
+
+
+if __name__ == "__main__":
+    main()

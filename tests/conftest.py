@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny MNIST-format data sets written as real IDX files, and the real data when present."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+TINY_TRAIN, TINY_TEST = 600, 200
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array in the IDX format MNIST uses (magic 0x08 = unsigned byte, big-endian dims)."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose content depends on the label: a bright 8x8 block at a label-dependent place, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=count)
+    images = (rng.random((count, 28, 28)) * 40).astype(np.uint8)
+    for image, label in zip(images, labels):
+        row, col = 2 + (label // 5) * 14, 2 + (label % 5) * 5
+        image[row : row + 10, col : col + 6] = 230
+    return images, labels
+
+
+def write_mnist(root: Path, train: int = TINY_TRAIN, test: int = TINY_TEST) -> Path:
+    """A folder ``root`` with ``MNIST/raw/*-ubyte`` as torchvision expects; returns ``root``."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, count, seed in (("train", train, 0), ("t10k", test, 1)):
+        images, labels = synthetic_digits(count, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("tiny_mnist"))
+
+
+@pytest.fixture(scope="session")
+def real_mnist() -> Path:
+    if not (REAL_DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"real MNIST not present in {REAL_DATA_DIR}")
+    return REAL_DATA_DIR
+
+
+def tiny_data_overrides(data_dir: Path) -> list[str]:
+    """Hydra overrides that point a run at the tiny data set, offline."""
+    return [f"data.data_dir={data_dir}", "data.fallback_data_dirs=[]", "data.download=false", "data.val_size=100"]
+
+
+def run_script(script: str, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``train.py``/``evaluate.py`` as a user would, from the project root."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / script), *overrides],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

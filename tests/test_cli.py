@@ -1,0 +1,103 @@
+"""train.py and evaluate.py run as a user runs them, on tiny MNIST-format data, offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import run_script, tiny_data_overrides
+
+SHORT_RUN = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "data.batch_size=50"]
+EXPECTED_FIGURES = {
+    "vae": ["latent_scatter", "latent_grid", "centre_decode"],
+    "conv_vae": ["latent_scatter", "latent_grid", "centre_decode"],
+    "cond_conv_vae": ["latent_scatter", "latent_grid_digit0", "latent_grid_digit9", "centre_decode"],
+}
+
+
+def tensorboard_images(log_dir: Path) -> set[str]:
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return set(events.Tags()["images"])
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One short train.py run per model; returns each run folder."""
+    runs = {}
+    for model in EXPECTED_FIGURES:
+        run_dir = tmp_path_factory.mktemp(f"run_{model}")
+        result = run_script("train.py", f"model={model}", *SHORT_RUN, *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run_dir}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"Run folder:   {run_dir}" in result.stdout
+        runs[model] = run_dir
+    return runs
+
+
+@pytest.mark.parametrize("model", list(EXPECTED_FIGURES))
+def test_train_writes_checkpoints_logs_figures_and_metrics(trained_runs: dict[str, Path], model: str) -> None:
+    run_dir = trained_runs[model]
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == ["best-epoch000.ckpt", "last.ckpt"]
+    assert all("=" not in name for name in checkpoints)
+    for name in EXPECTED_FIGURES[model]:
+        assert (run_dir / "figures" / f"{name}.png").stat().st_size > 1000
+        assert (run_dir / "figures" / f"{name}_epoch000.png").is_file()
+    images = tensorboard_images(run_dir / "tensorboard")
+    assert {f"figures/{name}" for name in EXPECTED_FIGURES[model]} <= images
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("val/loss", "test/recon", "test/kl", "test/loss"):
+        assert metrics[key] == metrics[key] and metrics[key] > 0  # present, not NaN
+    assert abs(metrics["test/loss"] - metrics["test/recon"] - metrics["test/kl"]) < 1e-2
+
+
+def test_evaluate_rebuilds_the_model_from_its_checkpoint(trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path) -> None:
+    checkpoint = trained_runs["cond_conv_vae"] / "checkpoints" / "last.ckpt"
+    data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
+    result = run_script("evaluate.py", f"ckpt_path={checkpoint}", *data, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["model"] == "CondConvVAE" and metrics["split"] == "test" and metrics["images"] == 200
+    assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], abs=1e-2)
+    assert metrics["loss_study_convention"] == pytest.approx(metrics["recon"] + metrics["kl"] / 2, abs=1e-2)
+    for name in ("latent_scatter", "latent_grid_digit0", "centre_decode"):
+        assert (tmp_path / "figures" / f"{name}.png").is_file()
+
+
+def test_multirun_gives_each_job_its_own_folder(tiny_mnist: Path, tmp_path: Path) -> None:
+    result = run_script(
+        "train.py", "-m", "model=vae,conv_vae", *SHORT_RUN, *tiny_data_overrides(tiny_mnist),
+        "logger=csv", "test=false", f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        assert (tmp_path / job / "checkpoints" / "last.ckpt").is_file()
+        assert (tmp_path / job / "csv" / "metrics.csv").is_file()
+    assert "model=conv_vae" in (tmp_path / "1" / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_wrong_group_choice_lists_the_valid_options() -> None:
+    result = run_script("train.py", "model=convvae")
+    assert result.returncode != 0
+    assert "Could not find 'model/convvae'" in result.stderr
+    for option in ("vae", "conv_vae", "cond_conv_vae"):
+        assert f"\t{option}\n" in result.stderr
+
+
+def test_missing_data_is_one_line(tmp_path: Path) -> None:
+    result = run_script("train.py", f"data.data_dir={tmp_path}", "data.fallback_data_dirs=[]", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert errors == [errors[0]] and errors[0].startswith("error: MNIST not found") and str(tmp_path) in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_groups() -> None:
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0
+    for group in ("model:", "trainer:", "logger:", "data:", "callbacks:"):
+        assert group in result.stdout
+    assert "cond_conv_vae" in result.stdout and "multi_gpu" in result.stdout

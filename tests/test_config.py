@@ -1,0 +1,83 @@
+"""Every config composes, and what it describes can be built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra.utils
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from conftest import PROJECT_ROOT
+from vaelab.data import MNISTDataModule
+from vaelab.models import ELBOModule
+from vaelab.training import build_model, instantiate_group
+
+CONFIG_DIR = str(PROJECT_ROOT / "conf")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (PROJECT_ROOT / "conf" / group).glob("*.yaml"))
+
+
+def compose_config(name: str, overrides: list[str], tmp_path: Path) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=name, overrides=[f"paths.output_dir={tmp_path}", *overrides])
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    return cfg
+
+
+def test_groups_have_the_expected_options() -> None:
+    assert options("model") == ["cond_conv_vae", "conv_vae", "vae"]
+    assert options("trainer") == ["cpu", "default", "gpu", "multi_gpu"]
+    assert options("logger") == ["csv", "none", "tensorboard"]
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("logger", options("logger"))
+def test_train_config_builds_model_data_callbacks_and_loggers(model: str, logger: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"model={model}", f"logger={logger}"], tmp_path)
+    built = build_model(cfg.model)
+    assert isinstance(built, ELBOModule) and built.latent_dim == 2
+    assert isinstance(hydra.utils.instantiate(cfg.data), MNISTDataModule)
+    assert len(instantiate_group(cfg.callbacks)) == 5
+    assert len(instantiate_group(cfg.logger)) == (0 if logger == "none" else 1)
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "multi_gpu"])
+def test_trainer_configs(trainer: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"trainer={trainer}"], tmp_path)
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+    assert cfg.trainer.accelerator == ("cpu" if trainer == "cpu" else "gpu")
+    if trainer == "multi_gpu":
+        assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == -1
+    if trainer == "cpu":
+        built = hydra.utils.instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+        assert built.max_epochs == 10
+
+
+def test_keys_people_type(tmp_path: Path) -> None:
+    cfg = compose_config(
+        "train",
+        ["model.latent_dim=8", "model.beta=0.5", "model.optimizer.lr=3e-4", "data.batch_size=64",
+         "data.val_size=1000", "trainer.max_epochs=3", "seed=7", "model=cond_conv_vae"],
+        tmp_path,
+    )
+    built = build_model(cfg.model)
+    assert (built.latent_dim, built.beta, built.num_classes) == (8, 0.5, 10)
+    optimizer = built.configure_optimizers()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(3e-4)
+    assert (cfg.data.batch_size, cfg.data.val_size, cfg.trainer.max_epochs, cfg.seed) == (64, 1000, 3, 7)
+
+
+def test_eval_config_needs_a_checkpoint(tmp_path: Path) -> None:
+    cfg = compose_config("eval", ["ckpt_path=some.ckpt"], tmp_path)
+    assert cfg.ckpt_path == "some.ckpt" and "model" not in cfg
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        assert OmegaConf.is_missing(compose(config_name="eval"), "ckpt_path")
+
+
+def test_debug_preset(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["debug=fast"], tmp_path)
+    assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 5

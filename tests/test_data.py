@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_TEST, TINY_TRAIN, synthetic_digits, write_mnist
+from vaelab.data import MNISTDataModule
+from vaelab.data.mnist import locate_mnist
+from vaelab.errors import VaelabError
+
+
+def make_datamodule(data_dir: Path, **overrides) -> MNISTDataModule:
+    settings = dict(data_dir=str(data_dir), download=False, val_size=100, batch_size=32, eval_batch_size=64)
+    datamodule = MNISTDataModule(**{**settings, **overrides})
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def test_splits_sizes_and_pixel_values(tiny_mnist: Path) -> None:
+    datamodule = make_datamodule(tiny_mnist)
+    assert len(datamodule.train_set) == TINY_TRAIN - 100
+    assert len(datamodule.val_set) == 100
+    assert len(datamodule.test_set) == TINY_TEST
+    # The test split is the official test file, in order, scaled to [0, 1].
+    expected_images, expected_labels = synthetic_digits(TINY_TEST, seed=1)
+    assert torch.equal(datamodule.test_set.labels, torch.from_numpy(expected_labels).long())
+    np.testing.assert_allclose(datamodule.test_set.images[:, 0].numpy(), expected_images / 255.0, atol=1e-6)
+
+
+def test_train_and_val_partition_the_training_file(tiny_mnist: Path) -> None:
+    datamodule = make_datamodule(tiny_mnist)
+    images, _ = synthetic_digits(TINY_TRAIN, seed=0)
+    all_rows = {row.tobytes() for row in (images / 255.0).astype(np.float32).reshape(TINY_TRAIN, -1)}
+    split_rows = [row.numpy().tobytes() for split in (datamodule.train_set, datamodule.val_set) for row in split.images.flatten(1)]
+    assert len(split_rows) == TINY_TRAIN and set(split_rows) == all_rows
+
+
+def test_split_is_seeded(tiny_mnist: Path) -> None:
+    first = make_datamodule(tiny_mnist, split_seed=3).val_set.images
+    again = make_datamodule(tiny_mnist, split_seed=3).val_set.images
+    other = make_datamodule(tiny_mnist, split_seed=4).val_set.images
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_batches_carry_images_and_labels(tiny_mnist: Path) -> None:
+    datamodule = make_datamodule(tiny_mnist)
+    batches = list(datamodule.train_dataloader())
+    images, labels = batches[0]
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.shape == (32,) and labels.dtype == torch.int64
+    assert sum(len(b[0]) for b in batches) == TINY_TRAIN - 100
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    val_images, _ = next(iter(datamodule.val_dataloader()))
+    assert val_images.shape[0] == 64
+    # Shuffled: two epochs visit the training images in different orders.
+    first_epoch = next(iter(datamodule.train_dataloader()))[0]
+    second_epoch = next(iter(datamodule.train_dataloader()))[0]
+    assert not torch.equal(first_epoch, second_epoch)
+
+
+def test_fallback_folder_is_used_when_data_dir_is_empty(tiny_mnist: Path, tmp_path: Path) -> None:
+    assert locate_mnist(tmp_path / "empty", [tmp_path / "also-empty", tiny_mnist], download=False) == tiny_mnist
+
+
+def test_missing_data_names_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(VaelabError) as error:
+        locate_mnist(tmp_path / "nowhere", [tmp_path / "elsewhere"], download=False)
+    message = str(error.value)
+    assert "nowhere" in message and "elsewhere" in message and "data.data_dir=" in message
+    assert "\n" not in message
+
+
+def test_truncated_file_is_one_clear_error(tmp_path: Path) -> None:
+    root = write_mnist(tmp_path)
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    with pytest.raises(VaelabError, match="could not read MNIST"):
+        make_datamodule(root)
+
+
+@pytest.mark.parametrize("settings", [{"val_size": TINY_TRAIN}, {"val_size": 0}, {"batch_size": 0}])
+def test_bad_sizes_are_rejected(tiny_mnist: Path, settings: dict) -> None:
+    with pytest.raises(VaelabError):
+        make_datamodule(tiny_mnist, **settings)
+
+
+def test_real_mnist(real_mnist: Path) -> None:
+    datamodule = make_datamodule(real_mnist, val_size=5000)
+    assert (len(datamodule.train_set), len(datamodule.val_set), len(datamodule.test_set)) == (55000, 5000, 10000)
+    assert torch.bincount(datamodule.test_set.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    mean_pixel = datamodule.test_set.images.mean().item()
+    assert 0.13 < mean_pixel < 0.134  # MNIST's well-known mean intensity, 0.1325 on the test set

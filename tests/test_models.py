@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from vaelab.checkpoints import load_model
+from vaelab.data import MNISTDataModule
+from vaelab.errors import VaelabError
+from vaelab.models import VAE, CondConvVAE, ConvVAE, ELBOModule
+from vaelab.models.base import bernoulli_nll, gaussian_kl
+
+MODEL_CLASSES = [VAE, ConvVAE, CondConvVAE]
+
+
+def small_batch(size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (size,), generator=generator)
+    images = torch.rand(size, 1, 28, 28, generator=generator) * 0.2
+    for image, label in zip(images, labels):  # a label-dependent bright block, learnable
+        image[0, 4 + 2 * label : 10 + 2 * label, 6:20] = 0.9
+    return images, labels
+
+
+@pytest.mark.parametrize("model_class", MODEL_CLASSES)
+@pytest.mark.parametrize("latent_dim", [2, 5])
+def test_shapes(model_class: type[ELBOModule], latent_dim: int) -> None:
+    model = model_class(latent_dim=latent_dim)
+    images, labels = small_batch(8)
+    z_mean, log_var = model.encode(images, labels)
+    assert z_mean.shape == log_var.shape == (8, latent_dim)
+    decoded = model.decode(z_mean, labels)
+    assert decoded.shape == (8, 1, 28, 28)
+    assert 0 < decoded.min() and decoded.max() < 1
+    assert model.sample(6).shape == (6, 1, 28, 28)
+    terms = model.loss_terms(images, labels)
+    assert all(value.shape == (8,) for value in terms.values())
+
+
+def test_kl_is_zero_at_the_prior_and_positive_elsewhere() -> None:
+    assert torch.allclose(gaussian_kl(torch.zeros(4, 3), torch.zeros(4, 3)), torch.zeros(4))
+    generator = torch.Generator().manual_seed(0)
+    z_mean, log_var = torch.randn(1000, 2, generator=generator), torch.randn(1000, 2, generator=generator) * 2
+    assert (gaussian_kl(z_mean, log_var) > 0).all()
+    # Closed form for one dimension: KL(N(1, 1) || N(0, 1)) = 0.5 nats, summed (not averaged) over dims.
+    assert torch.allclose(gaussian_kl(torch.ones(1, 2), torch.zeros(1, 2)), torch.tensor([1.0]))
+
+
+def test_reconstruction_loss_is_summed_bce_per_image() -> None:
+    logits = torch.randn(3, 1, 28, 28)
+    images = torch.rand(3, 1, 28, 28)
+    probabilities = torch.sigmoid(logits)
+    expected = -(images * probabilities.log() + (1 - images) * (1 - probabilities).log()).flatten(1).sum(1)
+    assert torch.allclose(bernoulli_nll(logits, images), expected, rtol=1e-4)
+    # Stable where probabilities saturate: no inf for very confident logits.
+    assert torch.isfinite(bernoulli_nll(torch.full((1, 1, 28, 28), 200.0), torch.zeros(1, 1, 28, 28))).all()
+
+
+@pytest.mark.parametrize("model_class", MODEL_CLASSES)
+def test_loss_is_finite_and_decreases(model_class: type[ELBOModule]) -> None:
+    torch.manual_seed(0)
+    model = model_class()
+    optimizer = model.configure_optimizers()
+    images, labels = small_batch()
+    losses, kls = [], []
+    for _ in range(40):
+        terms = model.loss_terms(images, labels)
+        loss = terms["loss"].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        kls.append(terms["kl"].min().item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert min(kls) >= 0
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+def test_conditional_model_uses_the_label_and_plain_models_ignore_it() -> None:
+    torch.manual_seed(0)
+    z = torch.randn(4, 2)
+    conditional = CondConvVAE()
+    assert not torch.allclose(conditional.decode(z, torch.zeros(4, dtype=torch.long)), conditional.decode(z, torch.ones(4, dtype=torch.long)))
+    with pytest.raises(ValueError, match="conditional"):
+        conditional.decode(z)
+    plain = ConvVAE()
+    assert torch.equal(plain.decode(z, torch.zeros(4, dtype=torch.long)), plain.decode(z))
+
+
+def test_channels_last_gives_the_same_outputs() -> None:
+    torch.manual_seed(0)
+    fast = ConvVAE(channels_last=True)
+    plain = ConvVAE(channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    images, _ = small_batch(8)
+    for fast_out, plain_out in zip(fast.encode(images), plain.encode(images)):
+        assert torch.allclose(fast_out, plain_out, atol=1e-5)
+    z = torch.randn(8, 2)
+    assert torch.allclose(fast.decode(z), plain.decode(z), atol=1e-5)
+
+
+@pytest.mark.parametrize("settings", [{"latent_dim": 0}, {"beta": -1.0}, {"optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": -1}}])
+def test_bad_hyperparameters_are_rejected(settings: dict) -> None:
+    with pytest.raises(VaelabError):
+        ConvVAE(**settings)
+
+
+@pytest.mark.parametrize("model_class", MODEL_CLASSES)
+def test_checkpoint_round_trip(model_class: type[ELBOModule], tiny_mnist: Path, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    model = model_class(latent_dim=3, beta=0.5)
+    datamodule = MNISTDataModule(data_dir=str(tiny_mnist), download=False, val_size=100, batch_size=50)
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    restored = load_model(path)
+    assert type(restored) is model_class
+    assert restored.hparams == model.hparams
+    model.eval()
+    images, labels = small_batch(8)
+    with torch.no_grad():
+        for original, loaded in zip(model.encode(images, labels), restored.encode(images, labels)):
+            assert torch.equal(original, loaded)
+        z = torch.randn(8, 3)
+        assert torch.equal(model.decode(z, labels), restored.decode(z, labels))
+
+
+def test_checkpoint_of_another_model_or_garbage_is_one_clear_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(VaelabError, match="could not read checkpoint"):
+        load_model(garbage)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}, "epoch": 1}, foreign)
+    with pytest.raises(VaelabError, match="not a vaelab checkpoint"):
+        load_model(foreign)
+    with pytest.raises(VaelabError, match="not found"):
+        load_model(tmp_path / "missing.ckpt")
+    mismatched = tmp_path / "mismatched.ckpt"
+    torch.save({"state_dict": VAE().state_dict(), "hyper_parameters": {}, "vaelab_model_class": "vaelab.models.conv_vae.ConvVAE"}, mismatched)
+    with pytest.raises(VaelabError, match="do not fit ConvVAE"):
+        load_model(mismatched)
