@@ -10,7 +10,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import run_script, tiny_data_overrides
 
-SHORT_RUN = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "data.batch_size=50"]
+SHORT_RUN = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "data.batch_size=50",
+]
 EXPECTED_FIGURES = {
     "vae": ["latent_scatter", "latent_grid", "centre_decode"],
     "conv_vae": ["latent_scatter", "latent_grid", "centre_decode"],
@@ -30,7 +35,9 @@ def trained_runs(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     runs = {}
     for model in EXPECTED_FIGURES:
         run_dir = tmp_path_factory.mktemp(f"run_{model}")
-        result = run_script("train.py", f"model={model}", *SHORT_RUN, *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run_dir}")
+        result = run_script(
+            "train.py", f"model={model}", *SHORT_RUN, *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run_dir}"
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"Run folder:   {run_dir}" in result.stdout
         runs[model] = run_dir
@@ -54,7 +61,9 @@ def test_train_writes_checkpoints_logs_figures_and_metrics(trained_runs: dict[st
     assert abs(metrics["test/loss"] - metrics["test/recon"] - metrics["test/kl"]) < 1e-2
 
 
-def test_evaluate_rebuilds_the_model_from_its_checkpoint(trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path) -> None:
+def test_evaluate_rebuilds_the_model_from_its_checkpoint(
+    trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path
+) -> None:
     checkpoint = trained_runs["cond_conv_vae"] / "checkpoints" / "last.ckpt"
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
     result = run_script("evaluate.py", f"ckpt_path={checkpoint}", *data, f"hydra.run.dir={tmp_path}")
@@ -69,8 +78,14 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(trained_runs: dict[str,
 
 def test_multirun_gives_each_job_its_own_folder(tiny_mnist: Path, tmp_path: Path) -> None:
     result = run_script(
-        "train.py", "-m", "model=vae,conv_vae", *SHORT_RUN, *tiny_data_overrides(tiny_mnist),
-        "logger=csv", "test=false", f"hydra.sweep.dir={tmp_path}",
+        "train.py",
+        "-m",
+        "model=vae,conv_vae",
+        *SHORT_RUN,
+        *tiny_data_overrides(tiny_mnist),
+        "logger=csv",
+        "test=false",
+        f"hydra.sweep.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0", "1"):
@@ -88,7 +103,13 @@ def test_wrong_group_choice_lists_the_valid_options() -> None:
 
 
 def test_missing_data_is_one_line(tmp_path: Path) -> None:
-    result = run_script("train.py", f"data.data_dir={tmp_path}", "data.fallback_data_dirs=[]", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_script(
+        "train.py",
+        f"data.data_dir={tmp_path}",
+        "data.fallback_data_dirs=[]",
+        "data.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert errors == [errors[0]] and errors[0].startswith("error: MNIST not found") and str(tmp_path) in errors[0]

@@ -60,8 +60,16 @@ def test_trainer_configs(trainer: str, tmp_path: Path) -> None:
 def test_keys_people_type(tmp_path: Path) -> None:
     cfg = compose_config(
         "train",
-        ["model.latent_dim=8", "model.beta=0.5", "model.optimizer.lr=3e-4", "data.batch_size=64",
-         "data.val_size=1000", "trainer.max_epochs=3", "seed=7", "model=cond_conv_vae"],
+        [
+            "model.latent_dim=8",
+            "model.beta=0.5",
+            "model.optimizer.lr=3e-4",
+            "data.batch_size=64",
+            "data.val_size=1000",
+            "trainer.max_epochs=3",
+            "seed=7",
+            "model=cond_conv_vae",
+        ],
         tmp_path,
     )
     built = build_model(cfg.model)

@@ -35,7 +35,9 @@ def test_train_and_val_partition_the_training_file(tiny_mnist: Path) -> None:
     datamodule = make_datamodule(tiny_mnist)
     images, _ = synthetic_digits(TINY_TRAIN, seed=0)
     all_rows = {row.tobytes() for row in (images / 255.0).astype(np.float32).reshape(TINY_TRAIN, -1)}
-    split_rows = [row.numpy().tobytes() for split in (datamodule.train_set, datamodule.val_set) for row in split.images.flatten(1)]
+    split_rows = [
+        row.numpy().tobytes() for split in (datamodule.train_set, datamodule.val_set) for row in split.images.flatten(1)
+    ]
     assert len(split_rows) == TINY_TRAIN and set(split_rows) == all_rows
 
 
@@ -92,6 +94,17 @@ def test_bad_sizes_are_rejected(tiny_mnist: Path, settings: dict) -> None:
 def test_real_mnist(real_mnist: Path) -> None:
     datamodule = make_datamodule(real_mnist, val_size=5000)
     assert (len(datamodule.train_set), len(datamodule.val_set), len(datamodule.test_set)) == (55000, 5000, 10000)
-    assert torch.bincount(datamodule.test_set.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert torch.bincount(datamodule.test_set.labels).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
     mean_pixel = datamodule.test_set.images.mean().item()
     assert 0.13 < mean_pixel < 0.134  # MNIST's well-known mean intensity, 0.1325 on the test set

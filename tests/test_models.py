@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
@@ -83,7 +82,9 @@ def test_conditional_model_uses_the_label_and_plain_models_ignore_it() -> None:
     torch.manual_seed(0)
     z = torch.randn(4, 2)
     conditional = CondConvVAE()
-    assert not torch.allclose(conditional.decode(z, torch.zeros(4, dtype=torch.long)), conditional.decode(z, torch.ones(4, dtype=torch.long)))
+    assert not torch.allclose(
+        conditional.decode(z, torch.zeros(4, dtype=torch.long)), conditional.decode(z, torch.ones(4, dtype=torch.long))
+    )
     with pytest.raises(ValueError, match="conditional"):
         conditional.decode(z)
     plain = ConvVAE()
@@ -102,7 +103,10 @@ def test_channels_last_gives_the_same_outputs() -> None:
     assert torch.allclose(fast.decode(z), plain.decode(z), atol=1e-5)
 
 
-@pytest.mark.parametrize("settings", [{"latent_dim": 0}, {"beta": -1.0}, {"optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": -1}}])
+@pytest.mark.parametrize(
+    "settings",
+    [{"latent_dim": 0}, {"beta": -1.0}, {"optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": -1}}],
+)
 def test_bad_hyperparameters_are_rejected(settings: dict) -> None:
     with pytest.raises(VaelabError):
         ConvVAE(**settings)
@@ -114,8 +118,13 @@ def test_checkpoint_round_trip(model_class: type[ELBOModule], tiny_mnist: Path, 
     model = model_class(latent_dim=3, beta=0.5)
     datamodule = MNISTDataModule(data_dir=str(tiny_mnist), download=False, val_size=100, batch_size=50)
     trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     trainer.fit(model, datamodule=datamodule)
     path = tmp_path / "model.ckpt"
@@ -145,6 +154,13 @@ def test_checkpoint_of_another_model_or_garbage_is_one_clear_error(tmp_path: Pat
     with pytest.raises(VaelabError, match="not found"):
         load_model(tmp_path / "missing.ckpt")
     mismatched = tmp_path / "mismatched.ckpt"
-    torch.save({"state_dict": VAE().state_dict(), "hyper_parameters": {}, "vaelab_model_class": "vaelab.models.conv_vae.ConvVAE"}, mismatched)
+    torch.save(
+        {
+            "state_dict": VAE().state_dict(),
+            "hyper_parameters": {},
+            "vaelab_model_class": "vaelab.models.conv_vae.ConvVAE",
+        },
+        mismatched,
+    )
     with pytest.raises(VaelabError, match="do not fit ConvVAE"):
         load_model(mismatched)

@@ -21,7 +21,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> EL
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise VaelabError(f"could not read checkpoint {path}, truncated or not a PyTorch checkpoint ({reason[:120]})") from error
+        raise VaelabError(
+            f"could not read checkpoint {path}, truncated or not a PyTorch checkpoint ({reason[:120]})"
+        ) from error
     class_path = checkpoint.get("vaelab_model_class") if isinstance(checkpoint, dict) else None
     if class_path is None or "state_dict" not in checkpoint:
         raise VaelabError(f"{path} is not a vaelab checkpoint (it names no vaelab model class).")

@@ -1,8 +1,8 @@
 """Errors a user can cause: the entry points print their message as one line, no traceback."""
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from hydra.errors import InstantiationException
 

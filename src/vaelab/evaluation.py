@@ -13,10 +13,12 @@ from omegaconf import DictConfig
 from vaelab import figures
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
+from vaelab.runtime import tune_malloc
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Per-image test recon, KL and loss of ``cfg.ckpt_path``; ``metrics.json`` and figures in the run folder."""
+    tune_malloc()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)  # the ELBO is a one-sample estimate: seed it
     output_dir = Path(cfg.paths.output_dir)

@@ -6,8 +6,8 @@ the first two latent dims and the grid varies the first two dims with the others
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence
 
 import torch
 from matplotlib.figure import Figure

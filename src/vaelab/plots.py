@@ -5,7 +5,7 @@ Callbacks log these figures during training; ``evaluate.py`` writes them for a c
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from vaelab.callbacks import FigureCallback
+from vaelab.runtime import tune_malloc
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
+    tune_malloc()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -89,7 +91,9 @@ def print_locations(
     if figure_dirs:
         lines.append(f"Figures:      {', '.join(figure_dirs)}")
     lines.append(f"Metrics:      {output_dir / 'metrics.json'}")
-    headline = [f"{name}={metrics[name]:.2f}" for name in ("val/loss", "test/recon", "test/kl", "test/loss") if name in metrics]
+    headline = [
+        f"{name}={metrics[name]:.2f}" for name in ("val/loss", "test/recon", "test/kl", "test/loss") if name in metrics
+    ]
     if headline:
         lines.append("Per image:    " + "  ".join(headline))
     print("\n".join(lines), flush=True)

@@ -8,8 +8,8 @@ images, taken once, so the figures of different epochs are comparable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytorch_lightning as pl
 import torch

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -106,7 +106,9 @@ class MNISTDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
-            raise VaelabError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size} and {eval_batch_size}.")
+            raise VaelabError(
+                f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size} and {eval_batch_size}."
+            )
         if val_size < 1:
             raise VaelabError(f"data.val_size must be >= 1 (checkpoints are chosen by val loss), got {val_size}.")
         self.data_dir = data_dir

@@ -8,7 +8,8 @@ means over the images of an epoch: ``{stage}/recon``, ``{stage}/kl``, ``{stage}/
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import hydra.utils
 import pytorch_lightning as pl

@@ -7,7 +7,7 @@ logits ``[B, 1, 28, 28]``. ``condition`` is the one-hot label for conditional mo
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
