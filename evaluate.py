@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on the MNIST test split: `python evaluate.py ckpt_path=<file.ckpt>`."""
+"""Evaluate checkpoints on the MNIST test split: `python evaluate.py ckpt_path=<file.ckpt>` or `runs=[...]`."""
 
 import os
 from pathlib import Path
@@ -15,8 +15,8 @@ def main(cfg: DictConfig) -> float:
     from vaelab.evaluation import evaluate
 
     with report_user_errors():
-        metrics = evaluate(cfg)
-    return metrics["loss"]
+        results = evaluate(cfg)
+    return results[0]["loss"]
 
 
 if __name__ == "__main__":

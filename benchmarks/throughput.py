@@ -112,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument(
-        "--steps", type=int, default=200, help="timed training steps per loop (after %d warm-up)" % WARMUP_STEPS
+        "--steps", type=int, default=200, help=f"timed training steps per loop (after {WARMUP_STEPS} warm-up)"
     )
     parser.add_argument("--repeats", type=int, default=3, help="rounds of each loop; the best round counts")
     parser.add_argument("--eval", action="store_true", help="also time evaluation of the 10k test images")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -66,14 +67,59 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
 ) -> None:
     checkpoint = trained_runs["cond_conv_vae"] / "checkpoints" / "last.ckpt"
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
-    result = run_script("evaluate.py", f"ckpt_path={checkpoint}", *data, f"hydra.run.dir={tmp_path}")
+    result = run_script(
+        "evaluate.py",
+        f"ckpt_path={checkpoint}",
+        *data,
+        "iwae_samples=10",
+        "figures.num_points=100",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["model"] == "CondConvVAE" and metrics["split"] == "test" and metrics["images"] == 200
+    assert (metrics["epochs"], metrics["latent_dim"], metrics["iwae_samples"], metrics["seed"]) == (1, 2, 10, 42)
     assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], abs=1e-2)
     assert metrics["loss_study_convention"] == pytest.approx(metrics["recon"] + metrics["kl"] / 2, abs=1e-2)
-    for name in ("latent_scatter", "latent_grid_digit0", "centre_decode"):
-        assert (tmp_path / "figures" / f"{name}.png").is_file()
+    assert 0 < metrics["iwae_nll"] < 1000 and metrics["seconds_per_epoch"] > 0
+    for name in ("latent_scatter", "latent_grid_digit0", "centre_decode", "reconstructions", "interpolation"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
+    assert (tmp_path / "tensorboard" / "projector_config.pbtxt").is_file()
+    assert list((tmp_path / "tensorboard").rglob("metadata.tsv"))
+
+
+def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path) -> None:
+    data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
+    runs = f"runs=[{trained_runs['vae']},{trained_runs['conv_vae']}]"
+    result = run_script(
+        "evaluate.py",
+        runs,
+        *data,
+        "iwae_samples=5",
+        "projector=false",
+        "figures.num_points=100",
+        f"report_dir={tmp_path / 'report'}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for folder in (tmp_path / "eval", tmp_path / "report"):
+        rows = list(csv.DictReader((folder / "results.csv").open()))
+        assert [row["model"].split("-")[0] for row in rows] == ["vae", "conv_vae"]
+        assert list(rows[0]) == ["model", "split", "latent_dim", "epochs", "recon", "kl", "loss",
+                                 "loss_study_convention", "iwae_nll", "seconds_per_epoch", "device"]  # fmt: skip
+        assert all(float(row["loss"]) > 0 and row["split"] == "test" for row in rows)
+        assert (folder / "comparison.png").stat().st_size > 10_000
+        assert (folder / "results_table.md").read_text().count("\n") == 4
+    assert len([p for p in (tmp_path / "eval").iterdir() if (p / "metrics.json").is_file()]) == 2
+
+
+def test_evaluate_on_a_corrupt_checkpoint_is_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"\x80\x02garbage")
+    result = run_script("evaluate.py", f"ckpt_path={broken}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: could not read checkpoint")
 
 
 def test_multirun_gives_each_job_its_own_folder(tiny_mnist: Path, tmp_path: Path) -> None:

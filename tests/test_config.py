@@ -83,7 +83,7 @@ def test_eval_config_needs_a_checkpoint(tmp_path: Path) -> None:
     cfg = compose_config("eval", ["ckpt_path=some.ckpt"], tmp_path)
     assert cfg.ckpt_path == "some.ckpt" and "model" not in cfg
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        assert OmegaConf.is_missing(compose(config_name="eval"), "ckpt_path")
+        assert compose(config_name="eval").ckpt_path is None
 
 
 def test_debug_preset(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import hydra.utils
 import torch
@@ -11,8 +12,8 @@ from vaelab.errors import VaelabError
 from vaelab.models.base import ELBOModule
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> ELBOModule:
-    """The model saved in a vaelab checkpoint, in eval mode; any problem is one ``VaelabError`` line."""
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint's contents; a missing, unreadable or foreign file is one ``VaelabError`` line."""
     path = Path(path)
     if not path.is_file():
         raise VaelabError(f"checkpoint not found: {path}")
@@ -24,9 +25,14 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> EL
         raise VaelabError(
             f"could not read checkpoint {path}, truncated or not a PyTorch checkpoint ({reason[:120]})"
         ) from error
-    class_path = checkpoint.get("vaelab_model_class") if isinstance(checkpoint, dict) else None
-    if class_path is None or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or "vaelab_model_class" not in checkpoint or "state_dict" not in checkpoint:
         raise VaelabError(f"{path} is not a vaelab checkpoint (it names no vaelab model class).")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> ELBOModule:
+    """The model class the checkpoint names, built from its hyperparameters, with its weights, in eval mode."""
+    class_path = checkpoint["vaelab_model_class"]
     try:
         model_class = hydra.utils.get_class(class_path)
     except Exception as error:
@@ -40,3 +46,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> EL
         first_line = str(error).strip().splitlines()[0]
         raise VaelabError(f"the weights in {path} do not fit {model_class.__name__}: {first_line}") from error
     return model.eval()
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> ELBOModule:
+    """The model saved in a vaelab checkpoint, in eval mode."""
+    return model_from_checkpoint(read_checkpoint(path, map_location), path)

@@ -1,65 +1,240 @@
-"""``evaluate(cfg)``: test a checkpoint on the official test split, write metrics and figures."""
+"""``evaluate(cfg)``: the test-split report of one checkpoint, or a comparison of several runs.
+
+One checkpoint (``ckpt_path=``): ``metrics.json`` (recon, KL, ELBO per image, the IWAE estimate of the
+test log-likelihood) and figures in the eval run folder, and the test-set latent codes in
+TensorBoard's Projector. Several (``runs=[...]``, run folders, checkpoints or a multirun folder):
+the same for each, in a sub-folder per run, plus ``results.csv``, ``results.md`` and ``comparison.png``.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import hydra.utils
 import pytorch_lightning as pl
+import torch
+import yaml
 from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
 
-from vaelab import figures
-from vaelab.checkpoints import load_model
+from vaelab import figures, plots
+from vaelab.checkpoints import model_from_checkpoint, read_checkpoint
 from vaelab.data import MNISTDataModule
-from vaelab.runtime import tune_malloc
+from vaelab.errors import VaelabError
+from vaelab.likelihood import iwae_log_likelihood
+from vaelab.models.base import ELBOModule
+from vaelab.runtime import describe_device, tune_malloc
+
+RESULT_COLUMNS = (
+    "model", "split", "latent_dim", "epochs", "recon", "kl", "loss",
+    "loss_study_convention", "iwae_nll", "seconds_per_epoch", "device",
+)  # fmt: skip
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Per-image test recon, KL and loss of ``cfg.ckpt_path``; ``metrics.json`` and figures in the run folder."""
+def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Evaluate ``cfg.ckpt_path`` or every run in ``cfg.runs`` on the test split; returns one metrics dict each."""
     tune_malloc()
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)  # the ELBO is a one-sample estimate: seed it
+    sources = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
     output_dir = Path(cfg.paths.output_dir)
-    model = load_model(cfg.ckpt_path)
     datamodule: MNISTDataModule = hydra.utils.instantiate(cfg.data)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
-    (results,) = trainer.test(model, datamodule=datamodule)
 
-    latent_dim = model.latent_dim
+    results = []
+    for checkpoint_path in sources:
+        run_output = (
+            output_dir if len(sources) == 1 and not cfg.get("runs") else output_dir / run_label(checkpoint_path)
+        )
+        results.append(evaluate_checkpoint(cfg, checkpoint_path, datamodule, trainer, run_output))
+    if cfg.get("runs"):
+        write_comparison(results, sources, output_dir, cfg.get("report_dir"))
+    return results
+
+
+def checkpoint_sources(ckpt_path: str | None, runs: Any) -> list[Path]:
+    """The checkpoints to evaluate: ``ckpt_path``, or for each entry of ``runs`` a checkpoint file, a run folder
+    (its best checkpoint, else ``last.ckpt``) or a multirun folder (each of its job folders)."""
+    if bool(ckpt_path) == bool(runs):
+        raise VaelabError("pass exactly one of ckpt_path=<file.ckpt> or runs='[<run folder>, ...]'.")
+    if ckpt_path:
+        return [Path(ckpt_path)]
+    entries = [runs] if isinstance(runs, str) else list(runs)
+    found: list[Path] = []
+    for entry in map(Path, entries):
+        if entry.is_file():
+            found.append(entry)
+        elif (entry / "checkpoints").is_dir():
+            found.append(run_checkpoint(entry))
+        elif entry.is_dir() and (jobs := sorted(p for p in entry.iterdir() if (p / "checkpoints").is_dir())):
+            found.extend(run_checkpoint(job) for job in jobs)
+        else:
+            raise VaelabError(
+                f"{entry} is neither a checkpoint, a run folder (with checkpoints/) nor a multirun folder."
+            )
+    return found
+
+
+def run_checkpoint(run_dir: Path) -> Path:
+    best = sorted((run_dir / "checkpoints").glob("best*.ckpt"))
+    chosen = best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
+    if not chosen.is_file():
+        raise VaelabError(f"{run_dir / 'checkpoints'} holds no best*.ckpt and no last.ckpt.")
+    return chosen
+
+
+def run_folder(checkpoint_path: Path) -> Path | None:
+    """The training run folder a checkpoint was saved in, if it is laid out as train.py lays it out."""
+    parent = checkpoint_path.resolve().parent
+    return parent.parent if parent.name == "checkpoints" else None
+
+
+def run_label(checkpoint_path: Path) -> str:
+    """A readable name for a run: its experiment or model choice, and the run folder's name."""
+    run_dir = run_folder(checkpoint_path)
+    if run_dir is None:
+        return checkpoint_path.stem
+    choices = {}
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    if hydra_file.is_file():
+        choices = yaml.safe_load(hydra_file.read_text()).get("hydra", {}).get("runtime", {}).get("choices", {})
+    name = choices.get("experiment") or choices.get("model") or "run"
+    return f"{name}-{run_dir.name}"
+
+
+def evaluate_checkpoint(
+    cfg: DictConfig, checkpoint_path: Path, datamodule: MNISTDataModule, trainer: pl.Trainer, output_dir: Path
+) -> dict[str, Any]:
+    """Test metrics, IWAE estimate, figures and projector embedding of one checkpoint."""
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)  # the ELBO and IWAE are Monte-Carlo estimates: seed them
+    checkpoint = read_checkpoint(checkpoint_path)
+    model = model_from_checkpoint(checkpoint, checkpoint_path)
+    (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
+    model = model.to(trainer.strategy.root_device).eval()
+    images, labels = datamodule.test_set.images, datamodule.test_set.labels
+
+    training_facts = read_training_facts(checkpoint_path)
     metrics: dict[str, Any] = {
-        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-        "model": type(model).__name__,
+        "checkpoint": str(checkpoint_path.resolve()),
+        "model": run_label(checkpoint_path) if cfg.get("runs") else type(model).__name__,
+        "model_class": type(model).__name__,
         "split": "test",
-        "images": len(datamodule.test_set),
-        "latent_dim": latent_dim,
+        "images": len(labels),
+        "latent_dim": model.latent_dim,
+        "epochs": checkpoint.get("epoch", -1) + 1,
         "seed": cfg.get("seed"),
-        "recon": results["test/recon"],
-        "kl": results["test/kl"],
-        "loss": results["test/loss"],
+        "recon": test["test/recon"],
+        "kl": test["test/kl"],
+        "loss": test["test/loss"],
         # The study averaged the KL over the latent dims instead of summing it.
-        "loss_study_convention": results["test/recon"] + results["test/kl"] / latent_dim,
+        "loss_study_convention": test["test/recon"] + test["test/kl"] / model.latent_dim,
+        "iwae_samples": cfg.iwae_samples,
+        "iwae_nll": float("nan"),
+        "seconds_per_epoch": training_facts.get("seconds_per_epoch", float("nan")),
+        "device": training_facts.get("device", describe_device(trainer.strategy.root_device)),
     }
+    if cfg.iwae_samples > 0:
+        log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None, cfg.iwae_samples)
+        metrics["iwae_nll"] = -log_likelihood.mean().item()
+
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-
-    figure_dir = output_dir / "figures"
-    figure_dir.mkdir(exist_ok=True)
-    model = model.to(trainer.strategy.root_device)
-    images, labels = figures.first_images(datamodule.test_dataloader(), cfg.figures.num_points)
-    drawn = {
-        "latent_scatter": figures.latent_scatter_figure(model, images, labels),
-        **figures.latent_grid_figures(model, images, labels, cfg.figures.grid_size),
-        "centre_decode": figures.centre_decode_figure(model),
-    }
-    for name, figure in drawn.items():
-        figure.savefig(figure_dir / f"{name}.png")
-
+    draw_figures(model, images, labels, output_dir / "figures", cfg.figures)
+    if cfg.projector:
+        write_projector(model, images[: cfg.figures.num_points], labels[: cfg.figures.num_points], output_dir)
     print(
-        f"Metrics:  {output_dir / 'metrics.json'}\nFigures:  {figure_dir}\n"
-        f"Per image (test, KL summed over {latent_dim} dims): recon={metrics['recon']:.2f} "
-        f"kl={metrics['kl']:.2f} loss={metrics['loss']:.2f} (study convention {metrics['loss_study_convention']:.2f})",
+        f"{metrics['model']}: test per image: recon={metrics['recon']:.2f} kl={metrics['kl']:.2f} "
+        f"loss={metrics['loss']:.2f} (study convention {metrics['loss_study_convention']:.2f}) "
+        f"iwae_nll(K={cfg.iwae_samples})={metrics['iwae_nll']:.2f}\n  -> {output_dir}",
         flush=True,
     )
     return metrics
+
+
+def read_training_facts(checkpoint_path: Path) -> dict[str, Any]:
+    """``seconds_per_epoch`` and ``device`` from the training run's ``metrics.json``, when there is one."""
+    run_dir = run_folder(checkpoint_path)
+    metrics_file = run_dir / "metrics.json" if run_dir else None
+    if metrics_file is None or not metrics_file.is_file():
+        return {}
+    facts = json.loads(metrics_file.read_text())
+    return {key: facts[key] for key in ("seconds_per_epoch", "device") if key in facts}
+
+
+def draw_figures(
+    model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, figure_dir: Path, settings: Any
+) -> None:
+    """The training figures on the test split, plus reconstructions and latent interpolations."""
+    subset_images, subset_labels = images[: settings.num_points], labels[: settings.num_points]
+    drawn = {
+        "latent_scatter": figures.latent_scatter_figure(model, subset_images, subset_labels),
+        **figures.latent_grid_figures(model, subset_images, subset_labels, settings.grid_size),
+        "centre_decode": figures.centre_decode_figure(model),
+        "reconstructions": figures.reconstruction_figure(model, images, labels),
+        "interpolation": figures.interpolation_figure(model, images, labels, steps=settings.interpolation_steps),
+    }
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    for name, figure in drawn.items():
+        figure.savefig(figure_dir / f"{name}.png")
+
+
+def write_projector(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, output_dir: Path) -> None:
+    """Test-set z_mean with digit labels and thumbnails for TensorBoard's Projector tab."""
+    z_mean = figures.encode_means(model, images, labels)
+    with SummaryWriter(str(output_dir / "tensorboard")) as writer:
+        writer.add_embedding(z_mean, metadata=labels.tolist(), label_img=images, tag="test_z_mean")
+
+
+def validation_curve(run_dir: Path | None) -> tuple[list[int], list[float]] | None:
+    """``val/loss`` per epoch from a run's CSV log, else its TensorBoard log."""
+    if run_dir is None:
+        return None
+    csv_file = run_dir / "csv" / "metrics.csv"
+    if csv_file.is_file():
+        rows = [row for row in csv.DictReader(csv_file.open()) if row.get("val/loss")]
+        return [int(row["epoch"]) for row in rows], [float(row["val/loss"]) for row in rows]
+    if (run_dir / "tensorboard").is_dir():
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        if "val/loss" in events.Tags()["scalars"] and "epoch" in events.Tags()["scalars"]:
+            epoch_at_step = {event.step: int(event.value) for event in events.Scalars("epoch")}
+            points = [(epoch_at_step.get(e.step, -1), e.value) for e in events.Scalars("val/loss")]
+            return [p[0] for p in points], [p[1] for p in points]
+    return None
+
+
+def write_comparison(
+    results: list[dict[str, Any]], sources: list[Path], output_dir: Path, report_dir: str | None
+) -> None:
+    """``results.csv`` and ``results.md`` (one row per run) and ``comparison.png``; copies into ``report_dir``."""
+    rows = [{column: result[column] for column in RESULT_COLUMNS} for result in results]
+    table = markdown_table(rows)
+    curves = {r["model"]: curve for r, s in zip(results, sources) if (curve := validation_curve(run_folder(s)))}
+    figure = plots.comparison(
+        [r["model"] for r in results], [r["recon"] for r in results], [r["kl"] for r in results], curves
+    )
+    for folder in [output_dir, *([Path(report_dir)] if report_dir else [])]:
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "results.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        (folder / "results_table.md").write_text(table)
+        figure.savefig(folder / "comparison.png")
+    print(table + f"\nComparison: {output_dir}" + (f" and {report_dir}" if report_dir else ""), flush=True)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else f"{value:.2f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(RESULT_COLUMNS) + " |", "|" + " --- |" * len(RESULT_COLUMNS)]
+    lines += ["| " + " | ".join(cell(row[column]) for column in RESULT_COLUMNS) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

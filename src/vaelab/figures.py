@@ -112,3 +112,34 @@ def centre_decode_figure(model: ELBOModule) -> Figure:
         images = model.decode(torch.zeros(count, model.latent_dim, device=model.device, dtype=model.dtype), labels)
     titles = [f"digit {d}" for d in range(count)] if model.num_classes else ["z = 0"]
     return plots.image_row(images, titles, suptitle="Decode of z = 0")
+
+
+def reconstruction_figure(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, count: int = 12) -> Figure:
+    """Inputs (top row) above their reconstructions: the decode of z_mean."""
+    images, labels = images[:count].to(model.device), labels[:count].to(model.device)
+    with inference(model):
+        z_mean, _ = model.encode(images, labels)
+        reconstructions = model.decode(z_mean, labels)
+    return plots.image_rows([images, reconstructions], ["input", "reconstruction"], title="Reconstructions")
+
+
+def interpolation_figure(
+    model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, pairs: int = 4, steps: int = 10
+) -> Figure:
+    """Decodes along straight lines in latent space between the z_mean of pairs of test digits.
+
+    Pair ``i`` joins image ``2i`` and ``2i + 1``; a conditional model decodes the first image's label.
+    """
+    starts, ends = images[0 : 2 * pairs : 2], images[1 : 2 * pairs : 2]
+    start_labels, end_labels = labels[0 : 2 * pairs : 2], labels[1 : 2 * pairs : 2]
+    weights = torch.linspace(0, 1, steps, device=model.device)[:, None]
+    rows, titles = [], []
+    with inference(model):
+        z_start, _ = model.encode(starts.to(model.device), start_labels.to(model.device))
+        z_end, _ = model.encode(ends.to(model.device), end_labels.to(model.device))
+        for index in range(len(starts)):
+            path = (1 - weights) * z_start[index] + weights * z_end[index]
+            row_labels = start_labels[index].repeat(steps).to(model.device)
+            rows.append(model.decode(path, row_labels))
+            titles.append(f"{start_labels[index].item()} -> {end_labels[index].item()}")
+    return plots.image_rows(rows, titles, title="Latent interpolation")

@@ -76,3 +76,49 @@ def image_row(images: torch.Tensor, titles: Sequence[str], suptitle: str = "") -
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def image_rows(rows: Sequence[torch.Tensor], row_titles: Sequence[str], title: str = "") -> Figure:
+    """Several rows of images ``[K, 1, H, W]`` (same K), one title per row: e.g. inputs above reconstructions."""
+    count = len(rows[0])
+    fig = Figure(figsize=(0.9 * count + 1.2, 1.0 * len(rows) + 0.6), dpi=100)
+    axes = fig.subplots(len(rows), count, squeeze=False)
+    for row_axes, images, row_title in zip(axes, rows, row_titles):
+        for ax, image in zip(row_axes, images.detach().float().cpu()):
+            ax.imshow(image[0].numpy(), cmap="Greys_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row_axes[0].set_ylabel(row_title, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def comparison(
+    names: Sequence[str],
+    recon: Sequence[float],
+    kl: Sequence[float],
+    val_curves: dict[str, tuple[Sequence[int], Sequence[float]]],
+) -> Figure:
+    """Left: stacked per-image recon + KL bars per model. Right: validation loss per epoch of each run."""
+    fig = Figure(figsize=(12, 4.5), dpi=100)
+    bars, curves = fig.subplots(1, 2)
+    positions = np.arange(len(names))
+    bars.bar(positions, recon, label="recon (BCE)")
+    bars.bar(positions, kl, bottom=recon, label="KL")
+    for x, r, k in zip(positions, recon, kl):
+        bars.text(x, r + k, f"{r + k:.1f}", ha="center", va="bottom", fontsize=9)
+    bars.set_xticks(positions, names, rotation=20, ha="right")
+    bars.set_ylabel("nats per image (test)")
+    bars.set_title("Test negative ELBO")
+    bars.legend(loc="lower right")
+    for name, (epochs, losses) in val_curves.items():
+        curves.plot(epochs, losses, marker=".", label=name)
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("val/loss (nats per image)")
+    curves.set_title("Validation loss")
+    if val_curves:
+        curves.legend()
+    fig.tight_layout()
+    return fig

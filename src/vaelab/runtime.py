@@ -5,6 +5,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import platform
+from pathlib import Path
+
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +44,18 @@ def tune_malloc() -> bool:
     if not _tuned:
         log.debug("mallopt refused the thresholds; allocator left as it is")
     return _tuned
+
+
+def describe_device(device: torch.device) -> str:
+    """A short name of the machine a run used, for reports: the GPU's name, or the CPU's and its threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model_name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {model_name}, {torch.get_num_threads()} threads"

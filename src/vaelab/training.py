@@ -14,7 +14,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from vaelab.callbacks import FigureCallback
-from vaelab.runtime import tune_malloc
+from vaelab.callbacks.timing import FitTimer
+from vaelab.runtime import describe_device, tune_malloc
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg.model)
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    fit_timer = FitTimer()
+    callbacks = [*instantiate_group(cfg.get("callbacks")), fit_timer]
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
@@ -63,9 +65,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False)
         metrics.update(scalar_metrics(trainer.callback_metrics))
 
+    run_facts = {
+        "epochs": trainer.current_epoch,
+        "fit_seconds": round(fit_timer.seconds, 1),
+        # Wall time per epoch of this fit: training, validation and figure callbacks included.
+        "seconds_per_epoch": round(fit_timer.seconds_per_epoch, 1),
+        "device": describe_device(trainer.strategy.root_device),
+    }
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (output_dir / "metrics.json").write_text(json.dumps({**metrics, **run_facts}, indent=2) + "\n")
         print_locations(output_dir, checkpoint_paths, loggers, callbacks, metrics)
     return metrics
 

@@ -50,7 +50,13 @@ class ELBOModule(pl.LightningModule):
     encoder: nn.Module
     decoder: nn.Module
 
-    def __init__(self, latent_dim: int, beta: float = 1.0, optimizer: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        beta: float = 1.0,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if latent_dim < 1:
             raise VaelabError(f"model.latent_dim must be >= 1, got {latent_dim}.")
@@ -61,6 +67,7 @@ class ELBOModule(pl.LightningModule):
         self.latent_dim = latent_dim
         self.beta = beta
         self.optimizer_config = dict(optimizer if optimizer is not None else DEFAULT_OPTIMIZER)
+        self.scheduler_config = dict(scheduler) if scheduler else None
         if not self.optimizer_config.get("_partial_", False):
             raise VaelabError("model.optimizer needs `_partial_: true` so the module can bind its parameters.")
         if float(self.optimizer_config.get("lr", 1.0)) <= 0:
@@ -165,9 +172,13 @@ class ELBOModule(pl.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self.step(batch, "test")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        # The optimizer config is a ``_partial_`` target: instantiate, then bind the parameters.
-        return hydra.utils.instantiate(self.optimizer_config)(self.parameters())
+    def configure_optimizers(self) -> Any:
+        # Optimizer and scheduler configs are ``_partial_`` targets: instantiate, then bind.
+        optimizer = hydra.utils.instantiate(self.optimizer_config)(self.parameters())
+        if self.scheduler_config is None:
+            return optimizer
+        scheduler = hydra.utils.instantiate(self.scheduler_config)(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets ``vaelab.checkpoints.load_model`` rebuild the right variant from the file alone.

@@ -27,8 +27,9 @@ class ConvVAE(ELBOModule):
         beta: float = 1.0,
         channels_last: bool = True,
         optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(latent_dim=latent_dim, beta=beta, optimizer=optimizer)
+        super().__init__(latent_dim=latent_dim, beta=beta, optimizer=optimizer, scheduler=scheduler)
         self.encoder = ConvEncoder(latent_dim, list(encoder_channels), hidden_dim, self.condition_dim)
         self.decoder = ConvDecoder(latent_dim, list(decoder_channels), self.condition_dim)
         if channels_last:

@@ -18,7 +18,8 @@ class VAE(ELBOModule):
         hidden_dims: Sequence[int] = (512, 256),
         beta: float = 1.0,
         optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(latent_dim=latent_dim, beta=beta, optimizer=optimizer)
+        super().__init__(latent_dim=latent_dim, beta=beta, optimizer=optimizer, scheduler=scheduler)
         self.encoder = DenseEncoder(latent_dim, list(hidden_dims), self.condition_dim)
         self.decoder = DenseDecoder(latent_dim, list(reversed(hidden_dims)), self.condition_dim)
