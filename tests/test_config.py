@@ -89,3 +89,17 @@ def test_eval_config_needs_a_checkpoint(tmp_path: Path) -> None:
 def test_debug_preset(tmp_path: Path) -> None:
     cfg = compose_config("train", ["debug=fast"], tmp_path)
     assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 5
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiments_compose_and_keep_a_2d_latent(experiment: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"+experiment={experiment}"], tmp_path)
+    built = build_model(cfg.model)
+    assert built.latent_dim == 2 and cfg.data.batch_size == 128
+    assert cfg.model._target_.split(".")[-1] == type(built).__name__
+    optimizer = built.configure_optimizers()
+    if experiment.endswith("_best"):
+        assert cfg.trainer.max_epochs == 10
+        assert type(optimizer["lr_scheduler"]["scheduler"]).__name__ == "CosineAnnealingLR"
+    else:
+        assert cfg.trainer.max_epochs == 30 and optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
