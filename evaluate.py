@@ -6,6 +6,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+import vaelab  # noqa: F401  (registers the config resolvers)
+
 os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))
 
 

@@ -12,9 +12,12 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vaelab.callbacks import FigureCallback
 from vaelab.callbacks.timing import FitTimer
+from vaelab.errors import VaelabError
+from vaelab.models.base import NonFiniteLossError
 from vaelab.runtime import describe_device, tune_malloc
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,16 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in sorted(metrics.items())}
 
 
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path``, or ``<resume>/checkpoints/last.ckpt``."""
+    if cfg.get("resume"):
+        last = Path(cfg.resume) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise VaelabError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that run folder.")
+        return str(last)
+    return cfg.get("ckpt_path")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
     tune_malloc()
@@ -52,10 +65,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg))
+    except SIGTERMException:
+        raise VaelabError(f"stopped by SIGTERM; resume with resume={output_dir}") from None
+    except NonFiniteLossError as error:
+        last = checkpoint.last_model_path if checkpoint else ""
+        raise VaelabError(f"{error}; last good checkpoint: {last or 'none saved yet'}") from None
     metrics = scalar_metrics(trainer.callback_metrics)
 
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     # Read before testing: restoring the best checkpoint resets the callback's state.
     checkpoint_paths = {"best": checkpoint.best_model_path, "last": checkpoint.last_model_path} if checkpoint else {}
     if cfg.get("test"):

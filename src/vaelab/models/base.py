@@ -37,6 +37,10 @@ def bernoulli_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), images.float(), reduction="none").flatten(1).sum(dim=1)
 
 
+class NonFiniteLossError(VaelabError):
+    """The training loss became NaN or infinite (usually a learning rate too high)."""
+
+
 class ELBOModule(pl.LightningModule):
     """A VAE trained on the negative ELBO; subclasses only assign ``self.encoder`` and ``self.decoder``.
 
@@ -56,16 +60,20 @@ class ELBOModule(pl.LightningModule):
         beta: float = 1.0,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
+        kl_warmup_epochs: float = 0,
     ) -> None:
         super().__init__()
         if latent_dim < 1:
             raise VaelabError(f"model.latent_dim must be >= 1, got {latent_dim}.")
         if beta < 0:
             raise VaelabError(f"model.beta must be >= 0, got {beta}.")
+        if kl_warmup_epochs < 0:
+            raise VaelabError(f"model.kl_warmup_epochs must be >= 0, got {kl_warmup_epochs}.")
         # Collects the subclass's __init__ arguments too, so a checkpoint alone rebuilds the model.
         self.save_hyperparameters()
         self.latent_dim = latent_dim
         self.beta = beta
+        self.kl_warmup_epochs = kl_warmup_epochs
         self.optimizer_config = dict(optimizer if optimizer is not None else DEFAULT_OPTIMIZER)
         self.scheduler_config = dict(scheduler) if scheduler else None
         if not self.optimizer_config.get("_partial_", False):
@@ -111,7 +119,8 @@ class ELBOModule(pl.LightningModule):
         return z_mean + torch.randn_like(z_mean) * torch.exp(0.5 * log_var)
 
     def loss_terms(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Per-image ``recon``, ``kl`` and ``loss = recon + beta * kl``, each ``[B]`` nats."""
+        """Per-image ``recon``, ``kl`` and ``loss = recon + beta * kl``, each ``[B]`` nats (``beta`` the target value,
+        not the warm-up one: logged losses stay comparable across epochs)."""
         z_mean, log_var = self.encode(images, labels)
         logits = self.decode_logits(self.reparameterize(z_mean, log_var), labels)
         recon = bernoulli_nll(logits, images)
@@ -126,9 +135,25 @@ class ELBOModule(pl.LightningModule):
         self._epoch_sums[stage] = self._epoch_sums.get(stage, 0) + batch_sums
         self._epoch_counts[stage] = self._epoch_counts.get(stage, 0) + images.shape[0]
         loss = terms["loss"].mean()
-        if stage == "train":  # the only per-step log: Lightning's self.log costs ~0.3 ms a call
-            self.log("train/loss_step", loss.detach(), prog_bar=True)
-        return loss
+        if stage != "train":
+            return loss
+        self.log("train/loss_step", loss.detach(), prog_bar=True)  # the only per-step log: ~0.3 ms a call
+        weight = self.kl_weight()
+        objective = loss if weight == self.beta else (terms["recon"] + weight * terms["kl"]).mean()
+        if not torch.isfinite(objective):  # a host sync: free on CPU, small next to a step on GPU
+            raise NonFiniteLossError(
+                f"the training loss became {objective.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                "stopped (try a lower model.optimizer.lr)"
+            )
+        return objective
+
+    def kl_weight(self) -> float:
+        """The KL weight this step: ``beta``, ramped linearly from 0 over ``kl_warmup_epochs`` epochs when set."""
+        if not self.kl_warmup_epochs or self._trainer is None:
+            return self.beta
+        batches = max(self.trainer.num_training_batches, 1)
+        progress = self.current_epoch + self.trainer.fit_loop.epoch_loop.batch_progress.current.ready / batches
+        return self.beta * min(1.0, progress / self.kl_warmup_epochs)
 
     def log_epoch_means(self, stage: str) -> None:
         """Log ``{stage}/recon``, ``{stage}/kl``, ``{stage}/loss``: means per image over the epoch, all processes."""
@@ -156,6 +181,8 @@ class ELBOModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch_means("train")
+        if self.kl_warmup_epochs:
+            self.log("train/kl_weight", self.kl_weight())
 
     def on_validation_epoch_end(self) -> None:
         self.log_epoch_means("val")

@@ -28,8 +28,9 @@ class ConvVAE(ELBOModule):
         channels_last: bool = True,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
+        kl_warmup_epochs: float = 0,
     ) -> None:
-        super().__init__(latent_dim=latent_dim, beta=beta, optimizer=optimizer, scheduler=scheduler)
+        super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs)
         self.encoder = ConvEncoder(latent_dim, list(encoder_channels), hidden_dim, self.condition_dim)
         self.decoder = ConvDecoder(latent_dim, list(decoder_channels), self.condition_dim)
         if channels_last:

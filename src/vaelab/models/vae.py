@@ -19,7 +19,8 @@ class VAE(ELBOModule):
         beta: float = 1.0,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
+        kl_warmup_epochs: float = 0,
     ) -> None:
-        super().__init__(latent_dim=latent_dim, beta=beta, optimizer=optimizer, scheduler=scheduler)
+        super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs)
         self.encoder = DenseEncoder(latent_dim, list(hidden_dims), self.condition_dim)
         self.decoder = DenseDecoder(latent_dim, list(reversed(hidden_dims)), self.condition_dim)

@@ -1,0 +1,131 @@
+"""Resume, interruption, reproducibility, KL warm-up, non-finite losses and DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import PROJECT_ROOT, run_script, tiny_data_overrides
+from vaelab.checkpoints import load_model
+from vaelab.training import train
+
+FAST = ["trainer.limit_val_batches=1", "data.batch_size=50", "callbacks.latent_grid.grid_size=4", "test=false"]
+
+
+def compose_train(tmp_path: Path, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=[f"paths.output_dir={tmp_path}", *overrides])
+
+
+def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    common = ["model=vae", *FAST, "trainer.limit_train_batches=4", *tiny_data_overrides(tiny_mnist)]
+    first = run_script("train.py", *common, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    resumed = run_script("train.py", *common, "trainer.max_epochs=3", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Run folder:   {run_dir}" in resumed.stdout  # the same folder, not a new one
+
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["global_step"] == 12
+    adam_steps = {float(state["step"]) for state in checkpoint["optimizer_states"][0]["state"].values()}
+    assert adam_steps == {12.0}  # the optimizer state went on from the first run's 4 steps
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert {(e.step, int(e.value)) for e in events.Scalars("epoch")} == {(3, 0), (7, 1), (11, 2)}
+    assert [e.step for e in events.Scalars("train/loss")] == [3, 7, 11]
+
+
+def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path: Path) -> None:
+    result = run_script("train.py", f"resume={tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: resume={tmp_path}: no checkpoints/last.ckpt in that run folder."
+    ]
+
+
+def test_sigterm_leaves_a_resumable_checkpoint(tiny_mnist: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "model=vae", *FAST, "data.batch_size=10",
+               "trainer.max_epochs=1000", *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run_dir}"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((run_dir / "checkpoints").glob("best*.ckpt")) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(1.0)  # into a later epoch
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines()[-1] == f"error: stopped by SIGTERM; resume with resume={run_dir}"
+    assert "Traceback" not in stderr
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] > 0
+    assert load_model(run_dir / "checkpoints" / "last.ckpt").latent_dim == 2
+
+
+def test_same_seed_same_losses(tiny_mnist: Path, tmp_path: Path) -> None:
+    overrides = ["model=conv_vae", *FAST, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "logger=none",
+                 *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    first = train(compose_train(tmp_path / "a", overrides))
+    second = train(compose_train(tmp_path / "b", overrides))
+    keys = ["train/loss", "train/recon", "train/kl", "val/loss"]
+    assert [first[k] for k in keys] == [second[k] for k in keys]
+    other = train(compose_train(tmp_path / "c", [*overrides, "seed=7"]))
+    assert other["train/loss"] != first["train/loss"]
+
+
+def test_kl_warmup_ramps_the_weight(tiny_mnist: Path, tmp_path: Path) -> None:
+    overrides = ["model=vae", "model.kl_warmup_epochs=4", *FAST, "trainer.max_epochs=2", "trainer.limit_train_batches=3",
+                 "logger=csv", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    metrics = train(compose_train(tmp_path, overrides))
+    assert metrics["train/kl_weight"] == pytest.approx(0.5)  # 2 of 4 warm-up epochs done
+    # The logged loss keeps the full beta (comparable across epochs); only the optimised objective ramps.
+    assert metrics["train/loss"] == pytest.approx(metrics["train/recon"] + metrics["train/kl"], rel=1e-5)
+
+
+def test_latent_dim_above_two_everywhere(tiny_mnist: Path, tmp_path: Path) -> None:
+    result = run_script("train.py", "model=cond_conv_vae", "model.latent_dim=5", *FAST, "trainer.max_epochs=1",
+                        "trainer.limit_train_batches=2", *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "figures" / "latent_grid_digit7.png").is_file()
+    assert load_model(tmp_path / "checkpoints" / "last.ckpt").latent_dim == 5
+
+
+def test_non_finite_loss_stops_with_one_line(tiny_mnist: Path, tmp_path: Path) -> None:
+    result = run_script("train.py", "model=vae", "model.optimizer.lr=1e12", *FAST, "trainer.max_epochs=5",
+                        *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: the training loss became") and "last good checkpoint" in last_line
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_ddp_on_cpu_with_two_processes(tiny_mnist: Path, tmp_path: Path) -> None:
+    env_note = {"OMP_NUM_THREADS": "1"}  # two processes on two cores
+    os.environ.update(env_note)
+    try:
+        result = run_script("train.py", "model=vae", *FAST, "trainer.max_epochs=1", "trainer.strategy=ddp",
+                            "trainer.devices=2", "trainer.accelerator=cpu", *tiny_data_overrides(tiny_mnist),
+                            f"hydra.run.dir={tmp_path}", timeout=300)  # fmt: skip
+    finally:
+        for key in env_note:
+            os.environ.pop(key)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Run folder:") == 1  # rank 0 reports, rank 1 does not
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["val/loss"] > 0
+    # Each process trained on half of the 500 training images: 5 batches of 50 each.
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    assert not any(p.name.startswith("train_ddp_process") for p in PROJECT_ROOT.iterdir())
