@@ -122,3 +122,21 @@ def comparison(
         curves.legend()
     fig.tight_layout()
     return fig
+
+
+def ranked_bars(labels: Sequence[str], values: Sequence[float], metric: str, title: str = "Sweep") -> Figure:
+    """Horizontal bars, one per job, best (lowest) at the top."""
+    fig = Figure(figsize=(9, 0.4 * len(labels) + 1.5), dpi=100)
+    ax = fig.add_subplot()
+    positions = np.arange(len(labels))[::-1]
+    ax.barh(positions, values)
+    ax.set_yticks(positions, labels, fontsize=8)
+    finite = [v for v in values if np.isfinite(v)]
+    if finite:
+        ax.set_xlim(
+            min(finite) - 0.05 * (max(finite) - min(finite) + 1), max(finite) + 0.05 * (max(finite) - min(finite) + 1)
+        )
+    ax.set_xlabel(metric)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -21,6 +21,8 @@ from vaelab.models.base import NonFiniteLossError
 from vaelab.runtime import describe_device, tune_malloc
 
 log = logging.getLogger(__name__)
+# Final metrics shown in TensorBoard's HParams tab, under their own tags so the curves stay clean.
+HPARAM_METRICS = {"val/loss": "hp/val_loss", "test/loss": "hp/test_loss", "val/nelbo": "hp/val_nelbo"}
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -62,8 +64,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [*instantiate_group(cfg.get("callbacks")), fit_timer]
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    hyperparameters = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if isinstance(logger, TensorBoardLogger):  # HParams tab: metrics filled in at the end of the run
+            logger.log_hyperparams(hyperparameters, metrics={name: float("nan") for name in HPARAM_METRICS.values()})
+        else:
+            logger.log_hyperparams(hyperparameters)
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     try:
@@ -91,6 +97,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "seconds_per_epoch": round(fit_timer.seconds_per_epoch, 1),
         "device": describe_device(trainer.strategy.root_device),
     }
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            final = {tag: metrics[name] for name, tag in HPARAM_METRICS.items() if name in metrics}
+            logger.log_metrics(final, step=trainer.global_step)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "metrics.json").write_text(json.dumps({**metrics, **run_facts}, indent=2) + "\n")

@@ -3,7 +3,8 @@
 Loss per image, in nats: summed binary cross-entropy over the 784 pixels (computed from
 logits) + beta * KL(q(z|x) || N(0, I)) summed over the latent dimensions. Logged values are
 means over the images of an epoch: ``{stage}/recon``, ``{stage}/kl``, ``{stage}/loss``, plus
-``train/loss_step`` (the batch mean) every step.
+``{stage}/nelbo`` (recon + kl, equal to ``loss`` when beta = 1) and ``train/loss_step`` (the batch mean)
+every step.
 """
 
 from __future__ import annotations
@@ -165,6 +166,8 @@ class ELBOModule(pl.LightningModule):
         means = totals[:-1] / totals[-1]
         for name, value in zip(LOGGED_TERMS, means):
             self.log(f"{stage}/{name}", value, prog_bar=name == "loss" and stage != "test")
+        # The negative ELBO itself (KL weight 1), comparable across beta: sweeps over beta rank on it.
+        self.log(f"{stage}/nelbo", means[0] + means[1])
 
     def on_train_epoch_start(self) -> None:
         self._reset_epoch("train")
