@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from conftest import PROJECT_ROOT
 from vaelab.data import MNISTDataModule
+from vaelab.errors import user_error
 from vaelab.models import ELBOModule
 from vaelab.training import build_model, instantiate_group
 
@@ -41,7 +42,7 @@ def test_train_config_builds_model_data_callbacks_and_loggers(model: str, logger
     built = build_model(cfg.model)
     assert isinstance(built, ELBOModule) and built.latent_dim == 2
     assert isinstance(hydra.utils.instantiate(cfg.data), MNISTDataModule)
-    assert len(instantiate_group(cfg.callbacks)) == 5
+    assert len(instantiate_group(cfg.callbacks)) == 6
     assert len(instantiate_group(cfg.logger)) == (0 if logger == "none" else 1)
 
 
@@ -103,3 +104,25 @@ def test_experiments_compose_and_keep_a_2d_latent(experiment: str, tmp_path: Pat
         assert type(optimizer["lr_scheduler"]["scheduler"]).__name__ == "CosineAnnealingLR"
     else:
         assert cfg.trainer.max_epochs == 30 and optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.latent_dim=0", "model.latent_dim"),
+        ("model.latent_dim=abc", "model.latent_dim"),
+        ("model.beta=-1", "model.beta"),
+        ("model.optimizer.lr=-1", "model.optimizer.lr"),
+        ("model.optimizer.lr=0", "model.optimizer.lr"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("data.batch_size=1.5", "data.batch_size"),
+        ("data.val_size=-5", "data.val_size"),
+    ],
+)
+def test_bad_values_are_caught_before_training_and_name_the_key(override: str, key: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [override], tmp_path)
+    with pytest.raises(Exception) as raised:
+        build_model(cfg.model)
+        hydra.utils.instantiate(cfg.data)
+    error = user_error(raised.value)
+    assert error is not None and str(error).startswith(key)

@@ -11,6 +11,16 @@ class VaelabError(Exception):
     """A problem with the user's input (config, data, checkpoint) that one sentence can explain."""
 
 
+def check_number(key: str, value: object, minimum: float, integer: bool = False, strict: bool = False) -> None:
+    """Raise a ``VaelabError`` naming ``key`` unless ``value`` is a number (an int if ``integer``) >= ``minimum``
+    (> ``minimum`` if ``strict``)."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise VaelabError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}.")
+    if value < minimum or (strict and value == minimum):
+        raise VaelabError(f"{key} must be {'>' if strict else '>='} {minimum:g}, got {value!r}.")
+
+
 def user_error(error: BaseException | None) -> VaelabError | None:
     """The ``VaelabError`` behind ``error`` (Hydra wraps errors raised while instantiating), if any."""
     while error is not None:

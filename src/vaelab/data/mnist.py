@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import MNIST
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, check_number
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -105,12 +105,10 @@ class MNISTDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise VaelabError(
-                f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size} and {eval_batch_size}."
-            )
-        if val_size < 1:
-            raise VaelabError(f"data.val_size must be >= 1 (checkpoints are chosen by val loss), got {val_size}.")
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("val_size", val_size)):
+            # val_size >= 1: checkpoints are chosen by validation loss.
+            check_number(f"data.{key}", value, minimum=1, integer=True)
+        check_number("data.num_workers", num_workers, minimum=0, integer=True)
         self.data_dir = data_dir
         self.fallback_data_dirs = list(fallback_data_dirs)
         self.download = download

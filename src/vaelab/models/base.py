@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, check_number
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "fused": True}
 LOGGED_TERMS = ("recon", "kl", "loss")
@@ -64,12 +64,9 @@ class ELBOModule(pl.LightningModule):
         kl_warmup_epochs: float = 0,
     ) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise VaelabError(f"model.latent_dim must be >= 1, got {latent_dim}.")
-        if beta < 0:
-            raise VaelabError(f"model.beta must be >= 0, got {beta}.")
-        if kl_warmup_epochs < 0:
-            raise VaelabError(f"model.kl_warmup_epochs must be >= 0, got {kl_warmup_epochs}.")
+        check_number("model.latent_dim", latent_dim, minimum=1, integer=True)
+        check_number("model.beta", beta, minimum=0)
+        check_number("model.kl_warmup_epochs", kl_warmup_epochs, minimum=0)
         # Collects the subclass's __init__ arguments too, so a checkpoint alone rebuilds the model.
         self.save_hyperparameters()
         self.latent_dim = latent_dim
@@ -79,8 +76,7 @@ class ELBOModule(pl.LightningModule):
         self.scheduler_config = dict(scheduler) if scheduler else None
         if not self.optimizer_config.get("_partial_", False):
             raise VaelabError("model.optimizer needs `_partial_: true` so the module can bind its parameters.")
-        if float(self.optimizer_config.get("lr", 1.0)) <= 0:
-            raise VaelabError(f"model.optimizer.lr must be > 0, got {self.optimizer_config['lr']}.")
+        check_number("model.optimizer.lr", self.optimizer_config.get("lr", 1.0), minimum=0, strict=True)
         # Per-stage running sums of (recon, kl, loss) over the images of the current epoch.
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._epoch_counts: dict[str, int] = {}
