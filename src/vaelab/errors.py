@@ -1,5 +1,6 @@
 """Errors a user can cause: the entry points print their message as one line, no traceback."""
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,12 +35,15 @@ def user_error(error: BaseException | None) -> VaelabError | None:
 
 @contextmanager
 def report_user_errors() -> Iterator[None]:
-    """Turn a user error into one line on stderr and exit status 1; anything else propagates."""
+    """Turn a user error into one line on stderr and exit status 1; anything else propagates.
+
+    With ``HYDRA_FULL_ERROR=1`` user errors propagate too, for their full traceback.
+    """
     try:
         yield
     except Exception as error:
         cause = user_error(error)
-        if cause is None:
+        if cause is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {cause}", file=sys.stderr)
         raise SystemExit(1) from None
