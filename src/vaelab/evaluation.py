@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from vaelab.errors import VaelabError
 from vaelab.likelihood import iwae_log_likelihood
 from vaelab.models.base import ELBOModule
 from vaelab.runtime import describe_device, tune_malloc
+from vaelab.tables import markdown_table, write_csv
 
 RESULT_COLUMNS = (
     "model", "split", "latent_dim", "epochs", "recon", "kl", "loss",
@@ -213,28 +213,14 @@ def write_comparison(
 ) -> None:
     """``results.csv`` and ``results.md`` (one row per run) and ``comparison.png``; copies into ``report_dir``."""
     rows = [{column: result[column] for column in RESULT_COLUMNS} for result in results]
-    table = markdown_table(rows)
+    table = markdown_table(rows, RESULT_COLUMNS)
     curves = {r["model"]: curve for r, s in zip(results, sources) if (curve := validation_curve(run_folder(s)))}
     figure = plots.comparison(
         [r["model"] for r in results], [r["recon"] for r in results], [r["kl"] for r in results], curves
     )
     for folder in [output_dir, *([Path(report_dir)] if report_dir else [])]:
         folder.mkdir(parents=True, exist_ok=True)
-        with (folder / "results.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(folder / "results.csv", rows, RESULT_COLUMNS)
         (folder / "results_table.md").write_text(table)
         figure.savefig(folder / "comparison.png")
     print(table + f"\nComparison: {output_dir}" + (f" and {report_dir}" if report_dir else ""), flush=True)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "-" if math.isnan(value) else f"{value:.2f}"
-        return str(value)
-
-    lines = ["| " + " | ".join(RESULT_COLUMNS) + " |", "|" + " --- |" * len(RESULT_COLUMNS)]
-    lines += ["| " + " | ".join(cell(row[column]) for column in RESULT_COLUMNS) + " |" for row in rows]
-    return "\n".join(lines) + "\n"

@@ -8,7 +8,6 @@ Writes ``summary.md``, ``summary.csv`` and ``summary.png`` into the sweep folder
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from vaelab import plots
+from vaelab.tables import markdown_table, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss", "epochs", "seconds_per_epoch")
 
@@ -49,32 +49,16 @@ def sort_by(jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     return sorted(jobs, key=lambda row: (math.isnan(row[metric]), row[metric] if not math.isnan(row[metric]) else 0))
 
 
-def markdown(jobs: list[dict[str, Any]]) -> str:
-    columns = ["job", "overrides", *METRIC_COLUMNS]
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "-" if math.isnan(value) else f"{value:.2f}"
-        return str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[column]) for column in columns) + " |" for row in jobs]
-    return "\n".join(lines) + "\n"
-
-
 def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]:
     """Write ``summary.{md,csv,png}`` into ``sweep_dir``; returns the sorted rows."""
     jobs, common = collect_jobs(sweep_dir)
     if not jobs:
         raise SystemExit(f"error: no job folders (with .hydra/overrides.yaml) in {sweep_dir}")
     jobs = sort_by(jobs, metric)
-    table = markdown(jobs)
+    table = markdown_table(jobs, ["job", "overrides", *METRIC_COLUMNS])
     shared = f"Overrides of every job: `{' '.join(common)}`\n\n" if common else ""
     (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}" + table)
-    with (sweep_dir / "summary.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(jobs[0]))
-        writer.writeheader()
-        writer.writerows(jobs)
+    write_csv(sweep_dir / "summary.csv", jobs, list(jobs[0]))
     labels = [f"{row['job']}: {row['overrides']}" for row in jobs]
     plots.ranked_bars(labels, [row[metric] for row in jobs], metric, title=f"Sweep {sweep_dir.name}").savefig(
         sweep_dir / "summary.png"
