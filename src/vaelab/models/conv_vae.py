@@ -14,6 +14,7 @@ from vaelab.models.networks import ConvDecoder, ConvEncoder
 class ConvVAE(ELBOModule):
     """Encoder Conv 32, 64 (3x3, stride 2) -> dense 16 -> (z_mean, log_var);
     decoder dense 7*7*64 -> ConvTranspose 64, 32 (stride 2) -> ConvTranspose 1 (sigmoid in ``decode``).
+    ``decoder_hidden_dim`` adds a dense layer between z and the 7*7*64 one (not in the study).
 
     ``channels_last`` stores the conv weights in NHWC order, about 1.5x faster on CPU.
     """
@@ -24,6 +25,7 @@ class ConvVAE(ELBOModule):
         encoder_channels: Sequence[int] = (32, 64),
         decoder_channels: Sequence[int] = (64, 32),
         hidden_dim: int = 16,
+        decoder_hidden_dim: int | None = None,
         beta: float = 1.0,
         channels_last: bool = True,
         optimizer: Mapping[str, Any] | None = None,
@@ -32,7 +34,7 @@ class ConvVAE(ELBOModule):
     ) -> None:
         super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs)
         self.encoder = ConvEncoder(latent_dim, list(encoder_channels), hidden_dim, self.condition_dim)
-        self.decoder = ConvDecoder(latent_dim, list(decoder_channels), self.condition_dim)
+        self.decoder = ConvDecoder(latent_dim, list(decoder_channels), self.condition_dim, decoder_hidden_dim)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 

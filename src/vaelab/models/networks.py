@@ -105,13 +105,20 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """z [+ condition] -> dense 7*7*c1 -> ConvT(c1, s2) -> ConvT(c2, s2) -> ConvT(1) pixel logits."""
+    """z [+ condition] [-> dense hidden_dim] -> dense 7*7*c1 -> ConvT(c1, s2) -> ConvT(c2, s2) -> ConvT(1) logits.
 
-    def __init__(self, latent_dim: int, channels: Sequence[int] = (64, 32), condition_dim: int = 0) -> None:
+    ``hidden_dim`` (default none, as in the study) adds a dense layer before the 7*7*c1 one, mirroring
+    the encoder's dense bottleneck.
+    """
+
+    def __init__(
+        self, latent_dim: int, channels: Sequence[int] = (64, 32), condition_dim: int = 0, hidden_dim: int | None = None
+    ) -> None:
         super().__init__()
         first, second = channels
         self.first_channels = first
-        self.dense = mlp([latent_dim + condition_dim, first * 7 * 7])
+        hidden = [hidden_dim] if hidden_dim else []
+        self.dense = mlp([latent_dim + condition_dim, *hidden, first * 7 * 7])
         self.deconv1 = _deconv(first, first)
         self.deconv2 = _deconv(first, second)
         self.to_pixels = nn.ConvTranspose2d(second, IMAGE_SHAPE[0], 3, stride=1, padding=1)
