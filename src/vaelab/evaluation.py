@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,8 @@ def validation_curve(run_dir: Path | None) -> tuple[list[int], list[float]] | No
         return [int(row["epoch"]) for row in rows], [float(row["val/loss"]) for row in rows]
     if (run_dir / "tensorboard").is_dir():
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it logs every event file it opens
 
         events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
         events.Reload()
