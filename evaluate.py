@@ -12,13 +12,12 @@ os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> float:
-    from vaelab.errors import report_user_errors
+def main(cfg: DictConfig) -> float | None:
     from vaelab.evaluation import evaluate
+    from vaelab.jobs import run_job
 
-    with report_user_errors():
-        results = evaluate(cfg)
-    return results[0]["loss"]
+    results = run_job(evaluate, cfg)
+    return results[0]["loss"] if results else None
 
 
 if __name__ == "__main__":

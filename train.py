@@ -13,12 +13,11 @@ os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from vaelab.errors import report_user_errors
+    from vaelab.jobs import run_job
     from vaelab.training import train
 
-    with report_user_errors():
-        metrics = train(cfg)
-    return metrics.get(cfg.get("optimized_metric"))
+    metrics = run_job(train, cfg)  # None: a sweep job that failed (recorded in its folder)
+    return metrics.get(cfg.get("optimized_metric")) if metrics else None
 
 
 if __name__ == "__main__":

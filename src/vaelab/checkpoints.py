@@ -1,50 +1,93 @@
-"""Rebuild a trained model from a checkpoint file alone."""
+"""Read vaelab checkpoints safely and rebuild the model they hold from the file alone.
+
+No checkpoint runs code: files are read with ``weights_only=True`` (tensors and plain Python values
+only), and the model class a checkpoint names is looked up among vaelab's own models, never imported.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import hydra.utils
 import torch
 
 from vaelab.errors import VaelabError
+from vaelab.models import VAE, CondConvVAE, ConvVAE
 from vaelab.models.base import ELBOModule
+
+# The classes a checkpoint may name, by the dotted path ``ELBOModule.on_save_checkpoint`` writes.
+KNOWN_MODELS: dict[str, type[ELBOModule]] = {
+    f"{model_class.__module__}.{model_class.__qualname__}": model_class for model_class in (VAE, ConvVAE, CondConvVAE)
+}
+
+
+def class_path(model: ELBOModule) -> str:
+    return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint's contents; a missing, unreadable or foreign file is one ``VaelabError`` line."""
+    """The checkpoint's contents; a missing, unreadable, foreign or hostile file is one ``VaelabError`` line."""
     path = Path(path)
     if not path.is_file():
         raise VaelabError(f"checkpoint not found: {path}")
     try:
-        # weights_only: vaelab checkpoints hold tensors and plain Python values only, nothing to execute.
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # torch's own message suggests weights_only=False, which would run the file's code: not repeated here.
         raise VaelabError(
-            f"could not read checkpoint {path}, truncated or not a PyTorch checkpoint ({reason[:120]})"
-        ) from error
-    if not isinstance(checkpoint, dict) or "vaelab_model_class" not in checkpoint or "state_dict" not in checkpoint:
-        raise VaelabError(f"{path} is not a vaelab checkpoint (it names no vaelab model class).")
+            f"could not read checkpoint {path}: truncated, not a PyTorch checkpoint, or it holds objects other "
+            f"than tensors and plain values ({type(error).__name__})"
+        ) from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise VaelabError(f"{path} is not a vaelab checkpoint (no state_dict).")
+    name = checkpoint.get("vaelab_model_class")
+    if name not in KNOWN_MODELS:
+        known = ", ".join(sorted(KNOWN_MODELS))
+        raise VaelabError(f"{path} names model class {name!r}, which is not a vaelab model ({known}).")
     return checkpoint
+
+
+def check_weights_fit(checkpoint: dict[str, Any], model: ELBOModule, path: str | Path) -> None:
+    """Raise a one-line ``VaelabError`` unless the checkpoint's weights have ``model``'s names and shapes."""
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    found = checkpoint["state_dict"]
+    if not all(isinstance(value, torch.Tensor) for value in found.values()):
+        raise VaelabError(f"the state_dict of {path} holds values that are not tensors.")
+    found_shapes = {name: tuple(value.shape) for name, value in found.items()}
+    if found_shapes != expected:
+        differing = sorted(set(expected) ^ set(found_shapes)) or sorted(
+            name for name in expected if expected[name] != found_shapes[name]
+        )
+        raise VaelabError(
+            f"the weights in {path} do not fit {type(model).__name__} as configured "
+            f"(first difference: {differing[0]}); pass the model settings it was trained with."
+        )
+
+
+def check_resumable(checkpoint: dict[str, Any], model: ELBOModule, path: str | Path) -> None:
+    """A checkpoint to resume ``model``'s training from: same model class, same weight shapes."""
+    if checkpoint["vaelab_model_class"] != class_path(model):
+        raise VaelabError(
+            f"{path} holds a {checkpoint['vaelab_model_class'].rsplit('.', 1)[-1]}, this run builds a "
+            f"{type(model).__name__}: pass the model=... it was trained with."
+        )
+    check_weights_fit(checkpoint, model, path)
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> ELBOModule:
     """The model class the checkpoint names, built from its hyperparameters, with its weights, in eval mode."""
-    class_path = checkpoint["vaelab_model_class"]
+    model_class = KNOWN_MODELS[checkpoint["vaelab_model_class"]]
+    hyper_parameters = checkpoint.get("hyper_parameters", {})
+    if not isinstance(hyper_parameters, dict):
+        raise VaelabError(f"{path}: hyper_parameters is not a mapping.")
+    # Training settings are not needed to evaluate, and their ``_target_`` entries are never built from a file.
+    hyper_parameters = {k: v for k, v in hyper_parameters.items() if k not in ("optimizer", "scheduler")}
     try:
-        model_class = hydra.utils.get_class(class_path)
-    except Exception as error:
-        raise VaelabError(f"{path} names model class {class_path}, which cannot be imported: {error}") from error
-    if not issubclass(model_class, ELBOModule):
-        raise VaelabError(f"{path} names {class_path}, which is not a vaelab model.")
-    model = model_class(**checkpoint.get("hyper_parameters", {}))
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise VaelabError(f"the weights in {path} do not fit {model_class.__name__}: {first_line}") from error
+        model = model_class(**hyper_parameters)
+    except (TypeError, ValueError) as error:
+        raise VaelabError(f"{path}: its hyper_parameters do not build a {model_class.__name__} ({error}).") from None
+    check_weights_fit(checkpoint, model, path)
+    model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
 

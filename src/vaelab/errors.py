@@ -1,15 +1,14 @@
 """Errors a user can cause: the entry points print their message as one line, no traceback."""
 
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from hydra.errors import InstantiationException
 
 
 class VaelabError(Exception):
     """A problem with the user's input (config, data, checkpoint) that one sentence can explain."""
+
+
+class Interrupted(VaelabError):
+    """The run was stopped from outside (SIGTERM) after saving a resumable checkpoint."""
 
 
 def check_number(key: str, value: object, minimum: float, integer: bool = False, strict: bool = False) -> None:
@@ -31,19 +30,3 @@ def user_error(error: BaseException | None) -> VaelabError | None:
             return None
         error = error.__cause__
     return None
-
-
-@contextmanager
-def report_user_errors() -> Iterator[None]:
-    """Turn a user error into one line on stderr and exit status 1; anything else propagates.
-
-    With ``HYDRA_FULL_ERROR=1`` user errors propagate too, for their full traceback.
-    """
-    try:
-        yield
-    except Exception as error:
-        cause = user_error(error)
-        if cause is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        raise SystemExit(1) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import platform
 from pathlib import Path
 
@@ -19,6 +20,7 @@ MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's maximum on 64-bit
 TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
 
 _tuned = False
+JOB_THREADS_ENV = "VAELAB_JOB_THREADS"
 
 
 def tune_malloc() -> bool:
@@ -44,6 +46,50 @@ def tune_malloc() -> bool:
     if not _tuned:
         log.debug("mallopt refused the thresholds; allocator left as it is")
     return _tuned
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; a SLURM or container limit counts)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def job_threads(launcher: dict | None, cores: int) -> int | None:
+    """Intra-op threads for a job run by ``launcher`` (Hydra's launcher config), or None to keep torch's default.
+
+    Jobs that run at once must split the cores: OpenMP threads spin, so two 2-thread processes on 2 cores
+    run ~5x slower each (docs/performance.md). joblib runs ``n_jobs`` jobs at once (-1: one per core);
+    submitit gives each job ``cpus_per_task`` cores (a SLURM allocation, or a share on this machine).
+    """
+    target = str((launcher or {}).get("_target_", ""))
+    if "joblib" in target.lower():
+        n_jobs = int(launcher.get("n_jobs") or 1)
+        parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores, -2 = all but one
+        return max(1, cores // parallel)
+    if "submitit" in target.lower() and launcher.get("cpus_per_task"):
+        return max(1, min(cores, int(launcher["cpus_per_task"])))
+    return None
+
+
+def set_job_threads() -> int:
+    """Apply ``job_threads`` to the running Hydra job; returns the thread count in use.
+
+    The count is exported as ``VAELAB_JOB_THREADS`` for the DDP processes Lightning starts from this job.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    threads = None
+    if HydraConfig.initialized():
+        launcher = HydraConfig.get().get("launcher")
+        threads = job_threads(dict(launcher) if launcher is not None else None, available_cores())
+    if threads is None and os.environ.get(JOB_THREADS_ENV):
+        threads = int(os.environ[JOB_THREADS_ENV])
+    if threads is not None:
+        torch.set_num_threads(threads)
+        os.environ[JOB_THREADS_ENV] = str(threads)
+    return torch.get_num_threads()
 
 
 def describe_device(device: torch.device) -> str:

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import hydra.utils
 import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vaelab.callbacks import FigureCallback
+from vaelab.callbacks.pruning import OptunaPruning
 from vaelab.callbacks.timing import FitTimer
-from vaelab.errors import VaelabError
+from vaelab.checkpoints import check_resumable, read_checkpoint
+from vaelab.errors import Interrupted, VaelabError
+from vaelab.jobs import rerun_only_this_job_in_ddp_processes, write_metrics
 from vaelab.models.base import NonFiniteLossError
-from vaelab.runtime import describe_device, tune_malloc
+from vaelab.runtime import describe_device, set_job_threads, tune_malloc
+from vaelab.studies import TRIAL_ENV, trial_of_this_job
 
 log = logging.getLogger(__name__)
 # Final metrics shown in TensorBoard's HParams tab, under their own tags so the curves stay clean.
@@ -51,18 +57,44 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     return cfg.get("ckpt_path")
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def best_checkpoint_callback(callbacks: list[Any]) -> ModelCheckpoint | None:
+    """The ModelCheckpoint that keeps the best epoch (the one with a monitor; ``last.ckpt`` has its own)."""
+    return next((c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+
+
+def pruning_callback(cfg: DictConfig) -> OptunaPruning | None:
+    """Report to this job's Optuna trial, when the vaelab Optuna sweeper launched the job."""
+    if TRIAL_ENV not in os.environ or not HydraConfig.initialized():
+        return None
+    sweeper = OmegaConf.to_container(HydraConfig.get().sweeper, resolve=True)
+    if not isinstance(sweeper, dict) or not sweeper.get("storage"):
+        return None
+    return OptunaPruning(lambda: trial_of_this_job(sweeper), monitor=cfg.get("optimized_metric") or "val/loss")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
     tune_malloc()
+    set_job_threads()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg.model)
+    resume_from = resume_checkpoint(cfg)
+    resumed_step = None
+    if resume_from:  # checked before Lightning reads it: one line for a bad file, and never any code run
+        checkpoint = read_checkpoint(resume_from)
+        check_resumable(checkpoint, model, resume_from)
+        resumed_step = int(checkpoint.get("global_step", 0))
     fit_timer = FitTimer()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), fit_timer]
+    pruning = pruning_callback(cfg)
+    callbacks = [*instantiate_group(cfg.get("callbacks")), fit_timer, *([pruning] if pruning else [])]
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
+    for logger in loggers:
+        if resumed_step is not None and hasattr(logger, "keep_history_before"):
+            logger.keep_history_before(resumed_step)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     hyperparameters = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
@@ -71,41 +103,48 @@ def train(cfg: DictConfig) -> dict[str, float]:
         else:
             logger.log_hyperparams(hyperparameters)
 
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg))
-    except SIGTERMException:
-        raise VaelabError(f"stopped by SIGTERM; resume with resume={output_dir}") from None
-    except NonFiniteLossError as error:
-        last = checkpoint.last_model_path if checkpoint else ""
-        raise VaelabError(f"{error}; last good checkpoint: {last or 'none saved yet'}") from None
-    metrics = scalar_metrics(trainer.callback_metrics)
+    checkpoint = best_checkpoint_callback(callbacks)
+    last_checkpoint = output_dir / "checkpoints" / "last.ckpt"
+    with rerun_only_this_job_in_ddp_processes(output_dir, trainer.world_size):
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        except SIGTERMException:
+            raise Interrupted(f"stopped by SIGTERM; resume with resume={output_dir}") from None
+        except NonFiniteLossError as error:
+            last = last_checkpoint if last_checkpoint.is_file() else "none saved yet"
+            raise VaelabError(f"{error}; last good checkpoint: {last}") from None
+        metrics: dict[str, Any] = scalar_metrics(trainer.callback_metrics)
 
-    # Read before testing: restoring the best checkpoint resets the callback's state.
-    checkpoint_paths = {"best": checkpoint.best_model_path, "last": checkpoint.last_model_path} if checkpoint else {}
-    if cfg.get("test"):
-        best = checkpoint_paths.get("best") or None
-        if best is None:
-            log.warning("no best checkpoint recorded: testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False)
-        metrics.update(scalar_metrics(trainer.callback_metrics))
+        # Read before testing: restoring the best checkpoint resets the callback's state.
+        checkpoint_paths = {"best": checkpoint.best_model_path if checkpoint else "",
+                            "last": str(last_checkpoint) if last_checkpoint.is_file() else ""}  # fmt: skip
+        pruned = pruning is not None and pruning.pruned_epoch is not None
+        if cfg.get("test") and not pruned:
+            best = checkpoint_paths["best"] or None
+            if best is None:
+                log.warning("no best checkpoint recorded: testing the current weights")
+            else:  # the path comes from the checkpoint's callback state: read it as untrusted, like any user file
+                check_resumable(read_checkpoint(best), model, best)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+            metrics.update(scalar_metrics(trainer.callback_metrics))
 
     run_facts = {
+        "status": "pruned" if pruned else "completed",
         "epochs": trainer.current_epoch,
         "fit_seconds": round(fit_timer.seconds, 1),
         # Wall time per epoch of this fit: training, validation and figure callbacks included.
         "seconds_per_epoch": round(fit_timer.seconds_per_epoch, 1),
         "device": describe_device(trainer.strategy.root_device),
+        "threads": torch.get_num_threads(),
     }
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             final = {tag: metrics[name] for name, tag in HPARAM_METRICS.items() if name in metrics}
             logger.log_metrics(final, step=trainer.global_step)
     if trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "metrics.json").write_text(json.dumps({**metrics, **run_facts}, indent=2) + "\n")
+        write_metrics(output_dir, {**metrics, **run_facts})
         print_locations(output_dir, checkpoint_paths, loggers, callbacks, metrics)
-    return metrics
+    return {**metrics, **run_facts}
 
 
 def print_locations(

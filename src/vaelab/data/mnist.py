@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+import torch.distributed
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 from torchvision.datasets import MNIST
 
+from vaelab.data.idx import read_split
 from vaelab.errors import VaelabError, check_number
+
+log = logging.getLogger(__name__)
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -42,6 +48,20 @@ class InMemoryMNIST(Dataset):
         return self.images[index], self.labels[index]
 
 
+class EpochRandomSampler(RandomSampler):
+    """A shuffle that depends only on ``(seed, epoch)``: a run resumed at epoch ``e`` sees the order an
+    uninterrupted run would (Lightning calls ``set_epoch`` before each epoch; under DDP it swaps in a
+    ``DistributedSampler``, which is seeded the same way)."""
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed * 100_003 + epoch)
+
+
 def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Collate function for batches that ``InMemoryMNIST.__getitems__`` already assembled."""
     return batch
@@ -58,6 +78,10 @@ def locate_mnist(data_dir: str | Path, fallback_dirs: Sequence[str | Path], down
     candidates = [Path(data_dir), *(Path(d) for d in fallback_dirs)]
     for candidate in candidates:
         if has_mnist_raw(candidate):
+            if candidate != Path(data_dir):
+                log.info(
+                    "MNIST is not in data.data_dir=%s: using the fallback folder %s", data_dir, candidate.resolve()
+                )
             return candidate
     looked = ", ".join(str((c / "MNIST" / "raw").resolve()) for c in candidates)
     if download:
@@ -77,13 +101,11 @@ def locate_mnist(data_dir: str | Path, fallback_dirs: Sequence[str | Path], down
 
 
 def load_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read one official split with torchvision's loader; images scaled to [0, 1]."""
-    try:
-        dataset = MNIST(str(root), train=train, download=False)
-    except Exception as error:  # truncated or corrupt IDX files fail deep inside torchvision
-        raise VaelabError(f"could not read MNIST from {root / 'MNIST' / 'raw'}: {error}") from error
-    images = dataset.data.unsqueeze(1).float().div_(255.0)
-    return images.contiguous(), dataset.targets.long()
+    """Read one official split, each IDX file checked against the format and its partner; images in [0, 1]."""
+    prefix = "train" if train else "t10k"
+    raw = root / "MNIST" / "raw"
+    images, labels = read_split(raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte")
+    return images.unsqueeze(1).float().div_(255.0).contiguous(), labels.long()
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -99,6 +121,7 @@ class MNISTDataModule(pl.LightningDataModule):
         download: bool = True,
         val_size: int = 5000,
         split_seed: int = 0,
+        shuffle_seed: int | None = None,
         batch_size: int = 128,
         eval_batch_size: int = 1000,
         num_workers: int = 0,
@@ -114,6 +137,8 @@ class MNISTDataModule(pl.LightningDataModule):
         self.download = download
         self.val_size = val_size
         self.split_seed = split_seed
+        # The training order of epoch e depends on (shuffle_seed, e) only; null: the run's seed.
+        self.shuffle_seed = shuffle_seed
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -145,10 +170,18 @@ class MNISTDataModule(pl.LightningDataModule):
     def _loader(self, dataset: InMemoryMNIST | None, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a dataloader")
+        sampler: Sampler[int] | None = None
+        if shuffle:
+            seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed()
+            sampler = EpochRandomSampler(dataset, seed=seed % (1 << 31))
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Lightning's DistributedSampler pads the last batch with repeated images; evaluation must not
+            # count an image twice, so each process takes every world_size-th image and nothing more.
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             collate_fn=keep_batch,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -22,6 +22,12 @@ from vaelab.errors import VaelabError, check_number
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "fused": True}
 LOGGED_TERMS = ("recon", "kl", "loss")
+# Validation and test draw their sampling noise from this fixed seed each epoch: an epoch's val/loss
+# depends on the weights only, so checkpoints are chosen on the model, not on the noise.
+EVAL_NOISE_SEED = 20_231_108
+# Scheduler attributes that say where a schedule ends: a resumed run takes them from its config
+# (a longer ``trainer.max_epochs`` stretches a cosine schedule) instead of from the checkpoint.
+SCHEDULE_HORIZON_ATTRIBUTES = ("T_max",)
 
 
 def gaussian_kl(z_mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -80,6 +86,11 @@ class ELBOModule(pl.LightningModule):
         # Per-stage running sums of (recon, kl, loss) over the images of the current epoch.
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._epoch_counts: dict[str, int] = {}
+        # The sampling noise of each stage comes from its own generator, not the global RNG: the
+        # training one is saved in checkpoints, so a resumed run draws what the uninterrupted one would.
+        self._noise: dict[str, torch.Generator] = {}
+        self._restored_train_noise: torch.Tensor | None = None
+        self._configured_horizons: list[dict[str, Any]] = []
 
     @property
     def condition_dim(self) -> int:
@@ -112,14 +123,20 @@ class ELBOModule(pl.LightningModule):
         z = torch.randn(n, self.latent_dim, device=self.device, dtype=self.dtype)
         return self.decode(z, labels)
 
-    def reparameterize(self, z_mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-        return z_mean + torch.randn_like(z_mean) * torch.exp(0.5 * log_var)
+    def reparameterize(
+        self, z_mean: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``z = z_mean + sigma * eps``, ``eps`` from ``generator`` (the global RNG if None)."""
+        noise = torch.randn(z_mean.shape, generator=generator, device=z_mean.device, dtype=z_mean.dtype)
+        return z_mean + noise * torch.exp(0.5 * log_var)
 
-    def loss_terms(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss_terms(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Per-image ``recon``, ``kl`` and ``loss = recon + beta * kl``, each ``[B]`` nats (``beta`` the target value,
         not the warm-up one: logged losses stay comparable across epochs)."""
         z_mean, log_var = self.encode(images, labels)
-        logits = self.decode_logits(self.reparameterize(z_mean, log_var), labels)
+        logits = self.decode_logits(self.reparameterize(z_mean, log_var, generator), labels)
         recon = bernoulli_nll(logits, images)
         kl = gaussian_kl(z_mean, log_var)
         return {"recon": recon, "kl": kl, "loss": recon + self.beta * kl}
@@ -127,7 +144,7 @@ class ELBOModule(pl.LightningModule):
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         """Loss of one batch; per-image sums are accumulated for the epoch means logged at epoch end."""
         images, labels = batch
-        terms = self.loss_terms(images, labels)
+        terms = self.loss_terms(images, labels, self._noise_generator(stage, images.device))
         batch_sums = torch.stack([terms[name].detach().sum() for name in LOGGED_TERMS])
         self._epoch_sums[stage] = self._epoch_sums.get(stage, 0) + batch_sums
         self._epoch_counts[stage] = self._epoch_counts.get(stage, 0) + images.shape[0]
@@ -152,8 +169,32 @@ class ELBOModule(pl.LightningModule):
         progress = self.current_epoch + self.trainer.fit_loop.epoch_loop.batch_progress.current.ready / batches
         return self.beta * min(1.0, progress / self.kl_warmup_epochs)
 
+    def _noise_generator(self, stage: str, device: torch.device) -> torch.Generator:
+        """The generator of ``stage``'s sampling noise: training's goes on across epochs (and resumes from the
+        checkpoint); validation's and test's restart from ``EVAL_NOISE_SEED`` every epoch."""
+        generator = self._noise.get(stage)
+        if generator is not None and generator.device == device:
+            return generator
+        generator = torch.Generator(device=device)
+        if stage != "train":
+            generator.manual_seed(EVAL_NOISE_SEED)
+        else:
+            # Seeded from the run's seed (pl.seed_everything) and the process rank: DDP ranks draw apart.
+            generator.manual_seed(torch.initial_seed() + 1_000_003 * self.global_rank)
+            if self._restored_train_noise is not None:
+                try:
+                    generator.set_state(self._restored_train_noise)
+                except RuntimeError:  # a checkpoint from another device type: keep the fresh seed
+                    pass
+                self._restored_train_noise = None
+        self._noise[stage] = generator
+        return generator
+
     def log_epoch_means(self, stage: str) -> None:
-        """Log ``{stage}/recon``, ``{stage}/kl``, ``{stage}/loss``: means per image over the epoch, all processes."""
+        """Log ``{stage}/recon``, ``{stage}/kl``, ``{stage}/loss``: means per image over the epoch, all processes.
+
+        Under DDP each process counts only the images it was served (the evaluation samplers do not pad),
+        so the means are over every real image exactly once."""
         sums = self._epoch_sums.pop(stage, None)
         count = self._epoch_counts.pop(stage, 0)
         if sums is None:
@@ -177,6 +218,8 @@ class ELBOModule(pl.LightningModule):
     def _reset_epoch(self, stage: str) -> None:
         self._epoch_sums.pop(stage, None)
         self._epoch_counts.pop(stage, None)
+        if stage != "train":
+            self._noise.pop(stage, None)  # evaluation noise restarts from its seed
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch_means("train")
@@ -204,8 +247,33 @@ class ELBOModule(pl.LightningModule):
         if self.scheduler_config is None:
             return optimizer
         scheduler = hydra.utils.instantiate(self.scheduler_config)(optimizer)
+        self._configured_horizons = [
+            {name: getattr(scheduler, name) for name in SCHEDULE_HORIZON_ATTRIBUTES if hasattr(scheduler, name)}
+        ]
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_train_start(self) -> None:
+        """After a resume restored the scheduler: give it the configured horizon and the lr that horizon implies
+        at the current epoch (closed form), so a longer run stretches the schedule instead of training at lr 0."""
+        for config, horizon in zip(self.trainer.lr_scheduler_configs, self._configured_horizons):
+            scheduler = config.scheduler
+            changed = {name: value for name, value in horizon.items() if getattr(scheduler, name) != value}
+            if not changed:
+                continue
+            for name, value in changed.items():
+                setattr(scheduler, name, value)
+            if hasattr(scheduler, "_get_closed_form_lr"):
+                for group, lr in zip(scheduler.optimizer.param_groups, scheduler._get_closed_form_lr()):
+                    group["lr"] = lr
+                scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets ``vaelab.checkpoints.load_model`` rebuild the right variant from the file alone.
         checkpoint["vaelab_model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        if "train" in self._noise:
+            checkpoint["vaelab_train_noise_state"] = self._noise["train"].get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("vaelab_train_noise_state")
+        self._noise.pop("train", None)
+        self._restored_train_noise = state if isinstance(state, torch.Tensor) and state.dtype == torch.uint8 else None

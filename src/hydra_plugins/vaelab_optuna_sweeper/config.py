@@ -1,0 +1,28 @@
+"""The sweeper's config schema, registered as ``hydra/sweeper=vaelab_optuna``."""
+
+# No `from __future__ import annotations`: Hydra loads plugin modules in a way dataclasses then cannot resolve.
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.vaelab_optuna_sweeper.sweeper.OptunaSweeper"
+    # An Optuna storage: sqlite:///<file>.db, another RDB URL, or journal:<file> (network file systems).
+    storage: str | None = None
+    study_name: str = "vaelab"
+    # Trials this command runs; running it again on the same storage and study adds as many more.
+    n_trials: int = 20
+    # Trials launched at once (a batch for the launcher: parallel with joblib or submitit).
+    n_jobs: int = 1
+    direction: str = "minimize"
+    sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": None})
+    # An Optuna pruner (_target_ mapping), or null for none.
+    pruner: Any = None
+    # The search space in Hydra's override syntax: key -> choice(...), range(...), interval(...), tag(log, ...).
+    params: dict[str, str] | None = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="vaelab_optuna", node=OptunaSweeperConf, provider="vaelab")

@@ -1,0 +1,186 @@
+"""A Hydra sweeper that runs an Optuna study kept in a persistent storage.
+
+Each batch of ``n_jobs`` trials is asked from the study, launched as Hydra jobs through the configured
+launcher, and told back: the job's returned metric for a completed trial, ``PRUNED`` when the job stopped
+on the pruner's word (its ``metrics.json`` says so), ``FAIL`` otherwise. Job folders are named by trial
+number, so sweeps that continue a study, or run beside each other on one storage, never share a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra.utils
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from vaelab.errors import VaelabError
+from vaelab.studies import TRIAL_ENV, build_pruner, open_study, split_search_space, trial_overrides
+
+log = logging.getLogger(__name__)
+STUDY_FILE = "optuna_study.yaml"  # in the sweep folder: where the study lives, for `python -m vaelab.sweeps`
+RESULTS_FILE = "optimization_results.yaml"
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        storage: str | None,
+        study_name: str,
+        n_trials: int,
+        n_jobs: int,
+        direction: str,
+        sampler: Any,
+        pruner: Any,
+        params: dict[str, str] | None,
+    ) -> None:
+        self.storage = storage
+        self.study_name = study_name
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.direction = direction
+        self.sampler_config = (
+            OmegaConf.to_container(sampler, resolve=True) if isinstance(sampler, DictConfig) else sampler
+        )
+        self.pruner_config = OmegaConf.to_container(pruner, resolve=True) if isinstance(pruner, DictConfig) else pruner
+        self.params = dict(params or {})
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+
+    def sweep(self, arguments: list[str]) -> list[optuna.trial.FrozenTrial]:
+        if not self.storage:
+            raise VaelabError(
+                "hydra.sweeper.storage is not set: give an Optuna storage, e.g. sqlite:///logs/optuna/vaelab.db"
+            )
+        for key, value in (("n_trials", self.n_trials), ("n_jobs", self.n_jobs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise VaelabError(f"hydra.sweeper.{key} must be an integer >= 1, got {value!r}.")
+        space, fixed = split_search_space([f"{key}={value}" for key, value in self.params.items()] + list(arguments))
+        if not space:
+            raise VaelabError("nothing to search: hydra.sweeper.params is empty and no override is a sweep.")
+        # Compose one job first, so a key the model lacks is one error here, not a failure of every trial.
+        self.validate_batch_is_legal([fixed + trial_overrides({k: _example(d) for k, d in space.items()})])
+
+        study = open_study(self.storage, self.study_name, self.direction, pruner=build_pruner(self.pruner_config))
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        (self.sweep_dir / STUDY_FILE).write_text(
+            OmegaConf.to_yaml({"storage": self.storage, "study_name": self.study_name, "direction": self.direction})
+        )
+        log.info(
+            f"Study {self.study_name} in {self.storage}: {len(study.trials)} trials so far, {self.n_trials} to run"
+        )
+
+        launched = 0
+        while launched < self.n_trials:
+            trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - launched))]
+            if launched == 0:
+                # Seeded from the first trial's number: a continued study, or a second worker on the same
+                # storage, samples new points instead of repeating the first run's.
+                study.sampler = self._sampler(offset=trials[0].number)
+            for trial in trials:
+                for name, distribution in space.items():
+                    _suggest(trial, name, distribution)
+            self._run_batch(study, trials, fixed)
+            launched += len(trials)
+        self._write_results(study)
+        return study.trials
+
+    def _sampler(self, offset: int) -> optuna.samplers.BaseSampler:
+        config = dict(self.sampler_config or {"_target_": "optuna.samplers.TPESampler"})
+        if config.get("seed") is not None:
+            config["seed"] = int(config["seed"]) + offset
+        return hydra.utils.instantiate(config)
+
+    def _run_batch(self, study: optuna.Study, trials: Sequence[optuna.Trial], fixed: list[str]) -> None:
+        """Launch the trials (consecutive numbers in one launch, so job folders carry the trial numbers)."""
+        for group in _consecutive_runs(trials):
+            overrides = [
+                [*fixed, *trial_overrides(trial.params), f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}"]
+                for trial in group
+            ]
+            for trial in group:
+                trial.set_user_attr("job_dir", str(self.sweep_dir / str(trial.number)))
+            try:
+                returns = self.launcher.launch(overrides, initial_job_idx=group[0].number)
+            except BaseException:
+                for trial in group:  # interrupted: leave no trial RUNNING forever
+                    study.tell(trial, state=TrialState.FAIL)
+                raise
+            for trial, job in zip(group, returns):
+                self._tell(study, trial, job)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, job: Any) -> None:
+        status = _job_status(Path(str(job.hydra_cfg.hydra.runtime.output_dir)) if job.hydra_cfg else None)
+        value = job.return_value if job.status == JobStatus.COMPLETED else None
+        if status == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        elif status == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
+            study.tell(trial, float(value))
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+        log.info(f"Trial {trial.number}: {study.trials[trial.number].state.name} {trial.params} value={value}")
+
+    def _write_results(self, study: optuna.Study) -> None:
+        completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        results: dict[str, Any] = {"name": "optuna", "study_name": self.study_name, "storage": self.storage,
+                                   "trials": len(study.trials), "completed": len(completed)}  # fmt: skip
+        if completed:
+            results.update(
+                best_trial=study.best_trial.number, best_params=study.best_params, best_value=study.best_value
+            )
+        (self.sweep_dir / RESULTS_FILE).write_text(OmegaConf.to_yaml(results))
+        log.info(f"Best of study {self.study_name}: {results.get('best_params')} -> {results.get('best_value')}")
+
+
+def _plain(config: Any) -> Any:
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: optuna.distributions.BaseDistribution) -> None:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        trial.suggest_categorical(name, distribution.choices)
+    elif isinstance(distribution, optuna.distributions.IntDistribution):
+        trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    else:
+        trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+
+
+def _example(distribution: optuna.distributions.BaseDistribution) -> Any:
+    """A value from the distribution, to check that the overrides compose."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return distribution.choices[0]
+    return distribution.low
+
+
+def _consecutive_runs(trials: Sequence[optuna.Trial]) -> list[list[optuna.Trial]]:
+    groups: list[list[optuna.Trial]] = []
+    for trial in trials:
+        if groups and trial.number == groups[-1][-1].number + 1:
+            groups[-1].append(trial)
+        else:
+            groups.append([trial])
+    return groups
+
+
+def _job_status(output_dir: Path | None) -> str:
+    try:
+        return str(json.loads((output_dir / "metrics.json").read_text()).get("status", "completed"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return "failed"

@@ -1,0 +1,61 @@
+"""Read MNIST's IDX files, checked: a file that does not fit the format or its partner is one error line.
+
+IDX layout: two zero bytes, a type byte (0x08 = unsigned byte), the number of dimensions, then each
+dimension as a big-endian uint32, then the data, row-major.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaelab.errors import VaelabError
+
+UNSIGNED_BYTE = 0x08
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """The uint8 array in ``path``, which must be an IDX file of unsigned bytes with ``ndim`` dimensions."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise VaelabError(f"cannot read {path}: {error.strerror}") from error
+    header_size = 4 + 4 * ndim
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise VaelabError(f"{path} is not an IDX file (bad magic number); replace it with the original MNIST file.")
+    if data[2] != UNSIGNED_BYTE or data[3] != ndim:
+        raise VaelabError(
+            f"{path}: expected an IDX file of unsigned bytes with {ndim} dimensions, "
+            f"the header says type 0x{data[2]:02x} with {data[3]} dimensions."
+        )
+    if len(data) < header_size:
+        raise VaelabError(f"{path} is truncated inside its header.")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header_size + int(np.prod(shape, dtype=np.int64))
+    if len(data) != expected:
+        raise VaelabError(
+            f"{path} holds {len(data)} bytes, its header ({' x '.join(map(str, shape))}) needs {expected}: "
+            "truncated or corrupt."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def read_split(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``[N, 28, 28]`` uint8 and labels ``[N]`` uint8, checked against each other."""
+    images = read_idx(images_path, ndim=3)
+    labels = read_idx(labels_path, ndim=1)
+    if images.shape[1:] != IMAGE_SHAPE:
+        raise VaelabError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, MNIST's are 28x28.")
+    if len(images) == 0:
+        raise VaelabError(f"{images_path} holds no images.")
+    if len(images) != len(labels):
+        raise VaelabError(
+            f"{labels_path} holds {len(labels)} labels for the {len(images)} images of {images_path.name}."
+        )
+    if labels.max() >= NUM_CLASSES:
+        raise VaelabError(f"{labels_path}: label {int(labels.max())} is outside the digits 0-9.")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.copy())

@@ -1,0 +1,145 @@
+"""Optuna studies shared by a sweep and its jobs: storages from URLs, search spaces from Hydra's override syntax.
+
+The sweeper (``hydra_plugins.vaelab_optuna_sweeper``) asks trials and launches them as Hydra jobs; each
+job reaches its own trial through the storage (``trial_of_this_job``) to report per-epoch values for
+pruning, so this works with any launcher whose jobs can open the storage (local, joblib, SLURM).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra.utils
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from vaelab.errors import VaelabError
+
+# The sweeper sets this in each job's environment (hydra.job.env_set): the number of the job's trial.
+TRIAL_ENV = "VAELAB_OPTUNA_TRIAL"
+JOURNAL_PREFIX = "journal:"
+SQLITE_PREFIX = "sqlite:///"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage: an RDB URL (``sqlite:///file.db``, ``postgresql://...``) or ``journal:<file>``, an
+    append-only log that is safe on network file systems where sqlite is not. Creates a file's folder."""
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url.removeprefix(JOURNAL_PREFIX).removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith(SQLITE_PREFIX):
+        Path(url.removeprefix(SQLITE_PREFIX)).parent.mkdir(parents=True, exist_ok=True)
+        # Several sweep processes on one file: wait for the write lock instead of failing at once.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as error:
+        raise VaelabError(f"hydra.sweeper.storage={url}: cannot open it as an Optuna storage ({error}).") from None
+
+
+def build_pruner(config: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
+    """The configured pruner (a ``_target_`` mapping), or none."""
+    return hydra.utils.instantiate(config) if config else optuna.pruners.NopPruner()
+
+
+def open_study(
+    storage: str,
+    study_name: str,
+    direction: str = "minimize",
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """Create the study, or load it if the storage already has one of that name (trials then add up)."""
+    try:
+        return optuna.create_study(
+            storage=open_storage(storage),
+            study_name=study_name,
+            direction=direction,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except ValueError as error:  # e.g. an existing study with another direction
+        raise VaelabError(f"study {study_name!r} in {storage}: {error}") from None
+
+
+def trial_of_this_job(sweeper_config: Mapping[str, Any]) -> optuna.Trial | None:
+    """The trial this job runs for, when the vaelab Optuna sweeper launched it; else None."""
+    number = os.environ.get(TRIAL_ENV)
+    if number is None or not sweeper_config.get("storage"):
+        return None
+    study = open_study(
+        sweeper_config["storage"],
+        sweeper_config["study_name"],
+        sweeper_config.get("direction", "minimize"),
+        pruner=build_pruner(sweeper_config.get("pruner")),
+    )
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), int(number)
+    )
+    return optuna.trial.Trial(study, trial_id)
+
+
+def format_value(value: Any) -> str:
+    """A Python value as Hydra override text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{format_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, str) and (not value or any(c in value for c in " ,()[]{}:=\"'\\")):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(value)
+
+
+def distribution_of(override: Override) -> BaseDistribution:
+    """The Optuna distribution of one sweep override: ``choice(...)``, ``range(...)``, ``interval(...)``,
+    optionally ``tag(log, ...)``. Choices that are not plain values (lists, dicts) are searched as their
+    override text."""
+    sweep = override.value()
+    log = "log" in getattr(sweep, "tags", set())
+    if isinstance(sweep, ChoiceSweep):
+        choices = list(sweep.list)
+        plain = all(choice is None or isinstance(choice, (bool, int, float, str)) for choice in choices)
+        return CategoricalDistribution(choices if plain else [format_value(choice) for choice in choices])
+    if isinstance(sweep, RangeSweep):
+        values = list(override.sweep_iterator())
+        if all(isinstance(v, int) for v in values):
+            return IntDistribution(int(values[0]), int(values[-1]), step=int(sweep.step), log=log)
+        return FloatDistribution(float(values[0]), float(values[-1]), step=float(sweep.step), log=log)
+    if isinstance(sweep, IntervalSweep):
+        if isinstance(sweep.start, int) and isinstance(sweep.end, int):
+            return IntDistribution(sweep.start, sweep.end, log=log)
+        return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
+    raise VaelabError(f"{override.input_line}: not a search space (use choice, range or interval).")
+
+
+def split_search_space(lines: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
+    """Overrides (``key=value`` text) -> the search space (sweep overrides) and the fixed overrides (the rest)."""
+    space: dict[str, BaseDistribution] = {}
+    fixed: list[str] = []
+    for override in OverridesParser.create().parse_overrides(lines):
+        if override.is_sweep_override():
+            space[override.get_key_element()] = distribution_of(override)
+        else:
+            fixed.append(override.input_line or f"{override.get_key_element()}={override.get_value_element_as_str()}")
+    return space, fixed
+
+
+def trial_overrides(params: Mapping[str, Any]) -> list[str]:
+    """A trial's parameters as Hydra overrides (categorical override texts go in as they are)."""
+    return [f"{key}={value if isinstance(value, str) and value[:1] in '[{' else format_value(value)}"
+            for key, value in params.items()]  # fmt: skip
