@@ -1,8 +1,12 @@
-"""Summarise a multirun folder: every job's overrides and final metrics, sorted, as markdown, CSV and a figure.
+"""Summarise a multirun folder: every job's overrides, status and final metrics, sorted, as markdown, CSV and a figure.
 
     python -m vaelab.sweeps logs/train/multiruns/<date>_<time> [--metric val/loss]
 
 Writes ``summary.md``, ``summary.csv`` and ``summary.png`` into the sweep folder and prints the table.
+Failed jobs are listed with their error line. For an Optuna sweep (``hparams_search=optuna``) it also
+reads the whole study from its storage (every sweep that added to it) and writes ``study.md``,
+``study.csv``, Optuna's optimisation history (``optuna_history.png``) and parameter importances
+(``optuna_importances.png``).
 """
 
 from __future__ import annotations
@@ -10,20 +14,37 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from vaelab import plots
+from vaelab.jobs import FAILED_FILE, METRICS_FILE
 from vaelab.tables import markdown_table, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss", "epochs", "seconds_per_epoch")
+STUDY_FILE = "optuna_study.yaml"  # written by the vaelab Optuna sweeper
 
 
-def collect_jobs(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def job_status(job_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
+    """``(status, error line)`` of a job folder: completed, pruned, failed, or unfinished (no record yet)."""
+    if (job_dir / FAILED_FILE).is_file():
+        return "failed", (job_dir / FAILED_FILE).read_text().splitlines()[0] if (
+            job_dir / FAILED_FILE
+        ).read_text() else ""
+    if metrics:
+        return str(metrics.get("status", "completed")), ""
+    return "unfinished", ""
+
+
+def collect_jobs(
+    sweep_dir: Path, metric_columns: tuple[str, ...] = METRIC_COLUMNS
+) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per job folder (``<sweep>/<n>/`` with ``.hydra/overrides.yaml``): the overrides that vary
-    between jobs and the final metrics from its ``metrics.json``; and the overrides every job shares."""
+    between jobs, its status and error line, and the final metrics from its ``metrics.json``; and the
+    overrides every job shares."""
     job_dirs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()), key=_job_order)
     overrides = {job: yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or [] for job in job_dirs}
     common = (
@@ -31,13 +52,25 @@ def collect_jobs(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     )
     jobs = []
     for job_dir in job_dirs:
-        metrics_file = job_dir / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        metrics = _read_metrics(job_dir / METRICS_FILE)
+        status, error = job_status(job_dir, metrics)
         varying = " ".join(o for o in overrides[job_dir] if o not in common)
-        row: dict[str, Any] = {"job": job_dir.name, "overrides": varying}
-        row.update({column: metrics.get(column, float("nan")) for column in METRIC_COLUMNS})
+        row: dict[str, Any] = {"job": job_dir.name, "overrides": varying, "status": status, "error": error}
+        row.update({column: _number(metrics.get(column)) for column in metric_columns})
         jobs.append(row)
     return jobs, common
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
 def _job_order(path: Path) -> tuple[int, str]:
@@ -45,26 +78,91 @@ def _job_order(path: Path) -> tuple[int, str]:
 
 
 def sort_by(jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Best first; jobs without the metric (failed, unfinished) last."""
+    """Best first; jobs without the metric (failed, pruned early, unfinished) last."""
     return sorted(jobs, key=lambda row: (math.isnan(row[metric]), row[metric] if not math.isnan(row[metric]) else 0))
 
 
 def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]:
-    """Write ``summary.{md,csv,png}`` into ``sweep_dir``; returns the sorted rows."""
-    jobs, common = collect_jobs(sweep_dir)
+    """Write ``summary.{md,csv,png}`` (and the study's files for an Optuna sweep) into ``sweep_dir``; returns
+    the sorted rows."""
+    metric_columns = METRIC_COLUMNS if metric in METRIC_COLUMNS else (metric, *METRIC_COLUMNS)
+    jobs, common = collect_jobs(sweep_dir, metric_columns)
     if not jobs:
         raise SystemExit(f"error: no job folders (with .hydra/overrides.yaml) in {sweep_dir}")
     jobs = sort_by(jobs, metric)
-    table = markdown_table(jobs, ["job", "overrides", *METRIC_COLUMNS])
+    table = markdown_table(jobs, ["job", "status", "overrides", *metric_columns])
     shared = f"Overrides of every job: `{' '.join(common)}`\n\n" if common else ""
-    (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}" + table)
+    failed = [row for row in jobs if row["status"] == "failed"]
+    failures = "".join(f"- job {row['job']}: {row['error']}\n" for row in failed)
+    failures = f"\n## Failed jobs\n\n{failures}" if failed else ""
+    (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}{table}{failures}")
     write_csv(sweep_dir / "summary.csv", jobs, list(jobs[0]))
     labels = [f"{row['job']}: {row['overrides']}" for row in jobs]
     plots.ranked_bars(labels, [row[metric] for row in jobs], metric, title=f"Sweep {sweep_dir.name}").savefig(
         sweep_dir / "summary.png"
     )
-    print(table + f"\nWritten: {sweep_dir / 'summary.md'}, summary.csv, summary.png")
+    print(table + failures + f"\nWritten: {sweep_dir / 'summary.md'}, summary.csv, summary.png")
+    if (sweep_dir / STUDY_FILE).is_file():
+        summarise_study(sweep_dir)
     return jobs
+
+
+def summarise_study(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The Optuna study behind a sweep folder: every trial (state, value, parameters, job folder), the best
+    parameters, and Optuna's optimisation-history and parameter-importance plots, written beside the summary."""
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    from vaelab.studies import open_storage
+
+    reference = yaml.safe_load((sweep_dir / STUDY_FILE).read_text())
+    study = optuna.load_study(study_name=reference["study_name"], storage=open_storage(reference["storage"]))
+    rows = [
+        {"trial": t.number, "state": t.state.name, "value": t.value if t.value is not None else float("nan"),
+         "epochs_reported": len(t.intermediate_values), **t.params, "job_dir": t.user_attrs.get("job_dir", "")}
+        for t in study.trials
+    ]  # fmt: skip
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    rows = [{column: row.get(column, "") for column in columns} for row in rows]
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = (
+        f"Best: trial {study.best_trial.number}, value {study.best_value:.2f}, {study.best_params}\n"
+        if completed
+        else ""
+    )
+    states = ", ".join(
+        f"{state}: {sum(r['state'] == state for r in rows)}" for state in sorted({r["state"] for r in rows})
+    )
+    text = (f"# Study {study.study_name} ({reference['storage']})\n\n{len(rows)} trials ({states})\n\n{best}\n"
+            + markdown_table(rows, columns))  # fmt: skip
+    (sweep_dir / "study.md").write_text(text)
+    write_csv(sweep_dir / "study.csv", rows, columns)
+    written = ["study.md", "study.csv"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        if completed:
+            optuna_plots.plot_optimization_history(study).figure.savefig(sweep_dir / "optuna_history.png")
+            written.append("optuna_history.png")
+        try:
+            optuna_plots.plot_param_importances(study, evaluator=_importance_evaluator()).figure.savefig(
+                sweep_dir / "optuna_importances.png", bbox_inches="tight"
+            )
+            written.append("optuna_importances.png")
+        except (ValueError, RuntimeError) as error:  # too few completed trials, or a single parameter value
+            print(f"No parameter importances yet: {error}")
+    print(text + f"\nWritten: {', '.join(str(sweep_dir / name) for name in written)}")
+    return rows
+
+
+def _importance_evaluator() -> Any:
+    """fANOVA (Optuna's default) when scikit-learn is installed, else PED-ANOVA, which needs nothing more."""
+    import optuna.importance
+
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return optuna.importance.PedAnovaImportanceEvaluator()
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
 
 
 def main() -> None:

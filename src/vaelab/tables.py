@@ -10,9 +10,11 @@ from typing import Any
 
 
 def format_cell(value: Any) -> str:
-    """Floats with two decimals, NaN (a metric a run lacks) as '-'."""
+    """Floats with two decimals (three significant digits below 0.01, e.g. learning rates), NaN as '-'."""
     if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.2f}"
+        if math.isnan(value):
+            return "-"
+        return f"{value:.3g}" if 0 < abs(value) < 0.01 else f"{value:.2f}"
     return str(value)
 
 

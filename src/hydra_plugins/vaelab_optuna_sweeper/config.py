@@ -10,6 +10,8 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.vaelab_optuna_sweeper.sweeper.OptunaSweeper"
+    # sampler and pruner reach the sweeper as configs: it builds them (the sampler's seed depends on the study).
+    _recursive_: bool = False
     # An Optuna storage: sqlite:///<file>.db, another RDB URL, or journal:<file> (network file systems).
     storage: str | None = None
     study_name: str = "vaelab"
