@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +60,16 @@ def test_batches_carry_images_and_labels(tiny_mnist: Path) -> None:
     assert 0.0 <= images.min() and images.max() <= 1.0
     val_images, _ = next(iter(datamodule.val_dataloader()))
     assert val_images.shape[0] == 64
-    # Shuffled: two epochs visit the training images in different orders.
-    first_epoch = next(iter(datamodule.train_dataloader()))[0]
-    second_epoch = next(iter(datamodule.train_dataloader()))[0]
+    # Shuffled: two epochs visit the training images in different orders, each epoch's order fixed by its number
+    # (a resumed run sees the order the uninterrupted one would).
+    loader = datamodule.train_dataloader()
+    first_epoch = next(iter(loader))[0]
+    loader.sampler.set_epoch(1)
+    second_epoch = next(iter(loader))[0]
     assert not torch.equal(first_epoch, second_epoch)
+    other_loader = make_datamodule(tiny_mnist).train_dataloader()
+    other_loader.sampler.set_epoch(1)
+    assert torch.equal(next(iter(other_loader))[0], second_epoch)
 
 
 def test_fallback_folder_is_used_when_data_dir_is_empty(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -77,12 +84,47 @@ def test_missing_data_names_where_it_looked(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
-def test_truncated_file_is_one_clear_error(tmp_path: Path) -> None:
-    root = write_mnist(tmp_path)
-    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
-    images.write_bytes(images.read_bytes()[:5000])
-    with pytest.raises(VaelabError, match="could not read MNIST"):
-        make_datamodule(root)
+def test_fallback_folder_is_said_in_the_log(tiny_mnist: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="vaelab.data.mnist"):
+        make_datamodule(tmp_path / "empty", fallback_data_dirs=[str(tiny_mnist)])
+    assert f"using the fallback {tiny_mnist.resolve()}" in caplog.text
+
+
+def _idx(array: np.ndarray, type_byte: int = 0x08) -> bytes:
+    return (
+        struct.pack(">HBB", 0, type_byte, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    )
+
+
+BAD_FILES = {
+    "truncated": ("train-images-idx3-ubyte", lambda data: data[:5000], "truncated or corrupt"),
+    "bad magic": ("train-labels-idx1-ubyte", lambda data: b"\x01\x02" + data[2:], "bad magic number"),
+    "wrong type": ("t10k-labels-idx1-ubyte", lambda data: data[:2] + b"\x0d" + data[3:], "type 0x0d"),
+    "extra bytes": ("t10k-images-idx3-ubyte", lambda data: data + b"\x00" * 10, "truncated or corrupt"),
+    "too few labels": (
+        "train-labels-idx1-ubyte",
+        lambda data: _idx(np.zeros(599, np.uint8)),
+        "599 labels for 600 images",
+    ),
+    "label 10": ("t10k-labels-idx1-ubyte", lambda data: _idx(np.full(200, 10, np.uint8)), "label 10 is outside"),
+    "not 28x28": ("train-images-idx3-ubyte", lambda data: _idx(np.zeros((600, 28, 27), np.uint8)), "28x27"),
+    "labels as images": (
+        "train-labels-idx1-ubyte",
+        lambda data: _idx(np.zeros((600, 28, 28), np.uint8)),
+        "3 dimensions",
+    ),
+    "empty": ("t10k-images-idx3-ubyte", lambda data: b"", "bad magic number"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_every_idx_file_is_checked(tmp_path: Path, case: str) -> None:
+    name, corrupt, message = BAD_FILES[case]
+    raw = write_mnist(tmp_path) / "MNIST" / "raw"
+    (raw / name).write_bytes(corrupt((raw / name).read_bytes()))
+    with pytest.raises(VaelabError) as error:
+        make_datamodule(tmp_path)
+    assert message in str(error.value) and name in str(error.value) and "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("settings", [{"val_size": TINY_TRAIN}, {"val_size": 0}, {"batch_size": 0}])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -44,6 +46,48 @@ def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path) -> 
     events.Reload()
     assert {(e.step, int(e.value)) for e in events.Scalars("epoch")} == {(3, 0), (7, 1), (11, 2)}
     assert [e.step for e in events.Scalars("train/loss")] == [3, 7, 11]
+
+
+def test_last_checkpoint_is_the_last_epoch_and_resume_is_exact(tiny_mnist: Path, tmp_path: Path) -> None:
+    """2 epochs + resume to 4 == 4 epochs straight, epoch by epoch; the CSV history survives the resume."""
+    common = ["model=vae", *FAST, "trainer.limit_train_batches=4", "model.optimizer.lr=0.03", "logger=csv",
+              *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    straight, interrupted = tmp_path / "straight", tmp_path / "resumed"
+    assert run_script("train.py", *common, "trainer.max_epochs=4", f"hydra.run.dir={straight}").returncode == 0
+    assert run_script("train.py", *common, "trainer.max_epochs=2", f"hydra.run.dir={interrupted}").returncode == 0
+    last = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1 and last["global_step"] == 8  # the last epoch, whichever epoch was best
+    resumed = run_script("train.py", *common, "trainer.max_epochs=4", f"resume={interrupted}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    def history(run: Path) -> list[tuple[int, float, float]]:
+        rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
+        losses = {
+            name: {int(r["step"]): float(r[name]) for r in rows if r.get(name)} for name in ("train/loss", "val/loss")
+        }
+        return [(step, losses["train/loss"][step], losses["val/loss"][step]) for step in sorted(losses["train/loss"])]
+
+    expected = history(straight)
+    assert [step for step, _, _ in expected] == [3, 7, 11, 15]
+    assert history(interrupted) == pytest.approx(expected, abs=1e-4)
+
+
+def test_resume_stretches_a_cosine_schedule(tiny_mnist: Path, tmp_path: Path) -> None:
+    scheduler = "+model.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:2}"
+    common = ["model=vae", *FAST, "trainer.limit_train_batches=2", "logger=none", "model.optimizer.lr=0.01", scheduler,
+              *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    run_dir = tmp_path / "run"
+    assert run_script("train.py", *common, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}").returncode == 0
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0, abs=1e-12)  # annealed to 0
+    # Resumed with a schedule that now ends at epoch 4 (what T_max: ${trainer.max_epochs} gives for max_epochs=4).
+    resumed = run_script("train.py", *common, "model.scheduler.T_max=4", "trainer.max_epochs=3", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2 and last["lr_schedulers"][0]["T_max"] == 4
+    # After 3 of 4 epochs: 0.01 * (1 + cos(3 pi / 4)) / 2 (the old T_max would give 0 and then climb to 0.005).
+    expected = 0.01 * (1 + math.cos(3 * math.pi / 4)) / 2
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path: Path) -> None:

@@ -1,21 +1,41 @@
-"""Multirun sweeps: the basic sweeper with a summary, Optuna, the submitit launcher, unique run folders."""
+"""Multirun sweeps: contained failures, the vaelab Optuna sweeper (persistent, shared, pruned, failed trials),
+the dashboard, the launchers (joblib thread split, submitit), DDP inside -m, unique run folders."""
 
 from __future__ import annotations
 
 import csv
+import json
+import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import optuna
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import PROJECT_ROOT, run_script, tiny_data_overrides
+from vaelab.runtime import job_threads
 from vaelab.sweeps import summarise
 
 TINY_JOB = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
             "callbacks.latent_grid.grid_size=4", "test=false"]  # fmt: skip
+# An Optuna sweep of the dense model on the tiny data (the search space includes the batch size).
+OPTUNA_JOB = ["hparams_search=optuna", "model=vae", *(o for o in TINY_JOB if not o.startswith("data.batch_size"))]
+
+
+def optuna_overrides(storage: Path, study: str = "s", trials: int = 2) -> list[str]:
+    return [f"hydra.sweeper.storage=sqlite:///{storage}", f"hydra.sweeper.study_name={study}",
+            f"hydra.sweeper.n_trials={trials}"]  # fmt: skip
+
+
+def load_trials(storage: Path, study: str = "s") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{storage}").trials
 
 
 def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -28,6 +48,7 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
 
     jobs = summarise(tmp_path, "val/nelbo")
     assert len(jobs) == 4 and {row["job"] for row in jobs} == {"0", "1", "2", "3"}
+    assert {row["status"] for row in jobs} == {"completed"}
     values = [row["val/nelbo"] for row in jobs]
     assert values == sorted(values)
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
@@ -36,6 +57,7 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
     }
     assert "Overrides of every job: `model=vae trainer.max_epochs=1" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "summary.png").stat().st_size > 5000 and "| job |" in (tmp_path / "summary.md").read_text()
+    summarise(tmp_path, "test/nelbo")  # a metric no job has: sorted last, no KeyError
 
     # TensorBoard's HParams tab: the hyperparameters and the final metrics of each job.
     events = EventAccumulator(str(tmp_path / "0" / "tensorboard"))
@@ -45,28 +67,178 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
     assert events.Scalars("hp/val_loss")[-1].value == pytest.approx(job0["val/loss"])
 
 
-def test_optuna_search(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path) -> None:
     result = run_script(
-        "train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
-        *(o for o in TINY_JOB if not o.startswith("data.batch_size")),  # batch size is a searched parameter
+        "train.py", "-m", "model=vae", "model.optimizer.lr=1e12,1e-3", *TINY_JOB,
         *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path}",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
-    assert set(best["best_params"]) == {"model.optimizer.lr", "model.beta", "data.batch_size", "model.hidden_dim"}
-    assert 0 < best["best_value"] < 1000
-    assert len([p for p in tmp_path.iterdir() if (p / "metrics.json").is_file()]) == 3
+    assert result.returncode == 1  # at the end, because a job failed
+    assert "Traceback" not in result.stderr
+    assert (
+        "error: 1 of 2 jobs failed" in result.stderr and f"{tmp_path / '0'}: the training loss became" in result.stderr
+    )
+    failed, completed = tmp_path / "0", tmp_path / "1"
+    assert (failed / "FAILED").read_text().startswith("the training loss became")
+    assert json.loads((failed / "metrics.json").read_text())["status"] == "failed"
+    assert "error: the training loss became" in (failed / "train.log").read_text()
+    assert json.loads((completed / "metrics.json").read_text())["status"] == "completed"  # job 1 ran
+
+    jobs = summarise(tmp_path, "val/loss")
+    assert [(row["job"], row["status"]) for row in jobs] == [("1", "completed"), ("0", "failed")]
+    assert "- job 0: the training loss became" in (tmp_path / "summary.md").read_text()
 
 
-def test_submitit_local_launcher(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = run_script(
-        "train.py", "-m", "launcher=submitit_local", "model=vae,conv_vae", *TINY_JOB, "logger=csv",
-        *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path}", timeout=400,
+def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mnist: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "optuna" / "study.db"
+    for run in ("a", "b"):  # the same command twice: the second continues the study
+        result = run_script("train.py", *OPTUNA_JOB, *optuna_overrides(storage), *tiny_data_overrides(tiny_mnist),
+                            f"hydra.sweep.dir={tmp_path / run}")  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    trials = load_trials(storage)
+    assert [t.number for t in trials] == [0, 1, 2, 3] and {t.state.name for t in trials} == {"COMPLETE"}
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # the second run did not repeat the first
+    assert all(t.intermediate_values for t in trials)  # each job reported its epochs to the study
+    # Job folders carry the trial numbers, and each folder's metric is the trial's value.
+    assert sorted(p.name for p in (tmp_path / "b").iterdir() if p.is_dir()) == ["2", "3"]
+    metrics = json.loads((tmp_path / "b" / "3" / "metrics.json").read_text())
+    assert metrics["val/nelbo"] == pytest.approx(trials[3].value)
+    results = yaml.safe_load((tmp_path / "b" / "optimization_results.yaml").read_text())
+    assert results["trials"] == 4 and set(results["best_params"]) == {
+        "model.optimizer.lr",
+        "model.beta",
+        "data.batch_size",
+    }
+
+    summarise(tmp_path / "b", "val/nelbo")
+    study_rows = list(csv.DictReader((tmp_path / "b" / "study.csv").open()))
+    assert [row["state"] for row in study_rows] == ["COMPLETE"] * 4
+    assert (tmp_path / "b" / "optuna_history.png").stat().st_size > 5000
+
+    # optuna-dashboard on 127.0.0.1 reads the study and its trials through its HTTP API.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dashboard = subprocess.Popen(
+        [str(Path(sys.executable).parent / "optuna-dashboard"), f"sqlite:///{storage}", "--host", "127.0.0.1",
+         "--port", str(port), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
+    try:
+        studies = _get_json(f"http://127.0.0.1:{port}/api/studies", timeout=60)["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["s"]
+        detail = _get_json(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}", timeout=10)
+        assert len(detail["trials"]) == 4
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
+
+
+def _get_json(url: str, timeout: float) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_two_sweep_processes_share_one_study(tiny_mnist: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "shared.db"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores
+    env.pop("HYDRA_FULL_ERROR", None)
+    processes = [
+        subprocess.Popen([sys.executable, str(PROJECT_ROOT / "train.py"), *OPTUNA_JOB, *optuna_overrides(storage),
+                          *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                         cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
+    trials = load_trials(storage)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and {t.state.name for t in trials} == {"COMPLETE"}
+    # One folder per trial, even though both processes wrote into the same sweep folder.
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+
+
+def test_optuna_failed_and_pruned_trials(tiny_mnist: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "study.db"
+    common = [*OPTUNA_JOB, "data.batch_size=50", "hydra.sweeper.params.data.batch_size=choice(50)",
+              "hydra.sweeper.params.model.beta=interval(1.0,1.0)", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    # A good trial first (3 epochs) ...
+    first = run_script("train.py", *common, *optuna_overrides(storage, trials=1), "trainer.max_epochs=3",
+                       "trainer.limit_train_batches=4", "hydra.sweeper.params.model.optimizer.lr=interval(3e-3,3.1e-3)",
+                       f"hydra.sweep.dir={tmp_path / 'good'}")  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    # ... then one far worse after its first epoch: the median pruner stops it there.
+    pruner = "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:1,n_warmup_steps:0}"
+    second = run_script("train.py", *common, *optuna_overrides(storage, trials=1), "trainer.max_epochs=3",
+                        "trainer.limit_train_batches=4", "hydra.sweeper.params.model.optimizer.lr=interval(1e-9,1.1e-9)",
+                        pruner, f"hydra.sweep.dir={tmp_path / 'bad'}")  # fmt: skip
+    assert second.returncode == 0, second.stderr[-3000:]
+    # ... and one whose loss diverges: a FAIL trial, the command exits 1 at the end.
+    third = run_script("train.py", *common, *optuna_overrides(storage, trials=1),
+                       "hydra.sweeper.params.model.optimizer.lr=interval(1e12,1.1e12)", f"hydra.sweep.dir={tmp_path / 'nan'}")  # fmt: skip
+    assert third.returncode == 1 and "error: 1 of 1 jobs failed" in third.stderr
+
+    trials = load_trials(storage)
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL"]
+    assert list(trials[1].intermediate_values) == [0]
+    pruned_dir = tmp_path / "bad" / "1"
+    assert json.loads((pruned_dir / "metrics.json").read_text())["status"] == "pruned"
+    assert (pruned_dir / "checkpoints" / "last.ckpt").is_file()  # a pruned trial keeps its folder and checkpoints
+    assert (tmp_path / "nan" / "2" / "FAILED").is_file()
+
+
+def test_search_space_keys_the_model_lacks_are_one_error(tmp_path: Path) -> None:
+    result = run_script("train.py", *OPTUNA_JOB, *optuna_overrides(tmp_path / "s.db"),
+                        "+hydra.sweeper.params.model.hidden_dim=choice(16,64)", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 1
+    assert "hidden_dim" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "s.db").exists() or load_trials(tmp_path / "s.db") == []
+
+
+def test_job_threads_split_the_cores() -> None:
+    assert job_threads(None, cores=8) is None
+    assert job_threads({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, cores=8) is None
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    assert job_threads({"_target_": joblib, "n_jobs": 2}, cores=2) == 1
+    assert job_threads({"_target_": joblib, "n_jobs": 3}, cores=16) == 5
+    assert job_threads({"_target_": joblib, "n_jobs": -1}, cores=4) == 1
+    submitit = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert job_threads({"_target_": submitit, "cpus_per_task": 8}, cores=64) == 8
+
+
+def test_parallel_optuna_trials_with_joblib_and_submitit(tiny_mnist: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "study.db"
+    for launcher in ("joblib", "submitit_local"):
+        # submitit runs a batch at once: each job gets its share of the cores as cpus_per_task.
+        share = ["hydra.launcher.cpus_per_task=1"] if launcher == "submitit_local" else []
+        result = run_script("train.py", *OPTUNA_JOB, f"launcher={launcher}", *optuna_overrides(storage, trials=2),
+                            "hydra.sweeper.n_jobs=2", *share, *tiny_data_overrides(tiny_mnist),
+                            f"hydra.sweep.dir={tmp_path / launcher}", timeout=400)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        for job in (tmp_path / launcher).glob("[0-9]*"):
+            assert json.loads((job / "metrics.json").read_text())["threads"] == 1  # 2 cores / 2 jobs at once
+    trials = load_trials(storage)
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" and t.intermediate_values for t in trials)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_ddp_inside_a_multirun(tiny_mnist: Path, tmp_path: Path) -> None:
+    result = run_script("train.py", "-m", "model=vae", "model.latent_dim=2,3", *TINY_JOB, "trainer.strategy=ddp",
+                        "trainer.devices=2", "trainer.accelerator=cpu", *tiny_data_overrides(tiny_mnist),
+                        f"hydra.sweep.dir={tmp_path}", timeout=400)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    for job in ("0", "1"):
-        assert (tmp_path / job / "checkpoints" / "last.ckpt").is_file()
-        assert (tmp_path / job / "metrics.json").is_file()
+    # Two jobs, each with its two processes; the second process re-ran its job, not the sweep.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
+    for job, latent_dim in (("0", 2), ("1", 3)):
+        assert json.loads((tmp_path / job / "metrics.json").read_text())["status"] == "completed"
+        checkpoint = torch.load(tmp_path / job / "checkpoints" / "last.ckpt", weights_only=True)
+        assert checkpoint["hyper_parameters"]["latent_dim"] == latent_dim
+        assert checkpoint["global_step"] == 2
+    assert not any(p.name.startswith("train_ddp_process") for p in PROJECT_ROOT.iterdir())
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:

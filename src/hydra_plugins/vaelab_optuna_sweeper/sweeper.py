@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,13 @@ class OptunaSweeper(Sweeper):
         self.sweep_dir = Path(config.hydra.sweep.dir)
 
     def sweep(self, arguments: list[str]) -> list[optuna.trial.FrozenTrial]:
+        try:
+            return self._sweep(arguments)
+        except VaelabError as error:  # a bad setting: one line, as train.py gives for its own
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+
+    def _sweep(self, arguments: list[str]) -> list[optuna.trial.FrozenTrial]:
         if not self.storage:
             raise VaelabError(
                 "hydra.sweeper.storage is not set: give an Optuna storage, e.g. sqlite:///logs/optuna/vaelab.db"
