@@ -19,6 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import PROJECT_ROOT, run_script, tiny_data_overrides
 from vaelab.checkpoints import load_model
+from vaelab.data import MNISTDataModule
+from vaelab.models.base import EVAL_NOISE_SEED
 from vaelab.training import train
 
 FAST = ["trainer.limit_val_batches=1", "data.batch_size=50", "callbacks.latent_grid.grid_size=4", "test=false"]
@@ -60,16 +62,16 @@ def test_last_checkpoint_is_the_last_epoch_and_resume_is_exact(tiny_mnist: Path,
     resumed = run_script("train.py", *common, "trainer.max_epochs=4", f"resume={interrupted}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
-    def history(run: Path) -> list[tuple[int, float, float]]:
+    def history(run: Path) -> dict[str, dict[int, float]]:
         rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
-        losses = {
+        return {
             name: {int(r["step"]): float(r[name]) for r in rows if r.get(name)} for name in ("train/loss", "val/loss")
         }
-        return [(step, losses["train/loss"][step], losses["val/loss"][step]) for step in sorted(losses["train/loss"])]
 
-    expected = history(straight)
-    assert [step for step, _, _ in expected] == [3, 7, 11, 15]
-    assert history(interrupted) == pytest.approx(expected, abs=1e-4)
+    expected, found = history(straight), history(interrupted)
+    for name in ("train/loss", "val/loss"):
+        assert list(expected[name]) == list(found[name]) == [3, 7, 11, 15]
+        assert list(found[name].values()) == pytest.approx(list(expected[name].values()), abs=1e-4)
 
 
 def test_resume_stretches_a_cosine_schedule(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -115,6 +117,15 @@ def test_sigterm_leaves_a_resumable_checkpoint(tiny_mnist: Path, tmp_path: Path)
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] > 0
     assert load_model(run_dir / "checkpoints" / "last.ckpt").latent_dim == 2
+    # Resumed mid-epoch: no finished step is lost or repeated; it ends where an uninterrupted run would.
+    steps_per_epoch = 50  # 500 training images in batches of 10
+    epochs = checkpoint["epoch"] + 2
+    resumed = run_script("train.py", *command[2:-1], f"trainer.max_epochs={epochs}", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == epochs * steps_per_epoch
+    adam_steps = {float(state["step"]) for state in final["optimizer_states"][0]["state"].values()}
+    assert adam_steps == {float(epochs * steps_per_epoch)}
 
 
 def test_same_seed_same_losses(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -161,7 +172,7 @@ def test_ddp_on_cpu_with_two_processes(tiny_mnist: Path, tmp_path: Path) -> None
     try:
         result = run_script("train.py", "model=vae", *FAST, "trainer.max_epochs=1", "trainer.strategy=ddp",
                             "trainer.devices=2", "trainer.accelerator=cpu", *tiny_data_overrides(tiny_mnist),
-                            f"hydra.run.dir={tmp_path}", timeout=300)  # fmt: skip
+                            "data.val_size=5", f"hydra.run.dir={tmp_path}", timeout=300)  # fmt: skip
     finally:
         for key in env_note:
             os.environ.pop(key)
@@ -170,6 +181,19 @@ def test_ddp_on_cpu_with_two_processes(tiny_mnist: Path, tmp_path: Path) -> None
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["val/loss"] > 0
-    # Each process trained on half of the 500 training images: 5 batches of 50 each.
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    # Each process trained on half of the 595 training images: 6 batches of at most 50 each.
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    # val/loss is the mean over the 5 validation images, each counted once (process 0 takes 3, process 1 takes 2;
+    # a padding sampler would count one twice). Recomputed here with each process's evaluation noise.
+    model = load_model(tmp_path / "checkpoints" / "last.ckpt")
+    datamodule = MNISTDataModule(data_dir=str(tiny_mnist), download=False, val_size=5)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    images, labels = datamodule.val_set.images, datamodule.val_set.labels
+    with torch.no_grad():
+        losses = [
+            model.loss_terms(images[rank::2], labels[rank::2], torch.Generator().manual_seed(EVAL_NOISE_SEED))["loss"]
+            for rank in (0, 1)
+        ]
+    assert metrics["val/loss"] == pytest.approx(torch.cat(losses).mean().item(), rel=1e-5)
     assert not any(p.name.startswith("train_ddp_process") for p in PROJECT_ROOT.iterdir())
