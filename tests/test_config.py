@@ -42,7 +42,7 @@ def test_train_config_builds_model_data_callbacks_and_loggers(model: str, logger
     built = build_model(cfg.model)
     assert isinstance(built, ELBOModule) and built.latent_dim == 2
     assert isinstance(hydra.utils.instantiate(cfg.data), MNISTDataModule)
-    assert len(instantiate_group(cfg.callbacks)) == 6
+    assert len(instantiate_group(cfg.callbacks)) == 7  # best + last checkpoints, interrupt, 3 figures, progress bar
     assert len(instantiate_group(cfg.logger)) == (0 if logger == "none" else 1)
 
 

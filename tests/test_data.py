@@ -87,7 +87,7 @@ def test_missing_data_names_where_it_looked(tmp_path: Path) -> None:
 def test_fallback_folder_is_said_in_the_log(tiny_mnist: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("INFO", logger="vaelab.data.mnist"):
         make_datamodule(tmp_path / "empty", fallback_data_dirs=[str(tiny_mnist)])
-    assert f"using the fallback {tiny_mnist.resolve()}" in caplog.text
+    assert f"using the fallback folder {tiny_mnist.resolve()}" in caplog.text
 
 
 def _idx(array: np.ndarray, type_byte: int = 0x08) -> bytes:
@@ -104,7 +104,7 @@ BAD_FILES = {
     "too few labels": (
         "train-labels-idx1-ubyte",
         lambda data: _idx(np.zeros(599, np.uint8)),
-        "599 labels for 600 images",
+        "599 labels for the 600 images",
     ),
     "label 10": ("t10k-labels-idx1-ubyte", lambda data: _idx(np.full(200, 10, np.uint8)), "label 10 is outside"),
     "not 28x28": ("train-images-idx3-ubyte", lambda data: _idx(np.zeros((600, 28, 27), np.uint8)), "28x27"),

@@ -149,7 +149,7 @@ def test_checkpoint_of_another_model_or_garbage_is_one_clear_error(tmp_path: Pat
         load_model(garbage)
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}, "epoch": 1}, foreign)
-    with pytest.raises(VaelabError, match="not a vaelab checkpoint"):
+    with pytest.raises(VaelabError, match="not a vaelab model"):
         load_model(foreign)
     with pytest.raises(VaelabError, match="not found"):
         load_model(tmp_path / "missing.ckpt")

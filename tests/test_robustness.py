@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import PROJECT_ROOT, run_script, tiny_data_overrides
+from conftest import NO_FIGURES, PROJECT_ROOT, compose_config, run_script, tiny_data_overrides
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
 from vaelab.models.base import EVAL_NOISE_SEED
@@ -27,8 +26,7 @@ FAST = ["trainer.limit_val_batches=1", "data.batch_size=50", "callbacks.latent_g
 
 
 def compose_train(tmp_path: Path, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=[f"paths.output_dir={tmp_path}", *overrides])
+    return compose_config("train", [f"paths.output_dir={tmp_path}", *overrides])
 
 
 def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -52,15 +50,14 @@ def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path) -> 
 
 def test_last_checkpoint_is_the_last_epoch_and_resume_is_exact(tiny_mnist: Path, tmp_path: Path) -> None:
     """2 epochs + resume to 4 == 4 epochs straight, epoch by epoch; the CSV history survives the resume."""
-    common = ["model=vae", *FAST, "trainer.limit_train_batches=4", "model.optimizer.lr=0.03", "logger=csv",
+    common = ["model=vae", *FAST, *NO_FIGURES, "trainer.limit_train_batches=4", "model.optimizer.lr=0.03", "logger=csv",
               *tiny_data_overrides(tiny_mnist)]  # fmt: skip
     straight, interrupted = tmp_path / "straight", tmp_path / "resumed"
-    assert run_script("train.py", *common, "trainer.max_epochs=4", f"hydra.run.dir={straight}").returncode == 0
-    assert run_script("train.py", *common, "trainer.max_epochs=2", f"hydra.run.dir={interrupted}").returncode == 0
+    train(compose_train(straight, [*common, "trainer.max_epochs=4"]))
+    train(compose_train(interrupted, [*common, "trainer.max_epochs=2"]))
     last = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 1 and last["global_step"] == 8  # the last epoch, whichever epoch was best
-    resumed = run_script("train.py", *common, "trainer.max_epochs=4", f"resume={interrupted}")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    train(compose_train(interrupted, [*common, "trainer.max_epochs=4", f"resume={interrupted}"]))
 
     def history(run: Path) -> dict[str, dict[int, float]]:
         rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
@@ -76,15 +73,14 @@ def test_last_checkpoint_is_the_last_epoch_and_resume_is_exact(tiny_mnist: Path,
 
 def test_resume_stretches_a_cosine_schedule(tiny_mnist: Path, tmp_path: Path) -> None:
     scheduler = "+model.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:2}"
-    common = ["model=vae", *FAST, "trainer.limit_train_batches=2", "logger=none", "model.optimizer.lr=0.01", scheduler,
-              *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    common = ["model=vae", *FAST, *NO_FIGURES, "trainer.limit_train_batches=2", "logger=none", "model.optimizer.lr=0.01",
+              scheduler, *tiny_data_overrides(tiny_mnist)]  # fmt: skip
     run_dir = tmp_path / "run"
-    assert run_script("train.py", *common, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}").returncode == 0
+    train(compose_train(run_dir, [*common, "trainer.max_epochs=2"]))
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0, abs=1e-12)  # annealed to 0
     # Resumed with a schedule that now ends at epoch 4 (what T_max: ${trainer.max_epochs} gives for max_epochs=4).
-    resumed = run_script("train.py", *common, "model.scheduler.T_max=4", "trainer.max_epochs=3", f"resume={run_dir}")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    train(compose_train(run_dir, [*common, "model.scheduler.T_max=4", "trainer.max_epochs=3", f"resume={run_dir}"]))
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 2 and last["lr_schedulers"][0]["T_max"] == 4
     # After 3 of 4 epochs: 0.01 * (1 + cos(3 pi / 4)) / 2 (the old T_max would give 0 and then climb to 0.005).

@@ -19,12 +19,12 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import PROJECT_ROOT, run_script, tiny_data_overrides
+from conftest import NO_FIGURES, PROJECT_ROOT, run_script, tiny_data_overrides
 from vaelab.runtime import job_threads
 from vaelab.sweeps import summarise
 
 TINY_JOB = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
-            "callbacks.latent_grid.grid_size=4", "test=false"]  # fmt: skip
+            *NO_FIGURES, "test=false"]  # fmt: skip
 # An Optuna sweep of the dense model on the tiny data (the search space includes the batch size).
 OPTUNA_JOB = ["hparams_search=optuna", "model=vae", *(o for o in TINY_JOB if not o.startswith("data.batch_size"))]
 
@@ -68,8 +68,9 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
 
 
 def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path) -> None:
+    # Two jobs at once (joblib, 2 processes): each gets one of the two cores, and one fails in its worker.
     result = run_script(
-        "train.py", "-m", "model=vae", "model.optimizer.lr=1e12,1e-3", *TINY_JOB,
+        "train.py", "-m", "launcher=joblib", "model=vae", "model.optimizer.lr=1e12,1e-3", *TINY_JOB,
         *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == 1  # at the end, because a job failed
@@ -82,6 +83,7 @@ def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path) 
     assert json.loads((failed / "metrics.json").read_text())["status"] == "failed"
     assert "error: the training loss became" in (failed / "train.log").read_text()
     assert json.loads((completed / "metrics.json").read_text())["status"] == "completed"  # job 1 ran
+    assert json.loads((completed / "metrics.json").read_text())["threads"] == 1  # 2 cores / 2 jobs at once
 
     jobs = summarise(tmp_path, "val/loss")
     assert [(row["job"], row["status"]) for row in jobs] == [("1", "completed"), ("0", "failed")]
@@ -164,22 +166,27 @@ def test_two_sweep_processes_share_one_study(tiny_mnist: Path, tmp_path: Path) -
 
 def test_optuna_failed_and_pruned_trials(tiny_mnist: Path, tmp_path: Path) -> None:
     storage = tmp_path / "study.db"
-    common = [*OPTUNA_JOB, "data.batch_size=50", "hydra.sweeper.params.data.batch_size=choice(50)",
-              "hydra.sweeper.params.model.beta=interval(1.0,1.0)", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    # Sweep overrides on the command line join the search space (here pinning two of its keys).
+    common = [
+        *OPTUNA_JOB,
+        "data.batch_size=choice(50)",
+        "model.beta=interval(1.0,1.0)",
+        *tiny_data_overrides(tiny_mnist),
+    ]
     # A good trial first (3 epochs) ...
     first = run_script("train.py", *common, *optuna_overrides(storage, trials=1), "trainer.max_epochs=3",
-                       "trainer.limit_train_batches=4", "hydra.sweeper.params.model.optimizer.lr=interval(3e-3,3.1e-3)",
+                       "trainer.limit_train_batches=4", "model.optimizer.lr=interval(3e-3,3.1e-3)",
                        f"hydra.sweep.dir={tmp_path / 'good'}")  # fmt: skip
     assert first.returncode == 0, first.stderr[-3000:]
     # ... then one far worse after its first epoch: the median pruner stops it there.
     pruner = "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:1,n_warmup_steps:0}"
     second = run_script("train.py", *common, *optuna_overrides(storage, trials=1), "trainer.max_epochs=3",
-                        "trainer.limit_train_batches=4", "hydra.sweeper.params.model.optimizer.lr=interval(1e-9,1.1e-9)",
+                        "trainer.limit_train_batches=4", "model.optimizer.lr=interval(1e-9,1.1e-9)",
                         pruner, f"hydra.sweep.dir={tmp_path / 'bad'}")  # fmt: skip
     assert second.returncode == 0, second.stderr[-3000:]
     # ... and one whose loss diverges: a FAIL trial, the command exits 1 at the end.
     third = run_script("train.py", *common, *optuna_overrides(storage, trials=1),
-                       "hydra.sweeper.params.model.optimizer.lr=interval(1e12,1.1e12)", f"hydra.sweep.dir={tmp_path / 'nan'}")  # fmt: skip
+                       "model.optimizer.lr=interval(1e12,1.1e12)", f"hydra.sweep.dir={tmp_path / 'nan'}")  # fmt: skip
     assert third.returncode == 1 and "error: 1 of 1 jobs failed" in third.stderr
 
     trials = load_trials(storage)
@@ -193,7 +200,7 @@ def test_optuna_failed_and_pruned_trials(tiny_mnist: Path, tmp_path: Path) -> No
 
 def test_search_space_keys_the_model_lacks_are_one_error(tmp_path: Path) -> None:
     result = run_script("train.py", *OPTUNA_JOB, *optuna_overrides(tmp_path / "s.db"),
-                        "+hydra.sweeper.params.model.hidden_dim=choice(16,64)", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+                        "model.hidden_dim=choice(16,64)", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
     assert result.returncode == 1
     assert "hidden_dim" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s.db").exists() or load_trials(tmp_path / "s.db") == []
@@ -210,19 +217,18 @@ def test_job_threads_split_the_cores() -> None:
     assert job_threads({"_target_": submitit, "cpus_per_task": 8}, cores=64) == 8
 
 
-def test_parallel_optuna_trials_with_joblib_and_submitit(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_parallel_optuna_trials_through_submitit(tiny_mnist: Path, tmp_path: Path) -> None:
+    """The SLURM code path (launcher=submitit_local) with the Optuna sweeper: 2 trials at once, each on 1 core."""
     storage = tmp_path / "study.db"
-    for launcher in ("joblib", "submitit_local"):
-        # submitit runs a batch at once: each job gets its share of the cores as cpus_per_task.
-        share = ["hydra.launcher.cpus_per_task=1"] if launcher == "submitit_local" else []
-        result = run_script("train.py", *OPTUNA_JOB, f"launcher={launcher}", *optuna_overrides(storage, trials=2),
-                            "hydra.sweeper.n_jobs=2", *share, *tiny_data_overrides(tiny_mnist),
-                            f"hydra.sweep.dir={tmp_path / launcher}", timeout=400)  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-        for job in (tmp_path / launcher).glob("[0-9]*"):
-            assert json.loads((job / "metrics.json").read_text())["threads"] == 1  # 2 cores / 2 jobs at once
+    result = run_script("train.py", *OPTUNA_JOB, "launcher=submitit_local", *optuna_overrides(storage, trials=2),
+                        "hydra.sweeper.n_jobs=2", "hydra.launcher.cpus_per_task=1", *tiny_data_overrides(tiny_mnist),
+                        f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=400)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        assert json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())["threads"] == 1
     trials = load_trials(storage)
-    assert len(trials) == 4 and all(t.state.name == "COMPLETE" and t.intermediate_values for t in trials)
+    # The jobs reached their trials through the storage: each reported its epoch for the pruner.
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" and t.intermediate_values for t in trials)
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")

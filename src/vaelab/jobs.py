@@ -92,7 +92,7 @@ def rerun_only_this_job_in_ddp_processes(output_dir: Path, world_size: int) -> I
         yield
         return
     hydra_cfg = HydraConfig.get()
-    saved_argv, saved_run_dir = sys.argv, hydra_cfg.run.dir
+    saved_argv, saved_run_dir, saved_environ = sys.argv, hydra_cfg.run.dir, dict(os.environ)
     sys.argv = [sys.argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
     with read_write(hydra_cfg.run):
         hydra_cfg.run.dir = str(output_dir)
@@ -102,3 +102,10 @@ def rerun_only_this_job_in_ddp_processes(output_dir: Path, world_size: int) -> I
         sys.argv = saved_argv
         with read_write(hydra_cfg.run):
             hydra_cfg.run.dir = saved_run_dir
+        # The next job starts its own process group, on a fresh port (Lightning left MASTER_PORT & co. set).
+        import torch.distributed
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved_environ)

@@ -8,6 +8,7 @@ pruning, so this works with any launcher whose jobs can open the storage (local,
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,17 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         Path(url.removeprefix(SQLITE_PREFIX)).parent.mkdir(parents=True, exist_ok=True)
         # Several sweep processes on one file: wait for the write lock instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 60}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except Exception as error:
-        raise VaelabError(f"hydra.sweeper.storage={url}: cannot open it as an Optuna storage ({error}).") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except Exception as error:  # two workers creating one new database race on its schema: try again
+            if attempt == 4:
+                first_line = str(error).splitlines()[0]
+                raise VaelabError(
+                    f"hydra.sweeper.storage={url}: cannot open it as an Optuna storage ({first_line})."
+                ) from None
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
 
 
 def build_pruner(config: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
