@@ -148,7 +148,7 @@ def _get_json(url: str, timeout: float) -> dict:
 
 def test_two_sweep_processes_share_one_study(tiny_mnist: Path, tmp_path: Path) -> None:
     storage = tmp_path / "shared.db"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores
+    env = dict(os.environ)  # OMP_NUM_THREADS=1 (conftest): two processes on two cores
     env.pop("HYDRA_FULL_ERROR", None)
     processes = [
         subprocess.Popen([sys.executable, str(PROJECT_ROOT / "train.py"), *OPTUNA_JOB, *optuna_overrides(storage),

@@ -73,10 +73,10 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
             raise SystemExit(1) from None
         line = error_line(error)
         log.error("error: %s", line)
-        details = "" if cause is not None else traceback.format_exc()
-        record_failure(Path(cfg.paths.output_dir), line, details)
         if isinstance(cause, Interrupted):  # SIGTERM (a cluster's pre-emption): stop the sweep, do not go on
+            write_metrics(Path(cfg.paths.output_dir), {"status": "interrupted", "error": line})
             raise SystemExit(1) from None
+        record_failure(Path(cfg.paths.output_dir), line, "" if cause is not None else traceback.format_exc())
         return None
 
 

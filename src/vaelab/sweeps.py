@@ -29,7 +29,7 @@ STUDY_FILE = "optuna_study.yaml"  # written by the vaelab Optuna sweeper
 
 
 def job_status(job_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
-    """``(status, error line)`` of a job folder: completed, pruned, failed, or unfinished (no record yet)."""
+    """``(status, error line)`` of a job folder: completed, pruned, failed, interrupted, or unfinished (no record)."""
     if (job_dir / FAILED_FILE).is_file():
         return "failed", (job_dir / FAILED_FILE).read_text().splitlines()[0] if (
             job_dir / FAILED_FILE
