@@ -198,11 +198,21 @@ def test_optuna_failed_and_pruned_trials(tiny_mnist: Path, tmp_path: Path) -> No
     assert (tmp_path / "nan" / "2" / "FAILED").is_file()
 
 
-def test_search_space_keys_the_model_lacks_are_one_error(tmp_path: Path) -> None:
-    result = run_script("train.py", *OPTUNA_JOB, *optuna_overrides(tmp_path / "s.db"),
-                        "model.hidden_dim=choice(16,64)", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("model.hidden_dim=choice(16,64)", "hidden_dim"),  # a key of the conv models, not of model=vae
+        ("model.beta=interval(2,1)", "error: model.beta=interval(2,1): `low <= high` must hold"),
+        ("hydra.sweeper.sampler._target_=optuna.samplers.Nope", "error: hydra.sweeper.sampler: cannot build"),
+        ("hydra.sweeper.n_trials=0", "error: hydra.sweeper.n_trials must be an integer >= 1"),
+    ],
+)
+def test_bad_search_settings_are_one_error_and_leave_no_trial(tmp_path: Path, setting: str, message: str) -> None:
+    result = run_script(
+        "train.py", *OPTUNA_JOB, *optuna_overrides(tmp_path / "s.db"), setting, f"hydra.sweep.dir={tmp_path}"
+    )
     assert result.returncode == 1
-    assert "hidden_dim" in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s.db").exists() or load_trials(tmp_path / "s.db") == []
 
 

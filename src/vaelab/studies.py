@@ -41,11 +41,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         Path(url.removeprefix(SQLITE_PREFIX)).parent.mkdir(parents=True, exist_ok=True)
         # Several sweep processes on one file: wait for the write lock instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 60}
-    for attempt in range(5):
+    attempts = 5 if url.startswith(SQLITE_PREFIX) else 1
+    for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except Exception as error:  # two workers creating one new database race on its schema: try again
-            if attempt == 4:
+        except Exception as error:  # two workers creating one new sqlite file race on its schema: try again
+            if attempt == attempts - 1:
                 first_line = str(error).splitlines()[0]
                 raise VaelabError(
                     f"hydra.sweeper.storage={url}: cannot open it as an Optuna storage ({first_line})."
@@ -54,9 +55,18 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     raise AssertionError("unreachable")
 
 
+def instantiate_setting(key: str, config: Mapping[str, Any]) -> Any:
+    """``hydra.utils.instantiate(config)``; a bad target or argument is one ``VaelabError`` naming ``key``."""
+    try:
+        return hydra.utils.instantiate(config)
+    except Exception as error:
+        cause = error.__cause__ or error
+        raise VaelabError(f"{key}: cannot build {config.get('_target_')!r} ({str(cause).splitlines()[0]})") from None
+
+
 def build_pruner(config: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
     """The configured pruner (a ``_target_`` mapping), or none."""
-    return hydra.utils.instantiate(config) if config else optuna.pruners.NopPruner()
+    return instantiate_setting("hydra.sweeper.pruner", config) if config else optuna.pruners.NopPruner()
 
 
 def open_study(
@@ -141,7 +151,10 @@ def split_search_space(lines: list[str]) -> tuple[dict[str, BaseDistribution], l
     fixed: list[str] = []
     for override in OverridesParser.create().parse_overrides(lines):
         if override.is_sweep_override():
-            space[override.get_key_element()] = distribution_of(override)
+            try:
+                space[override.get_key_element()] = distribution_of(override)
+            except ValueError as error:
+                raise VaelabError(f"{override.input_line}: {error}") from None
         else:
             fixed.append(override.input_line or f"{override.get_key_element()}={override.get_value_element_as_str()}")
     return space, fixed

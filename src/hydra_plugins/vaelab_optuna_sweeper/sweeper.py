@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra.utils
 import optuna
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
@@ -26,7 +25,14 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
-from vaelab.studies import TRIAL_ENV, build_pruner, open_study, split_search_space, trial_overrides
+from vaelab.studies import (
+    TRIAL_ENV,
+    build_pruner,
+    instantiate_setting,
+    open_study,
+    split_search_space,
+    trial_overrides,
+)
 
 log = logging.getLogger(__name__)
 STUDY_FILE = "optuna_study.yaml"  # in the sweep folder: where the study lives, for `python -m vaelab.sweeps`
@@ -85,7 +91,9 @@ class OptunaSweeper(Sweeper):
         # Compose one job first, so a key the model lacks is one error here, not a failure of every trial.
         self.validate_batch_is_legal([fixed + trial_overrides({k: _example(d) for k, d in space.items()})])
 
-        study = open_study(self.storage, self.study_name, self.direction, pruner=build_pruner(self.pruner_config))
+        sampler = self._sampler(offset=0)  # built before any trial is asked: a bad target leaves no trial behind
+        pruner = build_pruner(self.pruner_config)
+        study = open_study(self.storage, self.study_name, self.direction, sampler=sampler, pruner=pruner)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         (self.sweep_dir / STUDY_FILE).write_text(
@@ -114,7 +122,7 @@ class OptunaSweeper(Sweeper):
         config = dict(self.sampler_config or {"_target_": "optuna.samplers.TPESampler"})
         if config.get("seed") is not None:
             config["seed"] = int(config["seed"]) + offset
-        return hydra.utils.instantiate(config)
+        return instantiate_setting("hydra.sweeper.sampler", config)
 
     def _run_batch(self, study: optuna.Study, trials: Sequence[optuna.Trial], fixed: list[str]) -> None:
         """Launch the trials (consecutive numbers in one launch, so job folders carry the trial numbers)."""
