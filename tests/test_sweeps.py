@@ -21,6 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import NO_FIGURES, PROJECT_ROOT, run_script, tiny_data_overrides
 from vaelab.runtime import job_threads
+from vaelab.studies import open_study, storage_file
 from vaelab.sweeps import summarise
 
 TINY_JOB = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
@@ -265,3 +266,12 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -
     for process in processes:
         assert "MNIST not found" in process.communicate(timeout=120)[1]
     assert len(list((tmp_path / "train" / "runs").iterdir())) == 3
+
+
+def test_journal_storage_for_network_file_systems(tmp_path: Path) -> None:
+    url = f"journal:{tmp_path / 'nfs' / 'study.journal'}"
+    study = open_study(url, "s")
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    reopened = open_study(url, "s")  # another process on another node opens the same file
+    assert [t.value for t in reopened.trials] == [0.5]
+    assert storage_file(url) == tmp_path / "nfs" / "study.journal" and storage_file("postgresql://db/x") is None

@@ -27,18 +27,27 @@ JOURNAL_PREFIX = "journal:"
 SQLITE_PREFIX = "sqlite:///"
 
 
+def storage_file(url: str) -> Path | None:
+    """The local file behind a ``sqlite:///`` or ``journal:`` storage URL; None for a database server."""
+    if url.startswith(JOURNAL_PREFIX):
+        return Path(url.removeprefix(JOURNAL_PREFIX).removeprefix("//"))
+    if url.startswith(SQLITE_PREFIX):
+        return Path(url.removeprefix(SQLITE_PREFIX))
+    return None
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage: an RDB URL (``sqlite:///file.db``, ``postgresql://...``) or ``journal:<file>``, an
     append-only log that is safe on network file systems where sqlite is not. Creates a file's folder."""
-    if url.startswith(JOURNAL_PREFIX):
-        path = Path(url.removeprefix(JOURNAL_PREFIX).removeprefix("//"))
+    path = storage_file(url)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith(SQLITE_PREFIX):
-        Path(url.removeprefix(SQLITE_PREFIX)).parent.mkdir(parents=True, exist_ok=True)
         # Several sweep processes on one file: wait for the write lock instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 60}
     attempts = 5 if url.startswith(SQLITE_PREFIX) else 1

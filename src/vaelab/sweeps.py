@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from vaelab import plots
+from vaelab.errors import VaelabError
 from vaelab.jobs import FAILED_FILE, METRICS_FILE
 from vaelab.tables import markdown_table, write_csv
 
@@ -103,7 +104,10 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     )
     print(table + failures + f"\nWritten: {sweep_dir / 'summary.md'}, summary.csv, summary.png")
     if (sweep_dir / STUDY_FILE).is_file():
-        summarise_study(sweep_dir)
+        try:
+            summarise_study(sweep_dir)
+        except (KeyError, VaelabError) as error:  # the storage moved or was deleted: the job table still stands
+            print(f"Could not read the Optuna study of this sweep: {error}")
     return jobs
 
 
@@ -113,9 +117,12 @@ def summarise_study(sweep_dir: Path) -> list[dict[str, Any]]:
     import optuna
     from optuna.visualization import matplotlib as optuna_plots
 
-    from vaelab.studies import open_storage
+    from vaelab.studies import open_storage, storage_file
 
     reference = yaml.safe_load((sweep_dir / STUDY_FILE).read_text())
+    url = str(reference["storage"])
+    if storage_file(url) is not None and not storage_file(url).is_file():
+        raise VaelabError(f"its storage {url} does not exist (moved or deleted?)")
     study = optuna.load_study(study_name=reference["study_name"], storage=open_storage(reference["storage"]))
     rows = [
         {"trial": t.number, "state": t.state.name, "value": t.value if t.value is not None else float("nan"),
@@ -144,6 +151,8 @@ def summarise_study(sweep_dir: Path) -> list[dict[str, Any]]:
             optuna_plots.plot_optimization_history(study).figure.savefig(sweep_dir / "optuna_history.png")
             written.append("optuna_history.png")
         try:
+            if len(completed) < 2:
+                raise ValueError(f"{len(completed)} completed trials, importances need 2 or more")
             optuna_plots.plot_param_importances(study, evaluator=_importance_evaluator()).figure.savefig(
                 sweep_dir / "optuna_importances.png", bbox_inches="tight"
             )
