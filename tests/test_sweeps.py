@@ -275,3 +275,16 @@ def test_journal_storage_for_network_file_systems(tmp_path: Path) -> None:
     reopened = open_study(url, "s")  # another process on another node opens the same file
     assert [t.value for t in reopened.trials] == [0.5]
     assert storage_file(url) == tmp_path / "nfs" / "study.journal" and storage_file("postgresql://db/x") is None
+
+
+def test_trials_of_a_killed_sweep_are_failed_by_the_next(tiny_mnist: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "study.db"
+    # A sweep that died (kill -9) while running trial 0: RUNNING, its last heartbeat long gone.
+    study = open_study(f"sqlite:///{storage}", "s", heartbeat_interval=1)
+    orphan = study.ask()
+    study._storage.record_heartbeat(orphan._trial_id)
+    time.sleep(2.5)  # more than two heartbeat intervals
+    result = run_script("train.py", *OPTUNA_JOB, *optuna_overrides(storage, trials=1), "hydra.sweeper.heartbeat_interval=1",
+                        *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [t.state.name for t in load_trials(storage)] == ["FAIL", "COMPLETE"]

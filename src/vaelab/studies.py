@@ -8,8 +8,11 @@ pruning, so this works with any launcher whose jobs can open the storage (local,
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages._heartbeat import is_heartbeat_enabled
 
 from vaelab.errors import VaelabError
 
@@ -36,9 +40,12 @@ def storage_file(url: str) -> Path | None:
     return None
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.storages.BaseStorage:
     """An Optuna storage: an RDB URL (``sqlite:///file.db``, ``postgresql://...``) or ``journal:<file>``, an
-    append-only log that is safe on network file systems where sqlite is not. Creates a file's folder."""
+    append-only log that is safe on network file systems where sqlite is not. Creates a file's folder.
+
+    ``heartbeat_interval`` (RDB storages): trials whose sweep process stopped sending heartbeats for two
+    intervals (killed, node lost) can be marked failed by ``fail_stale_trials``."""
     path = storage_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +60,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     attempts = 5 if url.startswith(SQLITE_PREFIX) else 1
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval
+                )
         except Exception as error:  # two workers creating one new sqlite file race on its schema: try again
             if attempt == attempts - 1:
                 first_line = str(error).splitlines()[0]
@@ -84,11 +95,14 @@ def open_study(
     direction: str = "minimize",
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    heartbeat_interval: int | None = None,
 ) -> optuna.Study:
     """Create the study, or load it if the storage already has one of that name (trials then add up)."""
+    # The sweeper records heartbeats itself (heartbeats()); Optuna warns that they are meant for optimize().
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     try:
         return optuna.create_study(
-            storage=open_storage(storage),
+            storage=open_storage(storage, heartbeat_interval),
             study_name=study_name,
             direction=direction,
             sampler=sampler,
@@ -97,6 +111,42 @@ def open_study(
         )
     except ValueError as error:  # e.g. an existing study with another direction
         raise VaelabError(f"study {study_name!r} in {storage}: {error}") from None
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Mark FAIL the RUNNING trials whose sweep process stopped sending heartbeats; returns their numbers."""
+    before = {t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return sorted(t.number for t in study.trials if t.number in before and t.state == optuna.trial.TrialState.FAIL)
+
+
+@contextmanager
+def heartbeats(study: optuna.Study, trials: list[optuna.Trial], interval: int | None) -> Iterator[None]:
+    """Record a heartbeat for each of ``trials`` every ``interval`` seconds while the block runs (RDB storages)."""
+    storage = study._storage
+    if not interval or not is_heartbeat_enabled(storage):
+        yield
+        return
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_ids = [storage.get_trial_id_from_study_id_trial_number(study_id, trial.number) for trial in trials]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def trial_of_this_job(sweeper_config: Mapping[str, Any]) -> optuna.Trial | None:

@@ -23,6 +23,9 @@ class OptunaSweeperConf:
     sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": None})
     # An Optuna pruner (_target_ mapping), or null for none.
     pruner: Any = None
+    # Seconds between heartbeats of running trials (RDB storages): a sweep that was killed leaves RUNNING
+    # trials, which the next sweep on the storage marks FAIL once they missed two heartbeats. null: off.
+    heartbeat_interval: int | None = 60
     # The search space in Hydra's override syntax: key -> choice(...), range(...), interval(...), tag(log, ...).
     params: dict[str, str] | None = None
 

@@ -28,6 +28,8 @@ from vaelab.errors import VaelabError
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,
+    fail_stale_trials,
+    heartbeats,
     instantiate_setting,
     open_study,
     split_search_space,
@@ -50,6 +52,7 @@ class OptunaSweeper(Sweeper):
         sampler: Any,
         pruner: Any,
         params: dict[str, str] | None,
+        heartbeat_interval: int | None = 60,
     ) -> None:
         self.storage = storage
         self.study_name = study_name
@@ -61,6 +64,7 @@ class OptunaSweeper(Sweeper):
         )
         self.pruner_config = OmegaConf.to_container(pruner, resolve=True) if isinstance(pruner, DictConfig) else pruner
         self.params = dict(params or {})
+        self.heartbeat_interval = heartbeat_interval
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -93,7 +97,10 @@ class OptunaSweeper(Sweeper):
 
         sampler = self._sampler(offset=0)  # built before any trial is asked: a bad target leaves no trial behind
         pruner = build_pruner(self.pruner_config)
-        study = open_study(self.storage, self.study_name, self.direction, sampler=sampler, pruner=pruner)
+        study = open_study(self.storage, self.study_name, self.direction, sampler, pruner, self.heartbeat_interval)
+        stale = fail_stale_trials(study)
+        if stale:
+            log.info(f"Trials {stale} had no heartbeat (their sweep was killed): marked FAIL")
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         (self.sweep_dir / STUDY_FILE).write_text(
@@ -134,7 +141,8 @@ class OptunaSweeper(Sweeper):
             for trial in group:
                 trial.set_user_attr("job_dir", str(self.sweep_dir / str(trial.number)))
             try:
-                returns = self.launcher.launch(overrides, initial_job_idx=group[0].number)
+                with heartbeats(study, group, self.heartbeat_interval):
+                    returns = self.launcher.launch(overrides, initial_job_idx=group[0].number)
             except BaseException:
                 for trial in group:  # interrupted: leave no trial RUNNING forever
                     study.tell(trial, state=TrialState.FAIL)
