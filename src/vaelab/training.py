@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         checkpoint = read_checkpoint(resume_from)
         check_resumable(checkpoint, model, resume_from)
         resumed_step = int(checkpoint.get("global_step", 0))
+        # Resuming in place writes into the run's own checkpoints/ folder: Lightning's warning is noise here.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     fit_timer = FitTimer()
     pruning = pruning_callback(cfg)
     callbacks = [*instantiate_group(cfg.get("callbacks")), fit_timer, *([pruning] if pruning else [])]
