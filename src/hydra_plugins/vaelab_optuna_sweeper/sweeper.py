@@ -117,9 +117,17 @@ class OptunaSweeper(Sweeper):
                 # Seeded from the first trial's number: a continued study, or a second worker on the same
                 # storage, samples new points instead of repeating the first run's.
                 study.sampler = self._sampler(offset=trials[0].number)
-            for trial in trials:
-                for name, distribution in space.items():
-                    _suggest(trial, name, distribution)
+            try:
+                for trial in trials:
+                    for name, distribution in space.items():
+                        _suggest(trial, name, distribution)
+            except ValueError as error:  # e.g. a key searched as choice() in this study before, interval() now
+                for trial in trials:
+                    study.tell(trial, state=TrialState.FAIL)
+                raise VaelabError(
+                    f"study {self.study_name!r} does not accept this search space ({error}); "
+                    "give a new hydra.sweeper.study_name"
+                ) from None
             self._run_batch(study, trials, fixed)
             launched += len(trials)
         self._write_results(study)
