@@ -122,3 +122,20 @@ def test_a_checkpoint_without_a_vaelab_class_is_refused(tmp_path: Path) -> None:
     torch.save({"state_dict": {"w": torch.zeros(1)}}, plain)
     with pytest.raises(VaelabError, match="not a vaelab model"):
         read_checkpoint(plain)
+
+
+def test_a_pickle_payload_through_the_scripts(good_checkpoint: Path, tiny_mnist: Path, tmp_path: Path) -> None:
+    """The same refusal as users meet it: train.py ckpt_path=, train.py resume=, evaluate.py ckpt_path=."""
+    marker = tmp_path / "code-ran"
+    path = hostile(good_checkpoint, tmp_path / "run", "pickle in the model state", marker)
+    data = tiny_data_overrides(tiny_mnist)
+    for script, overrides in (
+        ("train.py", [*TINY, f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'a'}", *data]),
+        ("train.py", [*TINY, f"resume={tmp_path / 'run'}", *data]),
+        ("evaluate.py", [f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'c'}", *data]),
+    ):
+        result = run_script(script, *overrides)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
+        assert lines[0].startswith(f"error: could not read checkpoint {path}")
+        assert not marker.exists()
