@@ -16,13 +16,7 @@ from vaelab.models import VAE, CondConvVAE, ConvVAE
 from vaelab.models.base import ELBOModule
 
 # The classes a checkpoint may name, by the dotted path ``ELBOModule.on_save_checkpoint`` writes.
-KNOWN_MODELS: dict[str, type[ELBOModule]] = {
-    f"{model_class.__module__}.{model_class.__qualname__}": model_class for model_class in (VAE, ConvVAE, CondConvVAE)
-}
-
-
-def class_path(model: ELBOModule) -> str:
-    return f"{type(model).__module__}.{type(model).__qualname__}"
+KNOWN_MODELS: dict[str, type[ELBOModule]] = {cls.checkpoint_name(): cls for cls in (VAE, ConvVAE, CondConvVAE)}
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -66,7 +60,7 @@ def check_weights_fit(checkpoint: dict[str, Any], model: ELBOModule, path: str |
 
 def check_resumable(checkpoint: dict[str, Any], model: ELBOModule, path: str | Path) -> None:
     """A checkpoint to resume ``model``'s training from: same model class, same weight shapes."""
-    if checkpoint["vaelab_model_class"] != class_path(model):
+    if checkpoint["vaelab_model_class"] != model.checkpoint_name():
         raise VaelabError(
             f"{path} holds a {checkpoint['vaelab_model_class'].rsplit('.', 1)[-1]}, this run builds a "
             f"{type(model).__name__}: pass the model=... it was trained with."

@@ -36,10 +36,6 @@ class OutputDirCheck(Callback):
             )
             sys.exit(1)
 
-    def _new(self, path: Path) -> bool:
-        """True if ``path`` exists and was written by this multirun."""
-        return path.is_file() and path.stat().st_mtime >= self.started
-
 
 class FailedJobsReport(Callback):
     """At the end of a multirun: list the jobs of this sweep that failed and exit with status 1 if any did.
@@ -56,14 +52,9 @@ class FailedJobsReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
-        jobs = [p.parents[1] for p in sweep_dir.glob("*/.hydra/overrides.yaml") if p.stat().st_mtime >= self.started]
+        jobs = [p.parents[1] for p in sweep_dir.glob("*/.hydra/overrides.yaml") if self._new(p)]
         failed = sorted(
-            (
-                job
-                for job in jobs
-                if (job / FAILED_FILE).is_file() and (job / FAILED_FILE).stat().st_mtime >= self.started
-            ),
-            key=lambda job: (len(job.name), job.name),
+            (job for job in jobs if self._new(job / FAILED_FILE)), key=lambda job: (len(job.name), job.name)
         )
         if not failed:
             return

@@ -41,6 +41,15 @@ def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> None:
     (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
 
 
+def read_metrics(output_dir: Path) -> dict[str, Any]:
+    """A job folder's ``metrics.json``, or {} when it is missing or unreadable (a job that never finished)."""
+    try:
+        metrics = json.loads((output_dir / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
+
+
 def record_failure(output_dir: Path, line: str, details: str = "") -> None:
     """Mark a job folder failed: ``FAILED`` holds the error line (and the traceback of an unexpected error)."""
     write_metrics(output_dir, {"status": "failed", "error": line})
@@ -49,8 +58,9 @@ def record_failure(output_dir: Path, line: str, details: str = "") -> None:
 
 def error_line(error: BaseException) -> str:
     """One line for an error: a user error's message, else the exception's type and first line."""
-    if user_error(error) is not None:
-        return str(user_error(error))
+    cause = user_error(error)
+    if cause is not None:
+        return str(cause)
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 

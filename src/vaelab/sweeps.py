@@ -12,7 +12,6 @@ reads the whole study from its storage (every sweep that added to it) and writes
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import warnings
 from pathlib import Path
@@ -22,7 +21,7 @@ import yaml
 
 from vaelab import plots
 from vaelab.errors import VaelabError
-from vaelab.jobs import FAILED_FILE, METRICS_FILE
+from vaelab.jobs import FAILED_FILE, read_metrics
 from vaelab.tables import markdown_table, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss", "epochs", "seconds_per_epoch")
@@ -32,9 +31,7 @@ STUDY_FILE = "optuna_study.yaml"  # written by the vaelab Optuna sweeper
 def job_status(job_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
     """``(status, error line)`` of a job folder: completed, pruned, failed, interrupted, or unfinished (no record)."""
     if (job_dir / FAILED_FILE).is_file():
-        return "failed", (job_dir / FAILED_FILE).read_text().splitlines()[0] if (
-            job_dir / FAILED_FILE
-        ).read_text() else ""
+        return "failed", next(iter((job_dir / FAILED_FILE).read_text().splitlines()), "")
     if metrics:
         return str(metrics.get("status", "completed")), ""
     return "unfinished", ""
@@ -53,21 +50,13 @@ def collect_jobs(
     )
     jobs = []
     for job_dir in job_dirs:
-        metrics = _read_metrics(job_dir / METRICS_FILE)
+        metrics = read_metrics(job_dir)
         status, error = job_status(job_dir, metrics)
         varying = " ".join(o for o in overrides[job_dir] if o not in common)
         row: dict[str, Any] = {"job": job_dir.name, "overrides": varying, "status": status, "error": error}
         row.update({column: _number(metrics.get(column)) for column in metric_columns})
         jobs.append(row)
     return jobs, common
-
-
-def _read_metrics(path: Path) -> dict[str, Any]:
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return metrics if isinstance(metrics, dict) else {}
 
 
 def _number(value: Any) -> float:

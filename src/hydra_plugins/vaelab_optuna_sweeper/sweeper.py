@@ -8,7 +8,6 @@ number, so sweeps that continue a study, or run beside each other on one storage
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -25,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
+from vaelab.jobs import read_metrics
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,
@@ -59,10 +59,8 @@ class OptunaSweeper(Sweeper):
         self.n_trials = n_trials
         self.n_jobs = n_jobs
         self.direction = direction
-        self.sampler_config = (
-            OmegaConf.to_container(sampler, resolve=True) if isinstance(sampler, DictConfig) else sampler
-        )
-        self.pruner_config = OmegaConf.to_container(pruner, resolve=True) if isinstance(pruner, DictConfig) else pruner
+        self.sampler_config = _plain(sampler)
+        self.pruner_config = _plain(pruner)
         self.params = dict(params or {})
         self.heartbeat_interval = heartbeat_interval
 
@@ -159,7 +157,8 @@ class OptunaSweeper(Sweeper):
                 self._tell(study, trial, job)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, job: Any) -> None:
-        status = _job_status(Path(str(job.hydra_cfg.hydra.runtime.output_dir)) if job.hydra_cfg else None)
+        metrics = read_metrics(Path(str(job.hydra_cfg.hydra.runtime.output_dir))) if job.hydra_cfg else {}
+        status = metrics.get("status", "completed") if metrics else "failed"  # no metrics.json: the job died
         value = job.return_value if job.status == JobStatus.COMPLETED else None
         if status == "pruned":
             study.tell(trial, state=TrialState.PRUNED)
@@ -209,10 +208,3 @@ def _consecutive_runs(trials: Sequence[optuna.Trial]) -> list[list[optuna.Trial]
         else:
             groups.append([trial])
     return groups
-
-
-def _job_status(output_dir: Path | None) -> str:
-    try:
-        return str(json.loads((output_dir / "metrics.json").read_text()).get("status", "completed"))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return "failed"

@@ -269,9 +269,14 @@ class ELBOModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets ``vaelab.checkpoints.load_model`` rebuild the right variant from the file alone.
-        checkpoint["vaelab_model_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint["vaelab_model_class"] = self.checkpoint_name()
         if "train" in self._noise:
             checkpoint["vaelab_train_noise_state"] = self._noise["train"].get_state()
+
+    @classmethod
+    def checkpoint_name(cls) -> str:
+        """The dotted class name a checkpoint records, which ``vaelab.checkpoints`` looks up (never imports)."""
+        return f"{cls.__module__}.{cls.__qualname__}"
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("vaelab_train_noise_state")
