@@ -25,6 +25,7 @@ LOGGED_TERMS = ("recon", "kl", "loss")
 # Validation and test draw their sampling noise from this fixed seed each epoch: an epoch's val/loss
 # depends on the weights only, so checkpoints are chosen on the model, not on the noise.
 EVAL_NOISE_SEED = 20_231_108
+TRAIN_NOISE_SEED_OFFSET = 7_777_777
 # Scheduler attributes that say where a schedule ends: a resumed run takes them from its config
 # (a longer ``trainer.max_epochs`` stretches a cosine schedule) instead of from the checkpoint.
 SCHEDULE_HORIZON_ATTRIBUTES = ("T_max",)
@@ -179,8 +180,9 @@ class ELBOModule(pl.LightningModule):
         if stage != "train":
             generator.manual_seed(EVAL_NOISE_SEED)
         else:
-            # Seeded from the run's seed (pl.seed_everything) and the process rank: DDP ranks draw apart.
-            generator.manual_seed(torch.initial_seed() + 1_000_003 * self.global_rank)
+            # Seeded from the run's seed (pl.seed_everything) and the process rank, so DDP ranks draw apart;
+            # offset so the noise does not replay the numbers the weight initialisation drew from that seed.
+            generator.manual_seed(torch.initial_seed() + TRAIN_NOISE_SEED_OFFSET + 1_000_003 * self.global_rank)
             if self._restored_train_noise is not None:
                 try:
                     generator.set_state(self._restored_train_noise)
