@@ -3,15 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv train test clean-logs
+.PHONY: venv train test constraints clean-logs
 
 venv: $(STAMP)
 
-# Re-installs only when pyproject.toml changes, so every target is idempotent.
-$(STAMP): pyproject.toml
+# Re-installs only when pyproject.toml or constraints.txt changes, so every target is idempotent.
+# constraints.txt pins the exact, tested versions of everything pyproject.toml asks for as ranges.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # Extra Hydra overrides: make train ARGS="model=vae trainer.max_epochs=3"
@@ -20,6 +21,16 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+# Re-resolve the ranges in pyproject.toml in a scratch venv and pin the result (then run the tests).
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo "# The exact set of packages make and CI install and test (pip install -c constraints.txt -e '.[dev]')."; \
+	  echo "# pyproject.toml declares ranges; regenerate this file after changing them: make constraints"; \
+	  .venv-constraints/bin/python -m pip freeze --exclude-editable | grep -v '^vaelab'; } > constraints.txt
+	rm -rf .venv-constraints
 
 clean-logs:
 	rm -rf logs/train logs/eval

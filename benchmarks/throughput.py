@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import hydra.utils
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig

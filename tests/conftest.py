@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import struct
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -89,3 +94,25 @@ def run_script(script: str, *overrides: str, timeout: int = 300) -> subprocess.C
         timeout=timeout,
         env=env,
     )
+
+
+def free_port() -> int:
+    """A port nothing listens on, on 127.0.0.1 (for a server a test starts and stops)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str, timeout: float, body: dict[str, Any] | None = None) -> Any:
+    """GET (or POST ``body`` as JSON to) ``url``, retrying until the server answers or ``timeout`` passes."""
+    deadline = time.time() + timeout
+    data = json.dumps(body).encode() if body is not None else None
+    while True:
+        try:
+            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)

@@ -49,7 +49,7 @@ def test_train_config_builds_model_data_callbacks_and_loggers(model: str, logger
 @pytest.mark.parametrize("trainer", ["cpu", "gpu", "multi_gpu"])
 def test_trainer_configs(trainer: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"trainer={trainer}"], tmp_path)
-    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
     assert cfg.trainer.accelerator == ("cpu" if trainer == "cpu" else "gpu")
     if trainer == "multi_gpu":
         assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == -1

@@ -6,11 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -19,7 +17,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import NO_FIGURES, PROJECT_ROOT, run_script, tiny_data_overrides
+from conftest import NO_FIGURES, PROJECT_ROOT, free_port, get_json, run_script, tiny_data_overrides
 from vaelab.runtime import job_threads
 from vaelab.studies import open_study, storage_file
 from vaelab.sweeps import summarise
@@ -118,33 +116,19 @@ def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mni
     assert (tmp_path / "b" / "optuna_history.png").stat().st_size > 5000
 
     # optuna-dashboard on 127.0.0.1 reads the study and its trials through its HTTP API.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     dashboard = subprocess.Popen(
         [str(Path(sys.executable).parent / "optuna-dashboard"), f"sqlite:///{storage}", "--host", "127.0.0.1",
          "--port", str(port), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        studies = _get_json(f"http://127.0.0.1:{port}/api/studies", timeout=60)["study_summaries"]
+        studies = get_json(f"http://127.0.0.1:{port}/api/studies", timeout=60)["study_summaries"]
         assert [s["study_name"] for s in studies] == ["s"]
-        detail = _get_json(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}", timeout=10)
+        detail = get_json(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}", timeout=10)
         assert len(detail["trials"]) == 4
     finally:
         dashboard.terminate()
         dashboard.wait(timeout=30)
-
-
-def _get_json(url: str, timeout: float) -> dict:
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.loads(response.read())
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def test_two_sweep_processes_share_one_study(tiny_mnist: Path, tmp_path: Path) -> None:

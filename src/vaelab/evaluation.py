@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra.utils
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 import yaml
 from omegaconf import DictConfig

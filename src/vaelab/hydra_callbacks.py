@@ -1,4 +1,5 @@
-"""Hydra callbacks: checks before Hydra touches the file system, and the failed-jobs report of a multirun."""
+"""Hydra callbacks: checks before Hydra touches the file system, the failed-jobs report of a multirun, and the
+MLflow run that groups a multirun's jobs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.jobs import FAILED_FILE
+from vaelab.loggers import SWEEP_RUN_FILE
+
+
+def failed_jobs(sweep_dir: Path, since: float) -> tuple[list[Path], list[Path]]:
+    """(jobs, failed jobs) of the multirun that started at ``since`` in ``sweep_dir``, by the files they wrote."""
+
+    def new(path: Path) -> bool:
+        return path.is_file() and path.stat().st_mtime >= since
+
+    jobs = [p.parents[1] for p in sweep_dir.glob("*/.hydra/overrides.yaml") if new(p)]
+    failed = sorted((job for job in jobs if new(job / FAILED_FILE)), key=lambda job: (len(job.name), job.name))
+    return jobs, failed
 
 
 class OutputDirCheck(Callback):
@@ -51,11 +64,7 @@ class FailedJobsReport(Callback):
         self.started = time.time() - 1.0  # file times can be a little behind the clock
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
-        jobs = [p.parents[1] for p in sweep_dir.glob("*/.hydra/overrides.yaml") if self._new(p)]
-        failed = sorted(
-            (job for job in jobs if self._new(job / FAILED_FILE)), key=lambda job: (len(job.name), job.name)
-        )
+        jobs, failed = failed_jobs(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))), self.started)
         if not failed:
             return
         lines = [f"error: {len(failed)} of {len(jobs)} jobs failed (each folder's FAILED file says why):"]
@@ -63,6 +72,40 @@ class FailedJobsReport(Callback):
         print("\n".join(lines), file=sys.stderr, flush=True)
         sys.exit(1)
 
-    def _new(self, path: Path) -> bool:
-        """True if ``path`` exists and was written by this multirun."""
-        return path.is_file() and path.stat().st_mtime >= self.started
+
+class MLflowSweepRun(Callback):
+    """A multirun that logs to MLflow gets one parent run, named after the sweep's folder; every job's run nests
+    under it (``vaelab.loggers.sweep_tags`` reads its id from the sweep folder), so MLflow's UI groups the jobs.
+    Finished at the end of the multirun, as FAILED if a job failed."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.parent: tuple[Any, str, Path] | None = None  # (client, run id, sweep folder)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time() - 1.0
+        settings = next((entry for entry in (OmegaConf.select(config, "logger") or {}).values()
+                         if entry and entry.get("_target_") == "vaelab.loggers.MLFlowLogger"), None)  # fmt: skip
+        if settings is None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(settings.tracking_uri)
+        experiment = client.get_experiment_by_name(settings.experiment_name)
+        if experiment is not None and experiment.lifecycle_stage != "deleted":
+            experiment_id = experiment.experiment_id
+        else:
+            experiment_id = client.create_experiment(settings.experiment_name, settings.get("artifact_location"))
+        sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
+        overrides = " ".join(OmegaConf.select(config, "hydra.overrides.task") or [])
+        run = client.create_run(experiment_id, run_name=f"sweep {sweep_dir.name}",
+                                tags={"sweep": str(sweep_dir), "overrides": overrides[:5000]})  # fmt: skip
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / SWEEP_RUN_FILE).write_text(f"{run.info.run_id}\n")
+        self.parent = (client, run.info.run_id, sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent is None:
+            return
+        client, run_id, sweep_dir = self.parent
+        client.set_terminated(run_id, "FAILED" if failed_jobs(sweep_dir, self.started)[1] else "FINISHED")

@@ -1,12 +1,22 @@
-"""Loggers whose resumed runs keep their history."""
+"""Loggers: what every run tells each logger (config, tags, figures, outcome) in one place, a CSV logger whose
+resumed runs keep their history, and an MLflow logger that knows vaelab's run and sweep folders."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from pytorch_lightning.loggers import CSVLogger as LightningCSVLogger
-from pytorch_lightning.loggers.csv_logs import ExperimentWriter
-from pytorch_lightning.loggers.logger import rank_zero_experiment
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import DummyLogger, rank_zero_experiment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
+from matplotlib.figure import Figure
 
 
 class _HistoryWriter(ExperimentWriter):
@@ -47,3 +57,149 @@ class CSVLogger(LightningCSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _HistoryWriter(log_dir=self.log_dir, keep_before=self._keep_before)
         return self._experiment
+
+
+# --- Run setup and figures, for every logger in one place ----------------------------------------------------------
+
+# Final metrics shown in TensorBoard's HParams tab, under their own tags so the curves stay clean.
+HPARAM_METRICS = {"val/loss": "hp/val_loss", "test/loss": "hp/test_loss", "val/nelbo": "hp/val_nelbo"}
+
+
+def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model.latent_dim": 2, ...}``: the config's leaves under the dotted keys Hydra overrides use."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def start_run(loggers: Sequence[Logger], config: dict[str, Any], tags: Sequence[str]) -> None:
+    """Log the resolved config as hyperparameters and the run's ``tags`` to each logger, in its own way."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):  # HParams tab: the final metrics are filled in by finish_run
+            logger.log_hyperparams(config, metrics={tag: float("nan") for tag in HPARAM_METRICS.values()})
+            if tags:
+                logger.experiment.add_text("tags", ", ".join(tags))
+        elif isinstance(logger, MLFlowLogger):
+            logger.add_tags(tags)
+            logger.log_hyperparams(flat_config(config))
+        else:  # CSV: hparams.yaml holds the config, tags included
+            logger.log_hyperparams(config)
+
+
+def finish_run(loggers: Sequence[Logger], metrics: Mapping[str, float], best_checkpoint: str, step: int) -> None:
+    """Record the run's outcome where each logger shows it: HParams metrics, the best checkpoint's path."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            final = {tag: metrics[name] for name, tag in HPARAM_METRICS.items() if name in metrics}
+            logger.log_metrics(final, step=step)
+        elif isinstance(logger, MLFlowLogger) and best_checkpoint:
+            logger.experiment.set_tag(logger.run_id, "best_checkpoint", best_checkpoint)
+
+
+def publish_figure(loggers: Sequence[Logger], name: str, figure: Figure, png_file: Path, step: int | None) -> None:
+    """Hand a figure (already saved as ``png_file``) to every logger: TensorBoard gets the image under
+    ``figures/<name>`` (not when ``step`` is None: the final figure repeats the last epoch's), MLflow the PNG
+    as an artifact under ``figures/``; CSV and others keep the PNG file in the run folder."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger) and step is not None:
+            logger.experiment.add_figure(f"figures/{name}", figure, global_step=step, close=False)
+        elif isinstance(logger, MLFlowLogger):
+            logger.experiment.log_artifact(logger.run_id, str(png_file), artifact_path="figures")
+
+
+def describe(logger: Logger) -> str:
+    """One line of the closing summary: how to open what this logger wrote ("" for fast_dev_run's dummy)."""
+    if isinstance(logger, DummyLogger):
+        return ""
+    if isinstance(logger, TensorBoardLogger):
+        return f"TensorBoard:  tensorboard --logdir {logger.log_dir}"
+    if isinstance(logger, MLFlowLogger):
+        return f"MLflow:       mlflow ui --backend-store-uri {logger._tracking_uri}  (run {logger.run_id})"
+    return f"{type(logger).__name__}:  {logger.log_dir}"
+
+
+# --- MLflow ----------------------------------------------------------------------------------------------------------
+
+RUN_ID_FILE = "mlflow_run_id"  # in the run folder: a run resumed in place goes on in the same MLflow run
+SWEEP_RUN_FILE = "mlflow_sweep_run_id"  # in the sweep folder: the parent run the jobs' runs nest under
+
+
+def default_run_name() -> str:
+    """``conv_vae 2026-11-25_19-40-01-...`` for a run, ``conv_vae <sweep folder> #3`` for a sweep job."""
+    if not HydraConfig.initialized():
+        return "vaelab"
+    hydra_cfg = HydraConfig.get()
+    model = hydra_cfg.runtime.choices.get("model", "model")
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return f"{model} {Path(hydra_cfg.sweep.dir).name} #{hydra_cfg.job.num}"
+    return f"{model} {Path(hydra_cfg.runtime.output_dir).name}"
+
+
+def sweep_tags() -> dict[str, str]:
+    """In a sweep job: the sweep's folder, the job's number and overrides, and the sweep's parent run if any."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return {}
+    hydra_cfg = HydraConfig.get()
+    tags = {
+        "sweep": str(hydra_cfg.sweep.dir),
+        "job": str(hydra_cfg.job.num),
+        "overrides": " ".join(hydra_cfg.overrides.task)[:5000],
+    }
+    parent = Path(hydra_cfg.sweep.dir) / SWEEP_RUN_FILE
+    if parent.is_file():
+        tags["mlflow.parentRunId"] = parent.read_text().strip()
+    return tags
+
+
+class MLFlowLogger(LightningMLFlowLogger):
+    """Lightning's MLflow logger with vaelab's conventions.
+
+    The run is named after the model and the run folder (:func:`default_run_name`); in a sweep it nests under the
+    sweep's parent run and carries the job's number and overrides as tags. Its id is kept in the run folder,
+    so a run resumed in place (``resume=<run folder>``) goes on in the same MLflow run; the parameters it
+    already has keep their first values (MLflow cannot change a parameter), changed ones are named in a
+    warning.
+    """
+
+    def __init__(self, run_dir: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None, **kwargs: Any):
+        self._run_id_file = Path(run_dir) / RUN_ID_FILE
+        run_id = self._run_id_file.read_text().strip() if self._run_id_file.is_file() else None
+        super().__init__(run_name=run_name or default_run_name(), tags={**sweep_tags(), **(tags or {})},
+                         run_id=run_id, **kwargs)  # fmt: skip
+
+    def add_tags(self, tags: Sequence[str]) -> None:
+        """The run's ``tags`` (``tags=[baseline,seed-sweep]``) as MLflow tags with the value ``true``."""
+        if self._initialized:
+            for tag in tags:
+                self.experiment.set_tag(self.run_id, tag, "true")
+        else:
+            self.tags = {**(self.tags or {}), **dict.fromkeys(tags, "true")}
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._initialized:
+            return self._mlflow_client
+        if self._run_id is not None:
+            try:
+                self._mlflow_client.get_run(self._run_id)
+            except Exception:  # the store was moved or deleted: start a new run rather than fail the resume
+                rank_zero_warn(f"MLflow run {self._run_id} is not in {self._tracking_uri}: starting a new run")
+                self._run_id = None
+        client = super().experiment
+        self._run_id_file.parent.mkdir(parents=True, exist_ok=True)
+        self._run_id_file.write_text(f"{self._run_id}\n")
+        return client
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Mapping[str, Any]) -> None:  # type: ignore[override]
+        logged = self.experiment.get_run(self.run_id).data.params
+        changed = sorted(key for key, value in params.items() if key in logged and logged[key] != str(value)[:250])
+        if changed:
+            rank_zero_warn(f"MLflow keeps the first value of a parameter; not updated: {', '.join(changed)}")
+        super().log_hyperparams({key: value for key, value in params.items() if key not in logged})

@@ -9,27 +9,28 @@ from pathlib import Path
 from typing import Any
 
 import hydra.utils
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vaelab.callbacks import FigureCallback
 from vaelab.callbacks.pruning import OptunaPruning
 from vaelab.callbacks.timing import FitTimer
 from vaelab.checkpoints import check_resumable, read_checkpoint
+from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.errors import Interrupted, VaelabError
 from vaelab.jobs import rerun_only_this_job_in_ddp_processes, write_metrics
+from vaelab.loggers import describe, finish_run, start_run
 from vaelab.models.base import NonFiniteLossError
 from vaelab.runtime import describe_device, set_job_threads, tune_malloc
 from vaelab.studies import TRIAL_ENV, trial_of_this_job
 
 log = logging.getLogger(__name__)
-# Final metrics shown in TensorBoard's HParams tab, under their own tags so the curves stay clean.
-HPARAM_METRICS = {"val/loss": "hp/val_loss", "test/loss": "hp/test_loss", "val/nelbo": "hp/val_nelbo"}
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -77,9 +78,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
     tune_malloc()
     set_job_threads()
+    output_dir = Path(cfg.paths.output_dir)
+    tags = run_tags(cfg.get("tags"))
+    if cfg.get("print_config") and rank_zero_only.rank == 0:
+        print_config_tree(cfg, output_dir / "config_tree.log")
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg.model)
@@ -98,13 +102,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         if resumed_step is not None and hasattr(logger, "keep_history_before"):
             logger.keep_history_before(resumed_step)
+    if loggers and getattr(model, "scheduler_config", None):  # the learning-rate curve, as train/lr
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    hyperparameters = OmegaConf.to_container(cfg, resolve=True)
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):  # HParams tab: metrics filled in at the end of the run
-            logger.log_hyperparams(hyperparameters, metrics={name: float("nan") for name in HPARAM_METRICS.values()})
-        else:
-            logger.log_hyperparams(hyperparameters)
+    loggers = trainer.loggers  # fast_dev_run swaps in Lightning's dummy logger
+    start_run(loggers, OmegaConf.to_container(cfg, resolve=True), tags)
 
     checkpoint = best_checkpoint_callback(callbacks)
     last_checkpoint = output_dir / "checkpoints" / "last.ckpt"
@@ -140,10 +142,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "device": describe_device(trainer.strategy.root_device),
         "threads": torch.get_num_threads(),
     }
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            final = {tag: metrics[name] for name, tag in HPARAM_METRICS.items() if name in metrics}
-            logger.log_metrics(final, step=trainer.global_step)
+    finish_run(loggers, metrics, checkpoint_paths["best"], trainer.global_step)
     if trainer.is_global_zero:
         write_metrics(output_dir, {**metrics, **run_facts})
         print_locations(output_dir, checkpoint_paths, loggers, callbacks, metrics)
@@ -162,11 +161,7 @@ def print_locations(
     if checkpoint_paths:
         lines.append(f"Checkpoints:  best {checkpoint_paths['best'] or '-'}")
         lines.append(f"              last {checkpoint_paths['last'] or '-'}")
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            lines.append(f"TensorBoard:  tensorboard --logdir {logger.log_dir}")
-        else:
-            lines.append(f"{type(logger).__name__}:  {logger.log_dir}")
+    lines += [line for logger in loggers if (line := describe(logger))]
     figure_dirs = sorted({str(c.output_dir) for c in callbacks if isinstance(c, FigureCallback)})
     if figure_dirs:
         lines.append(f"Figures:      {', '.join(figure_dirs)}")

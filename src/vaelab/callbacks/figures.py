@@ -1,9 +1,10 @@
 """Callbacks that draw the standard figures during training.
 
 Each writes ``<output_dir>/<name>_epoch<NNN>.png`` every ``every_n_epochs`` epochs and
-``<output_dir>/<name>.png`` at the end of training, and logs the figure to every TensorBoard
-logger under ``figures/<name>``. The images they encode are the first ``num_points`` validation
-images, taken once, so the figures of different epochs are comparable.
+``<output_dir>/<name>.png`` at the end of training, and hands each figure to every logger
+(:func:`vaelab.loggers.publish_figure`: TensorBoard images, MLflow artifacts).
+The images they encode are the first ``num_points`` validation images, taken once, so the figures of
+different epochs are comparable.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.figure import Figure
-from pytorch_lightning.loggers import TensorBoardLogger
-from pytorch_lightning.utilities import rank_zero_warn
 
 from vaelab import figures
+from vaelab.loggers import publish_figure
 from vaelab.models.base import ELBOModule
 
 
@@ -58,13 +59,11 @@ class FigureCallback(pl.Callback):
             rank_zero_warn(f"{type(self).__name__}: no validation data, no figures drawn")
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        log_to_tensorboard = self._logged_step != trainer.global_step  # the final call may repeat the last epoch's
+        new_step = self._logged_step != trainer.global_step  # the final call may repeat the last epoch's
         for name, figure in self.figures(pl_module, *points).items():
-            figure.savefig(self.output_dir / f"{name}{suffix}.png")
-            if log_to_tensorboard:
-                for logger in trainer.loggers:
-                    if isinstance(logger, TensorBoardLogger):
-                        logger.experiment.add_figure(f"figures/{name}", figure, global_step=trainer.global_step)
+            png_file = self.output_dir / f"{name}{suffix}.png"
+            figure.savefig(png_file)
+            publish_figure(trainer.loggers, name, figure, png_file, trainer.global_step if new_step else None)
         self._logged_step = trainer.global_step
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import hydra.utils
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -252,7 +252,9 @@ class ELBOModule(pl.LightningModule):
         self._configured_horizons = [
             {name: getattr(scheduler, name) for name in SCHEDULE_HORIZON_ATTRIBUTES if hasattr(scheduler, name)}
         ]
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        # Named so that LearningRateMonitor logs the curve as train/lr.
+        schedule = {"scheduler": scheduler, "interval": "epoch", "name": "train/lr"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def on_train_start(self) -> None:
         """After a resume restored the scheduler: give it the configured horizon and the lr that horizon implies

@@ -1,0 +1,52 @@
+"""The composed config as a tree at the start of a run (printed and kept in the run folder), and run tags."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
+
+from vaelab.errors import VaelabError
+
+# The groups a reader looks for first; the rest follow in the config's order.
+FIRST = ("model", "data", "trainer", "logger", "callbacks")
+
+
+def config_tree(cfg: DictConfig) -> Tree:
+    """One branch per top-level key, its resolved value as YAML."""
+    tree = Tree("config", style="dim", guide_style="dim")
+    keys = [key for key in FIRST if key in cfg] + [key for key in cfg if key not in FIRST]
+    for key in keys:
+        value = cfg[key]
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else str(value)
+        branch = tree.add(str(key), style="bold", guide_style="dim")
+        branch.add(Syntax(text.rstrip(), "yaml", background_color="default"))
+    return tree
+
+
+def print_config_tree(cfg: DictConfig, save_to: Path) -> None:
+    """Print the tree to the console and write it, without colour codes, to ``save_to``."""
+    tree = config_tree(cfg)
+    Console().print(tree)
+    save_to.parent.mkdir(parents=True, exist_ok=True)
+    with save_to.open("w") as file:
+        Console(file=file, width=120, color_system=None).print(tree)
+
+
+def run_tags(tags: Any) -> list[str]:
+    """``tags=[baseline,lr-sweep]`` (or one word, ``tags=baseline``) as a list of non-empty strings."""
+    if tags is None:
+        return []
+    if isinstance(tags, str | int | float):
+        tags = [tags]
+    if not isinstance(tags, Sequence | ListConfig) or any(isinstance(tag, DictConfig | dict) for tag in tags):
+        raise VaelabError(f"tags={tags}: give a list of words, e.g. tags=[baseline,lr-sweep]")
+    words = [str(tag).strip() for tag in tags]
+    if not all(words):
+        raise VaelabError("tags: an empty tag; give a list of words, e.g. tags=[baseline,lr-sweep]")
+    return words

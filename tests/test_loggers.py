@@ -1,0 +1,108 @@
+"""Loggers: MLflow (read back through a real tracking server), several loggers at once, figures and tags for
+every logger, the learning-rate curve, the config tree, and runs resumed in place."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import NO_FIGURES, free_port, get_json, run_script, tiny_data_overrides
+
+SHORT = ["model=vae", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+         "trainer.limit_test_batches=1", "data.batch_size=50"]  # fmt: skip
+STEP_LR = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"
+
+
+def mlflow_overrides(tmp_path: Path) -> list[str]:
+    return [
+        f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"logger.mlflow.artifact_location={tmp_path}/art",
+    ]
+
+
+def test_mlflow_sweep_with_several_loggers_read_back_through_the_tracking_server(tiny_mnist: Path, tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", "logger=many", "model.beta=0.5,1", "tags=[ci,smoke]", STEP_LR, *SHORT,
+        # A callback written against the unified `lightning` package, as Lightning's docs write them.
+        "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=val/loss",
+        *mlflow_overrides(tmp_path), *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # TensorBoard and CSV got the same run: figures, tags, the learning-rate curve, the metrics.
+    events = EventAccumulator(str(sweep / "0" / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    assert {"figures/latent_scatter", "figures/latent_grid", "figures/centre_decode"} <= set(events.Tags()["images"])
+    assert [round(s.value, 6) for s in events.Scalars("train/lr")] == [0.001, 0.0005]
+    assert b"ci, smoke" in events.Tensors("tags/text_summary")[0].tensor_proto.string_val[0]
+    assert "val/loss" in next(csv.DictReader((sweep / "0" / "csv" / "metrics.csv").open()))
+    tree = (sweep / "0" / "config_tree.log").read_text()
+    assert tree.startswith("config") and "_target_: vaelab.models.VAE" in tree and "\x1b[" not in tree
+
+    # MLflow, through its tracking server's REST API: one parent run for the sweep, one child run per job.
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
+         "--default-artifact-root", str(tmp_path / "served"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        experiment = get_json(f"{api}/experiments/get-by-name?experiment_name=vaelab", timeout=90)["experiment"]
+        runs = get_json(f"{api}/runs/search", 10, {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+        tags = [{t["key"]: t["value"] for t in run["data"]["tags"]} for run in runs]
+        parents = [run for run, tag in zip(runs, tags) if "mlflow.parentRunId" not in tag]
+        assert len(runs) == 3 and len(parents) == 1
+        parent = parents[0]["info"]
+        assert parent["run_name"] == f"sweep {sweep.name}" and parent["status"] == "FINISHED"
+        jobs = sorted((tag["job"], run, tag) for run, tag in zip(runs, tags) if run["info"] != parent)
+        for job, run, tag in jobs:
+            run_id = run["info"]["run_id"]
+            assert tag["mlflow.parentRunId"] == parent["run_id"] and tag["sweep"] == str(sweep)
+            assert run["info"]["run_name"] == f"vae {sweep.name} #{job}" and run["info"]["status"] == "FINISHED"
+            assert tag["ci"] == tag["smoke"] == "true" and Path(tag["best_checkpoint"]).is_file()
+            params = {p["key"]: p["value"] for p in run["data"]["params"]}
+            assert params["model.latent_dim"] == "2" and params["model.beta"] == ("0.5" if job == "0" else "1")
+            history = get_json(f"{api}/metrics/get-history?run_id={run_id}&metric_key=val/loss", 10)["metrics"]
+            assert len(history) == 2
+            metrics_file = json.loads((sweep / job / "metrics.json").read_text())
+            assert history[-1]["value"] == metrics_file["val/loss"]
+            files = get_json(f"{api}/artifacts/list?run_id={run_id}&path=figures", 10)["files"]
+            names = {Path(f["path"]).name: int(f.get("file_size", 0)) for f in files}
+            expected = {f"latent_scatter{suffix}.png" for suffix in ("_epoch000", "_epoch001", "")}
+            assert expected <= set(names) and min(names.values()) > 1000
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_mlflow_run_resumed_in_place_goes_on_in_the_same_run(tiny_mnist: Path, tmp_path: Path):
+    common = ["logger=mlflow", *SHORT, *NO_FIGURES, *mlflow_overrides(tmp_path), *tiny_data_overrides(tiny_mnist)]
+    run_dir = tmp_path / "run"
+    first = run_script("train.py", *common, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_id = (run_dir / "mlflow_run_id").read_text().strip()
+    resumed = run_script("train.py", *common, f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "not updated: resume, trainer.max_epochs" in resumed.stderr, resumed.stderr[-3000:]
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert (run_dir / "mlflow_run_id").read_text().strip() == run_id
+    assert len(client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])) == 1
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == f"vae {run_dir.name}"
+    assert run.data.params["trainer.max_epochs"] == "1"  # MLflow keeps a parameter's first value
+    assert [m.step for m in client.get_metric_history(run_id, "val/loss")] == [1, 3]
+    assert run.data.tags["best_checkpoint"].startswith(str(run_dir / "checkpoints"))
+
+
+def test_tags_must_be_words(tmp_path: Path):
+    result = run_script("train.py", "tags={a:1}", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: tags=")
