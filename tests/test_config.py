@@ -32,7 +32,7 @@ def compose_config(name: str, overrides: list[str], tmp_path: Path) -> DictConfi
 def test_groups_have_the_expected_options() -> None:
     assert options("model") == ["cond_conv_vae", "conv_vae", "vae"]
     assert options("trainer") == ["cpu", "default", "gpu", "multi_gpu"]
-    assert options("logger") == ["csv", "none", "tensorboard"]
+    assert options("logger") == ["csv", "many", "mlflow", "none", "tensorboard"]
 
 
 @pytest.mark.parametrize("model", options("model"))
@@ -43,7 +43,7 @@ def test_train_config_builds_model_data_callbacks_and_loggers(model: str, logger
     assert isinstance(built, ELBOModule) and built.latent_dim == 2
     assert isinstance(hydra.utils.instantiate(cfg.data), MNISTDataModule)
     assert len(instantiate_group(cfg.callbacks)) == 7  # best + last checkpoints, interrupt, 3 figures, progress bar
-    assert len(instantiate_group(cfg.logger)) == (0 if logger == "none" else 1)
+    assert len(instantiate_group(cfg.logger)) == {"none": 0, "many": 3}.get(logger, 1)
 
 
 @pytest.mark.parametrize("trainer", ["cpu", "gpu", "multi_gpu"])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import NO_FIGURES, PROJECT_ROOT, compose_config, run_script, tiny_data_overrides
@@ -29,13 +30,25 @@ def compose_train(tmp_path: Path, overrides: list[str]):
 
 
 def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    common = ["model=vae", *FAST, "trainer.limit_train_batches=4", *tiny_data_overrides(tiny_mnist)]
+    run_dir, mlflow_db = tmp_path / "run", tmp_path / "mlflow.db"
+    common = ["model=vae", *FAST, "trainer.limit_train_batches=4", *tiny_data_overrides(tiny_mnist),
+              "logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri=sqlite:///{mlflow_db}"]  # fmt: skip
     first = run_script("train.py", *common, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
     assert first.returncode == 0, first.stderr[-2000:]
+    run_id = (run_dir / "mlflow_run_id").read_text().strip()
     resumed = run_script("train.py", *common, "trainer.max_epochs=3", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"Run folder:   {run_dir}" in resumed.stdout  # the same folder, not a new one
+    # MLflow: the same run goes on; a parameter keeps its first value, and the warning says which changed.
+    assert "not updated: resume, trainer.max_epochs" in resumed.stderr
+    client = MlflowClient(f"sqlite:///{mlflow_db}")
+    assert (run_dir / "mlflow_run_id").read_text().strip() == run_id
+    assert len(client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])) == 1
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == f"vae {run_dir.name}"
+    assert run.data.params["trainer.max_epochs"] == "1"
+    assert [m.step for m in client.get_metric_history(run_id, "val/loss")] == [3, 7, 11]
+    assert run.data.tags["best_checkpoint"].startswith(str(run_dir / "checkpoints"))
 
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["global_step"] == 12

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from vaelab.errors import VaelabError
 
 # The groups a reader looks for first; the rest follow in the config's order.
 FIRST = ("model", "data", "trainer", "logger", "callbacks")
+TAG = re.compile(r"[\w.\-/ ]+")
 
 
 def config_tree(cfg: DictConfig) -> Tree:
@@ -39,14 +41,16 @@ def print_config_tree(cfg: DictConfig, save_to: Path) -> None:
 
 
 def run_tags(tags: Any) -> list[str]:
-    """``tags=[baseline,lr-sweep]`` (or one word, ``tags=baseline``) as a list of non-empty strings."""
+    """``tags=[baseline,lr-sweep]`` (or one word, ``tags=baseline``) as a list of words that every logger takes:
+    letters, digits, ``_ - . /`` and spaces (MLflow's rule for tag names)."""
     if tags is None:
         return []
     if isinstance(tags, str | int | float):
         tags = [tags]
-    if not isinstance(tags, Sequence | ListConfig) or any(isinstance(tag, DictConfig | dict) for tag in tags):
-        raise VaelabError(f"tags={tags}: give a list of words, e.g. tags=[baseline,lr-sweep]")
-    words = [str(tag).strip() for tag in tags]
-    if not all(words):
-        raise VaelabError("tags: an empty tag; give a list of words, e.g. tags=[baseline,lr-sweep]")
+    words = [str(tag).strip() if isinstance(tag, str | int | float) else "" for tag in tags]
+    bad = [word for word in words if not TAG.fullmatch(word)]
+    if bad or not isinstance(tags, Sequence | ListConfig):
+        raise VaelabError(
+            f"tags: {bad[0] if bad else tags!r} is not a word; give a list of words, e.g. tags=[baseline,lr-sweep]"
+        )
     return words

@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
 from vaelab.errors import Interrupted, user_error
+from vaelab.runtime import quiet_lightning
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
@@ -70,6 +71,7 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
 
     ``HYDRA_FULL_ERROR=1`` lets every error propagate with its traceback, as Hydra does.
     """
+    quiet_lightning()
     try:
         return task(cfg)
     except Exception as error:

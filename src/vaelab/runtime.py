@@ -105,3 +105,20 @@ def describe_device(device: torch.device) -> str:
     except OSError:
         pass
     return f"CPU {model_name}, {torch.get_num_threads()} threads"
+
+
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip:")
+
+
+def quiet_lightning() -> None:
+    """Lightning's messages once, in Hydra's console and log file: ``import lightning`` gives its logger a
+    stderr handler of its own (every line twice under Hydra, and noise before a one-line error), and the
+    Trainer advertises cloud services at every start."""
+    import lightning  # noqa: F401  (adds the handler this removes)
+
+    if logging.getLogger().hasHandlers():
+        lightning_logger = logging.getLogger("lightning")
+        for handler in list(lightning_logger.handlers):
+            lightning_logger.removeHandler(handler)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_tip)
