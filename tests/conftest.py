@@ -65,6 +65,33 @@ def real_mnist() -> Path:
     return REAL_DATA_DIR
 
 
+# The models, in the job order of the `trained_sweep` fixture.
+SWEPT_MODELS = ("vae", "conv_vae", "cond_conv_vae")
+# A learning-rate schedule whose curve is easy to check: 1e-3, then 5e-4.
+STEP_LR = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"
+
+
+@pytest.fixture(scope="session")
+def trained_sweep(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short multirun over the three models (jobs 0, 1, 2: 2 epochs each, figures, a schedule, tags) logged
+    to TensorBoard, CSV and MLflow (``mlflow.db`` and ``art/`` beside the sweep folder); returns the sweep
+    folder. The tests that use it are in the xdist group ``trained_sweep``, so one worker runs it once."""
+    root = tmp_path_factory.mktemp("trained_sweep")
+    sweep = root / "sweep"
+    result = run_script(
+        "train.py", "-m", f"model={','.join(SWEPT_MODELS)}", "logger=many", "tags=[ci,smoke]", STEP_LR,
+        "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "data.batch_size=50",
+        # A callback written against the unified `lightning` package, as Lightning's docs write them.
+        "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=val/loss",
+        f"logger.mlflow.tracking_uri=sqlite:///{root}/mlflow.db", f"logger.mlflow.artifact_location={root}/art",
+        *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in range(len(SWEPT_MODELS)):
+        assert f"Run folder:   {sweep / str(job)}" in result.stdout
+    return sweep
+
+
 # Runs that check something other than the figures skip drawing them (about 1.5 s per epoch).
 NO_FIGURES = ["~callbacks.latent_scatter", "~callbacks.latent_grid", "~callbacks.centre_decode"]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_script, tiny_data_overrides
+from conftest import SWEPT_MODELS, run_script, tiny_data_overrides
 
 SHORT_RUN = [
     "trainer.max_epochs=1",
@@ -30,30 +31,26 @@ def tensorboard_images(log_dir: Path) -> set[str]:
     return set(events.Tags()["images"])
 
 
-@pytest.fixture(scope="module")
-def trained_runs(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One short train.py run per model; returns each run folder."""
-    runs = {}
-    for model in EXPECTED_FIGURES:
-        run_dir = tmp_path_factory.mktemp(f"run_{model}")
-        result = run_script(
-            "train.py", f"model={model}", *SHORT_RUN, *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run_dir}"
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert f"Run folder:   {run_dir}" in result.stdout
-        runs[model] = run_dir
-    return runs
+@pytest.fixture
+def trained_runs(trained_sweep: Path) -> dict[str, Path]:
+    """The run folder of each model in the shared short sweep."""
+    return {model: trained_sweep / str(job) for job, model in enumerate(SWEPT_MODELS)}
 
 
+@pytest.mark.xdist_group("trained_sweep")
 @pytest.mark.parametrize("model", list(EXPECTED_FIGURES))
 def test_train_writes_checkpoints_logs_figures_and_metrics(trained_runs: dict[str, Path], model: str) -> None:
     run_dir = trained_runs[model]
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert checkpoints == ["best-epoch000.ckpt", "last.ckpt"]
-    assert all("=" not in name for name in checkpoints)
+    assert (
+        len(checkpoints) == 2
+        and re.fullmatch(r"best-epoch00[01]\.ckpt", checkpoints[0])
+        and checkpoints[1] == "last.ckpt"
+    )
     for name in EXPECTED_FIGURES[model]:
         assert (run_dir / "figures" / f"{name}.png").stat().st_size > 1000
         assert (run_dir / "figures" / f"{name}_epoch000.png").is_file()
+        assert (run_dir / "figures" / f"{name}_epoch001.png").is_file()
     images = tensorboard_images(run_dir / "tensorboard")
     assert {f"figures/{name}" for name in EXPECTED_FIGURES[model]} <= images
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -62,6 +59,7 @@ def test_train_writes_checkpoints_logs_figures_and_metrics(trained_runs: dict[st
     assert abs(metrics["test/loss"] - metrics["test/recon"] - metrics["test/kl"]) < 1e-2
 
 
+@pytest.mark.xdist_group("trained_sweep")
 def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path
 ) -> None:
@@ -78,7 +76,7 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["model"] == "CondConvVAE" and metrics["split"] == "test" and metrics["images"] == 200
-    assert (metrics["epochs"], metrics["latent_dim"], metrics["iwae_samples"], metrics["seed"]) == (1, 2, 10, 42)
+    assert (metrics["epochs"], metrics["latent_dim"], metrics["iwae_samples"], metrics["seed"]) == (2, 2, 10, 42)
     assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], abs=1e-2)
     assert metrics["loss_study_convention"] == pytest.approx(metrics["recon"] + metrics["kl"] / 2, abs=1e-2)
     assert 0 < metrics["iwae_nll"] < 1000 and metrics["seconds_per_epoch"] > 0
@@ -88,6 +86,7 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     assert list((tmp_path / "tensorboard").rglob("metadata.tsv"))
 
 
+@pytest.mark.xdist_group("trained_sweep")
 def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path) -> None:
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
     runs = f"runs=[{trained_runs['vae']},{trained_runs['conv_vae']}]"

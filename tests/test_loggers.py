@@ -1,5 +1,5 @@
 """Loggers: MLflow (read back through a real tracking server), several loggers at once, figures and tags for
-every logger, the learning-rate curve, the config tree, tags. (Resuming an MLflow run in place: test_robustness.)"""
+every logger, the learning-rate curve, the config tree. (Resuming an MLflow run in place: test_robustness.)"""
 
 from __future__ import annotations
 
@@ -13,32 +13,21 @@ import pytest
 from omegaconf import ListConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import free_port, get_json, run_script, tiny_data_overrides
+from conftest import SWEPT_MODELS, free_port, get_json
 from vaelab.config_tree import run_tags
 from vaelab.errors import VaelabError
 
-SHORT = ["model=vae", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-         "trainer.limit_test_batches=1", "data.batch_size=50"]  # fmt: skip
-STEP_LR = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"
+MODEL_CLASSES = {
+    "vae": "vaelab.models.VAE",
+    "conv_vae": "vaelab.models.ConvVAE",
+    "cond_conv_vae": "vaelab.models.CondConvVAE",
+}
 
 
-def mlflow_overrides(tmp_path: Path) -> list[str]:
-    return [
-        f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-        f"logger.mlflow.artifact_location={tmp_path}/art",
-    ]
-
-
-def test_mlflow_sweep_with_several_loggers_read_back_through_the_tracking_server(tiny_mnist: Path, tmp_path: Path):
-    sweep = tmp_path / "sweep"
-    result = run_script(
-        "train.py", "-m", "logger=many", "model.beta=0.5,1", "tags=[ci,smoke]", STEP_LR, *SHORT,
-        # A callback written against the unified `lightning` package, as Lightning's docs write them.
-        "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=val/loss",
-        *mlflow_overrides(tmp_path), *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-
+@pytest.mark.xdist_group("trained_sweep")
+def test_mlflow_sweep_with_several_loggers_read_back_through_the_tracking_server(trained_sweep: Path) -> None:
+    """The shared sweep ran with logger=many (TensorBoard, CSV, MLflow), tags, a schedule and a user callback."""
+    sweep, store = trained_sweep, trained_sweep.parent / "mlflow.db"
     # TensorBoard and CSV got the same run: figures, tags, the learning-rate curve, the metrics.
     events = EventAccumulator(str(sweep / "0" / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
     events.Reload()
@@ -52,9 +41,9 @@ def test_mlflow_sweep_with_several_loggers_read_back_through_the_tracking_server
     # MLflow, through its tracking server's REST API: one parent run for the sweep, one child run per job.
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-         "--default-artifact-root", str(tmp_path / "served"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{store}",
+         "--default-artifact-root", str(sweep.parent / "served"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=sweep.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
     try:
@@ -62,17 +51,19 @@ def test_mlflow_sweep_with_several_loggers_read_back_through_the_tracking_server
         runs = get_json(f"{api}/runs/search", 10, {"experiment_ids": [experiment["experiment_id"]]})["runs"]
         tags = [{t["key"]: t["value"] for t in run["data"]["tags"]} for run in runs]
         parents = [run for run, tag in zip(runs, tags) if "mlflow.parentRunId" not in tag]
-        assert len(runs) == 3 and len(parents) == 1
+        assert len(runs) == 1 + len(SWEPT_MODELS) and len(parents) == 1
         parent = parents[0]["info"]
         assert parent["run_name"] == f"sweep {sweep.name}" and parent["status"] == "FINISHED"
         jobs = sorted((tag["job"], run, tag) for run, tag in zip(runs, tags) if run["info"] != parent)
         for job, run, tag in jobs:
             run_id = run["info"]["run_id"]
             assert tag["mlflow.parentRunId"] == parent["run_id"] and tag["sweep"] == str(sweep)
-            assert run["info"]["run_name"] == f"vae {sweep.name} #{job}" and run["info"]["status"] == "FINISHED"
+            model = SWEPT_MODELS[int(job)]
+            assert run["info"]["run_name"] == f"{model} {sweep.name} #{job}" and run["info"]["status"] == "FINISHED"
             assert tag["ci"] == tag["smoke"] == "true" and Path(tag["best_checkpoint"]).is_file()
             params = {p["key"]: p["value"] for p in run["data"]["params"]}
-            assert params["model.latent_dim"] == "2" and params["model.beta"] == ("0.5" if job == "0" else "1")
+            assert params["model.latent_dim"] == "2" and params["model._target_"] == MODEL_CLASSES[model]
+            assert params["trainer.max_epochs"] == "2" and params["tags"] == "['ci', 'smoke']"
             history = get_json(f"{api}/metrics/get-history?run_id={run_id}&metric_key=val/loss", 10)["metrics"]
             assert len(history) == 2
             metrics_file = json.loads((sweep / job / "metrics.json").read_text())
