@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 # The suite runs as two pytest-xdist workers on a 2-core machine, and many tests start training processes:
 # one intra-op thread each, so no two multi-threaded PyTorch processes spin against each other (~5x slower).
@@ -75,20 +77,26 @@ STEP_LR = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:t
 def trained_sweep(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One short multirun over the three models (jobs 0, 1, 2: 2 epochs each, figures, a schedule, tags) logged
     to TensorBoard, CSV and MLflow (``mlflow.db`` and ``art/`` beside the sweep folder); returns the sweep
-    folder. The tests that use it are in the xdist group ``trained_sweep``, so one worker runs it once."""
-    root = tmp_path_factory.mktemp("trained_sweep")
-    sweep = root / "sweep"
-    result = run_script(
-        "train.py", "-m", f"model={','.join(SWEPT_MODELS)}", "logger=many", "tags=[ci,smoke]", STEP_LR,
-        "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "data.batch_size=50",
-        # A callback written against the unified `lightning` package, as Lightning's docs write them.
-        "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=val/loss",
-        f"logger.mlflow.tracking_uri=sqlite:///{root}/mlflow.db", f"logger.mlflow.artifact_location={root}/art",
-        *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    for job in range(len(SWEPT_MODELS)):
-        assert f"Run folder:   {sweep / str(job)}" in result.stdout
+    folder. Run once per test session: the xdist workers share it through a file lock in their common temp."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root, sweep = shared / "trained_sweep", shared / "trained_sweep" / "sweep"
+    with FileLock(str(shared / "trained_sweep.lock")):
+        if (root / "done").is_file():
+            return sweep
+        shutil.rmtree(root, ignore_errors=True)
+        result = run_script(
+            "train.py", "-m", f"model={','.join(SWEPT_MODELS)}", "logger=many", "tags=[ci,smoke]", STEP_LR,
+            "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "data.batch_size=50",
+            # A callback written against the unified `lightning` package, as Lightning's docs write them.
+            "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=val/loss",
+            f"logger.mlflow.tracking_uri=sqlite:///{root}/mlflow.db", f"logger.mlflow.artifact_location={root}/art",
+            *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        for job in range(len(SWEPT_MODELS)):
+            assert f"Run folder:   {sweep / str(job)}" in result.stdout
+        (root / "done").write_text("")
     return sweep
 
 

@@ -37,7 +37,6 @@ def trained_runs(trained_sweep: Path) -> dict[str, Path]:
     return {model: trained_sweep / str(job) for job, model in enumerate(SWEPT_MODELS)}
 
 
-@pytest.mark.xdist_group("trained_sweep")
 @pytest.mark.parametrize("model", list(EXPECTED_FIGURES))
 def test_train_writes_checkpoints_logs_figures_and_metrics(trained_runs: dict[str, Path], model: str) -> None:
     run_dir = trained_runs[model]
@@ -59,7 +58,6 @@ def test_train_writes_checkpoints_logs_figures_and_metrics(trained_runs: dict[st
     assert abs(metrics["test/loss"] - metrics["test/recon"] - metrics["test/kl"]) < 1e-2
 
 
-@pytest.mark.xdist_group("trained_sweep")
 def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path
 ) -> None:
@@ -86,7 +84,6 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     assert list((tmp_path / "tensorboard").rglob("metadata.tsv"))
 
 
-@pytest.mark.xdist_group("trained_sweep")
 def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path) -> None:
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
     runs = f"runs=[{trained_runs['vae']},{trained_runs['conv_vae']}]"

@@ -24,7 +24,6 @@ MODEL_CLASSES = {
 }
 
 
-@pytest.mark.xdist_group("trained_sweep")
 def test_mlflow_sweep_with_several_loggers_read_back_through_the_tracking_server(trained_sweep: Path) -> None:
     """The shared sweep ran with logger=many (TensorBoard, CSV, MLflow), tags, a schedule and a user callback."""
     sweep, store = trained_sweep, trained_sweep.parent / "mlflow.db"
