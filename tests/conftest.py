@@ -88,6 +88,7 @@ def trained_sweep(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) ->
         result = run_script(
             "train.py", "-m", f"model={','.join(SWEPT_MODELS)}", "logger=many", "tags=[ci,smoke]", STEP_LR,
             "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "data.batch_size=50",
+            "callbacks.latent_grid.grid_size=5", "callbacks.latent_grid.digits=[0,9]",  # small figures draw faster
             # A callback written against the unified `lightning` package, as Lightning's docs write them.
             "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=val/loss",
             f"logger.mlflow.tracking_uri=sqlite:///{root}/mlflow.db", f"logger.mlflow.artifact_location={root}/art",

@@ -69,6 +69,7 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
         *data,
         "iwae_samples=10",
         "figures.num_points=100",
+        "figures.grid_size=5",
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -94,6 +95,7 @@ def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path,
         "iwae_samples=5",
         "projector=false",
         "figures.num_points=100",
+        "figures.grid_size=5",
         f"report_dir={tmp_path / 'report'}",
         f"hydra.run.dir={tmp_path / 'eval'}",
     )
