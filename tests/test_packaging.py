@@ -24,9 +24,10 @@ def fake_distribution(site_packages: Path, name: str, version: str) -> None:
 
 
 def test_pip_install_keeps_another_supported_torch(tmp_path: Path) -> None:
-    """`pip install .` into an environment with another torch build installs vaelab and leaves torch alone."""
+    """`pip install .` into an environment with another torch build installs vaelab and leaves torch alone.
+    (Against the hard pins this replaced, the same check wants torch 2.14.1 and torchvision 0.29.1.)"""
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     site_packages = Path(
         subprocess.check_output(
@@ -35,11 +36,13 @@ def test_pip_install_keeps_another_supported_torch(tmp_path: Path) -> None:
     )
     for name, version in OTHER_TORCH.items():
         fake_distribution(site_packages, name, version)
-    # Every other dependency is already there: this environment sees the test's own packages after its own.
+    # Every other dependency (and the build backend) is already there: this environment sees the test's own
+    # packages after its own, so its torch is the other build.
     (site_packages / "test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     report = tmp_path / "report.json"
     result = subprocess.run(
-        [python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report), str(PROJECT_ROOT)],
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--dry-run", "--quiet", "--no-build-isolation",
+         "--report", str(report), str(PROJECT_ROOT)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
