@@ -4,6 +4,7 @@ every logger, the learning-rate curve, the config tree. (Resuming an MLflow run 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import SWEPT_MODELS, free_port, get_json
 from vaelab.config_tree import run_tags
 from vaelab.errors import VaelabError
+from vaelab.loggers import check_mlflow
 
 MODEL_CLASSES = {
     "vae": "vaelab.models.VAE",
@@ -85,3 +87,15 @@ def test_tags_must_be_words(tags: object) -> None:
 def test_tags_accept_one_word_or_a_list() -> None:
     assert run_tags("baseline") == ["baseline"] and run_tags(None) == []
     assert run_tags(ListConfig(["lr sweep", "v1.2/a-b"])) == ["lr sweep", "v1.2/a-b"]
+
+
+def test_mlflow_store_folder_is_made_and_a_missing_mlflow_is_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    store = tmp_path / "new" / "folder" / "runs.db"
+    check_mlflow(f"sqlite:///{store}")
+    assert store.parent.is_dir()
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real_find_spec(name, *a)
+    )
+    with pytest.raises(VaelabError, match=r"logger=mlflow needs MLflow: pip install 'vaelab\[mlflow\]'"):
+        check_mlflow(None)

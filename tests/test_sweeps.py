@@ -15,6 +15,7 @@ import optuna
 import pytest
 import torch
 import yaml
+from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import NO_FIGURES, PROJECT_ROOT, free_port, get_json, run_script, tiny_data_overrides
@@ -68,8 +69,11 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
 
 def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path) -> None:
     # Two jobs at once (joblib, 2 processes): each gets one of the two cores, and one fails in its worker.
+    # Both log to one MLflow SQLite store, as parallel jobs on one machine would.
+    store = tmp_path.parent / f"{tmp_path.name}-mlflow.db"
     result = run_script(
         "train.py", "-m", "launcher=joblib", "model=vae", "model.optimizer.lr=1e12,1e-3", *TINY_JOB,
+        "logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri=sqlite:///{store}",
         *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == 1  # at the end, because a job failed
@@ -87,6 +91,12 @@ def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path) 
     jobs = summarise(tmp_path, "val/loss")
     assert [(row["job"], row["status"]) for row in jobs] == [("1", "completed"), ("0", "failed")]
     assert "- job 0: the training loss became" in (tmp_path / "summary.md").read_text()
+
+    # MLflow: the failed job's run and the sweep's parent run say FAILED, the other job's run FINISHED.
+    client = MlflowClient(f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
+    status = {run.data.tags.get("job", "parent"): run.info.status for run in runs}
+    assert status == {"parent": "FAILED", "0": "FAILED", "1": "FINISHED"}
 
 
 def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mnist: Path, tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab.errors import VaelabError
 from vaelab.jobs import FAILED_FILE
-from vaelab.loggers import SWEEP_RUN_FILE
+from vaelab.loggers import SWEEP_RUN_FILE, check_mlflow
 
 
 def failed_jobs(sweep_dir: Path, since: float) -> tuple[list[Path], list[Path]]:
@@ -88,6 +89,11 @@ class MLflowSweepRun(Callback):
                          if entry and entry.get("_target_") == "vaelab.loggers.MLFlowLogger"), None)  # fmt: skip
         if settings is None:
             return
+        try:
+            check_mlflow(settings.tracking_uri)
+        except VaelabError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(settings.tracking_uri)

@@ -4,6 +4,7 @@ resumed runs keep their history, and an MLflow logger that knows vaelab's run an
 from __future__ import annotations
 
 import csv
+import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import DummyLogger, rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from matplotlib.figure import Figure
+
+from vaelab.errors import VaelabError
 
 
 class _HistoryWriter(ExperimentWriter):
@@ -129,6 +132,14 @@ RUN_ID_FILE = "mlflow_run_id"  # in the run folder: a run resumed in place goes 
 SWEEP_RUN_FILE = "mlflow_sweep_run_id"  # in the sweep folder: the parent run the jobs' runs nest under
 
 
+def check_mlflow(tracking_uri: str | None) -> None:
+    """One line instead of a traceback when MLflow is missing; a SQLite store's folder is made if needed."""
+    if importlib.util.find_spec("mlflow") is None:
+        raise VaelabError("logger=mlflow needs MLflow: pip install 'vaelab[mlflow]' (or mlflow>=3)")
+    if tracking_uri and tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
 def default_run_name() -> str:
     """``conv_vae 2026-11-25_19-40-01-...`` for a run, ``conv_vae <sweep folder> #3`` for a sweep job."""
     if not HydraConfig.initialized():
@@ -167,6 +178,7 @@ class MLFlowLogger(LightningMLFlowLogger):
     """
 
     def __init__(self, run_dir: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None, **kwargs: Any):
+        check_mlflow(kwargs.get("tracking_uri"))
         self._run_id_file = Path(run_dir) / RUN_ID_FILE
         run_id = self._run_id_file.read_text().strip() if self._run_id_file.is_file() else None
         super().__init__(run_name=run_name or default_run_name(), tags={**sweep_tags(), **(tags or {})},
