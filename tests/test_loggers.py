@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import ListConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from conftest import SWEPT_MODELS, free_port, get_json
 from vaelab.config_tree import run_tags
@@ -36,6 +38,17 @@ def test_mlflow_sweep_with_several_loggers_read_back_through_the_tracking_server
     assert [round(s.value, 6) for s in events.Scalars("train/lr")] == [0.001, 0.0005]
     assert b"ci, smoke" in events.Tensors("tags/text_summary")[0].tensor_proto.string_val[0]
     assert "val/loss" in next(csv.DictReader((sweep / "0" / "csv" / "metrics.csv").open()))
+    # HParams: one entry written at the end, with the curated keys and real final metrics (no NaN placeholder).
+    session = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    hparams = session.session_start_info.hparams
+    assert hparams["model"].string_value == "vae" and hparams["model.latent_dim"].number_value == 2
+    assert {"data.batch_size", "model.optimizer.lr", "model.scheduler.gamma", "trainer.max_epochs", "tags"} <= set(
+        hparams
+    )
+    assert not [key for key in hparams if key.split(".")[0] in ("callbacks", "paths", "logger", "hydra")]
+    for tag in ("hp/val_loss", "hp/val_nelbo", "hp/test_loss"):
+        assert [math.isfinite(event.value) for event in events.Scalars(tag)] == [True]
+    assert "custom_scalars__config__" in events.Tags()["tensors"]  # train/val curves of a quantity together
     tree = (sweep / "0" / "config_tree.log").read_text()
     assert tree.startswith("config") and "_target_: vaelab.models.VAE" in tree and "\x1b[" not in tree
 

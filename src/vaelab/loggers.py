@@ -80,11 +80,48 @@ def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# What TensorBoard's HParams tab shows of a run: its model, these config keys, the keys under ``model.`` that do
+# not start with "_", and the model/data/trainer keys the command line or the sweep set. The full config stays in
+# ``.hydra/``.
+HPARAM_KEYS = ("data.batch_size", "data.val_size", "trainer.max_epochs", "trainer.precision", "seed", "tags")
+HPARAM_GROUPS = ("model", "data", "trainer", "seed")  # overrides of these keys join the table (sweeps vary them)
+NOT_HPARAMS = {"model.optimizer.fused", "model.channels_last", "data.data_dir", "data.fallback_data_dirs",
+               "data.download", "data.num_workers", "data.pin_memory"}  # fmt: skip
+# Train and validation curves of one quantity in one chart (TensorBoard's Custom Scalars tab).
+SCALARS_LAYOUT = {
+    "losses (per image, nats)": {
+        name: ["Multiline", [f"train/{key}", f"val/{key}"]]
+        for name, key in (("loss", "loss"), ("reconstruction", "recon"), ("KL", "kl"), ("negative ELBO", "nelbo"))
+    },
+    "schedule": {"learning rate": ["Multiline", ["train/lr"]]},
+}
+
+
+def tensorboard_hparams(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """The curated hyperparameters of a run for the HParams tab (see ``HPARAM_KEYS``); lists as text."""
+    flat = flat_config(config)
+    chosen = {key for key in flat if key.startswith("model.") and not key.split(".")[-1].startswith("_")}
+    chosen |= {key for key in HPARAM_KEYS if key in flat}
+    overridden = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    chosen |= {key for key in overridden if key in flat and key.split(".")[0] in HPARAM_GROUPS}
+    chosen -= NOT_HPARAMS
+    if not flat.get("tags"):
+        chosen.discard("tags")
+    params: dict[str, Any] = {}
+    if HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+        params = {group: choices[group] for group in ("model", "experiment") if choices.get(group)}
+    for key in sorted(chosen):
+        value = flat[key]
+        params[key] = value if isinstance(value, bool | int | float | str) else str(value)
+    return params
+
+
 def start_run(loggers: Sequence[Logger], config: dict[str, Any], tags: Sequence[str]) -> None:
     """Log the resolved config as hyperparameters and the run's ``tags`` to each logger, in its own way."""
     for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):  # HParams tab: the final metrics are filled in by finish_run
-            logger.log_hyperparams(config, metrics={tag: float("nan") for tag in HPARAM_METRICS.values()})
+        if isinstance(logger, TensorBoardLogger):  # the HParams entry is written by finish_run, with real metrics
+            logger.experiment.add_custom_scalars(SCALARS_LAYOUT)
             if tags:
                 logger.experiment.add_text("tags", ", ".join(tags))
         elif isinstance(logger, MLFlowLogger):
@@ -94,12 +131,17 @@ def start_run(loggers: Sequence[Logger], config: dict[str, Any], tags: Sequence[
             logger.log_hyperparams(config)
 
 
-def finish_run(loggers: Sequence[Logger], metrics: Mapping[str, float], best_checkpoint: str, step: int) -> None:
-    """Record the run's outcome where each logger shows it: HParams metrics, the best checkpoint's path."""
+def finish_run(
+    loggers: Sequence[Logger], config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
+) -> None:
+    """Record the run's outcome where each logger shows it: TensorBoard's HParams entry (the curated
+    hyperparameters and the final metrics this run has, no placeholders), MLflow's best-checkpoint tag."""
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             final = {tag: metrics[name] for name, tag in HPARAM_METRICS.items() if name in metrics}
-            logger.log_metrics(final, step=step)
+            overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+            if final:
+                logger.log_hyperparams(tensorboard_hparams(config, overrides), metrics=final, step=step)
         elif isinstance(logger, MLFlowLogger) and best_checkpoint:
             logger.experiment.set_tag(logger.run_id, "best_checkpoint", best_checkpoint)
 

@@ -106,7 +106,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     loggers = trainer.loggers  # fast_dev_run swaps in Lightning's dummy logger
-    start_run(loggers, OmegaConf.to_container(cfg, resolve=True), tags)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    start_run(loggers, config, tags)
 
     checkpoint = best_checkpoint_callback(callbacks)
     last_checkpoint = output_dir / "checkpoints" / "last.ckpt"
@@ -142,7 +143,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "device": describe_device(trainer.strategy.root_device),
         "threads": torch.get_num_threads(),
     }
-    finish_run(loggers, metrics, checkpoint_paths["best"], trainer.global_step)
+    finish_run(loggers, config, metrics, checkpoint_paths["best"], trainer.global_step)
     if trainer.is_global_zero:
         write_metrics(output_dir, {**metrics, **run_facts})
         print_locations(output_dir, checkpoint_paths, loggers, callbacks, metrics)
