@@ -84,6 +84,14 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     for name in ("latent_scatter", "latent_grid_digit0", "centre_decode", "reconstructions", "interpolation"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
     assert (tmp_path / "tensorboard" / "projector_config.pbtxt").is_file()
+    # The numbers and figures in TensorBoard too, at the checkpoint's training step (2 epochs of 3 batches).
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("test/loss")] == [(6, pytest.approx(metrics["loss"]))]
+    assert events.Scalars("test/iwae_nll")[0].value == pytest.approx(metrics["iwae_nll"])
+    assert {"figures/reconstructions", "figures/interpolation", "figures/latent_grid_digit0"} <= set(
+        events.Tags()["images"]
+    )
     assert list((tmp_path / "tensorboard").rglob("metadata.tsv"))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import hydra.utils
 import lightning.pytorch as pl
 import torch
 import yaml
+from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
@@ -143,7 +145,8 @@ def evaluate_checkpoint(
 
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    draw_figures(model, images, labels, output_dir / "figures", cfg.figures)
+    drawn = draw_figures(model, images, labels, output_dir / "figures", cfg.figures)
+    write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), output_dir / "tensorboard")
     if cfg.projector:
         write_projector(model, images[: cfg.figures.num_points], labels[: cfg.figures.num_points], output_dir)
     print(
@@ -167,8 +170,8 @@ def read_training_facts(checkpoint_path: Path) -> dict[str, Any]:
 
 def draw_figures(
     model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, figure_dir: Path, settings: Any
-) -> None:
-    """The training figures on the test split, plus reconstructions and latent interpolations."""
+) -> dict[str, Figure]:
+    """The training figures on the test split, plus reconstructions and latent interpolations, saved as PNGs."""
     subset_images, subset_labels = images[: settings.num_points], labels[: settings.num_points]
     drawn = {
         "latent_scatter": figures.latent_scatter_figure(model, subset_images, subset_labels),
@@ -180,6 +183,18 @@ def draw_figures(
     figure_dir.mkdir(parents=True, exist_ok=True)
     for name, figure in drawn.items():
         figure.savefig(figure_dir / f"{name}.png")
+    return drawn
+
+
+def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, Figure], step: int, log_dir: Path) -> None:
+    """The evaluation's numbers as ``test/*`` scalars and its figures as ``figures/*`` images, at the checkpoint's
+    training step: beside the training run's own curves when TensorBoard shows both folders."""
+    with SummaryWriter(str(log_dir)) as writer:
+        for name in ("recon", "kl", "loss", "loss_study_convention", "iwae_nll"):
+            if math.isfinite(metrics[name]):
+                writer.add_scalar(f"test/{name}", metrics[name], global_step=step)
+        for name, figure in drawn.items():
+            writer.add_figure(f"figures/{name}", figure, global_step=step, close=False)
 
 
 def write_projector(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, output_dir: Path) -> None:
