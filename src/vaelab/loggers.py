@@ -165,7 +165,7 @@ def describe(logger: Logger) -> str:
         return f"TensorBoard:  tensorboard --logdir {logger.log_dir}"
     if isinstance(logger, MLFlowLogger):
         return f"MLflow:       mlflow ui --backend-store-uri {logger._tracking_uri}  (run {logger.run_id})"
-    return f"{type(logger).__name__}:  {logger.log_dir}"
+    return f"{type(logger).__name__.removesuffix('Logger') + ':':<14}{logger.log_dir}"
 
 
 # --- MLflow ----------------------------------------------------------------------------------------------------------
