@@ -12,12 +12,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import SWEPT_MODELS, run_script, tiny_data_overrides
 
-SHORT_RUN = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "data.batch_size=50",
-]
 EXPECTED_FIGURES = {
     "vae": ["latent_scatter", "latent_grid", "centre_decode"],
     "conv_vae": ["latent_scatter", "latent_grid", "centre_decode"],

@@ -81,7 +81,7 @@ class MLflowSweepRun(Callback):
 
     def __init__(self) -> None:
         self.started = 0.0
-        self.parent: tuple[Any, str, Path] | None = None  # (client, run id, sweep folder)
+        self.parent: tuple[Any, Path] | None = None  # (Lightning's MLFlowLogger of the parent run, sweep folder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time() - 1.0
@@ -94,24 +94,21 @@ class MLflowSweepRun(Callback):
         except VaelabError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
-        from mlflow.tracking import MlflowClient
+        from lightning.pytorch.loggers import MLFlowLogger  # Lightning's own: finds or creates the experiment
 
-        client = MlflowClient(settings.tracking_uri)
-        experiment = client.get_experiment_by_name(settings.experiment_name)
-        if experiment is not None and experiment.lifecycle_stage != "deleted":
-            experiment_id = experiment.experiment_id
-        else:
-            experiment_id = client.create_experiment(settings.experiment_name, settings.get("artifact_location"))
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
         overrides = " ".join(OmegaConf.select(config, "hydra.overrides.task") or [])
-        run = client.create_run(experiment_id, run_name=f"sweep {sweep_dir.name}",
-                                tags={"sweep": str(sweep_dir), "overrides": overrides[:5000]})  # fmt: skip
+        parent = MLFlowLogger(
+            experiment_name=settings.experiment_name, run_name=f"sweep {sweep_dir.name}",
+            tracking_uri=settings.tracking_uri, artifact_location=settings.get("artifact_location"),
+            tags={"sweep": str(sweep_dir), "overrides": overrides[:5000]},
+        )  # fmt: skip
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / SWEEP_RUN_FILE).write_text(f"{run.info.run_id}\n")
-        self.parent = (client, run.info.run_id, sweep_dir)
+        (sweep_dir / SWEEP_RUN_FILE).write_text(f"{parent.run_id}\n")
+        self.parent = (parent, sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent is None:
             return
-        client, run_id, sweep_dir = self.parent
-        client.set_terminated(run_id, "FAILED" if failed_jobs(sweep_dir, self.started)[1] else "FINISHED")
+        parent, sweep_dir = self.parent
+        parent.finalize("failed" if failed_jobs(sweep_dir, self.started)[1] else "success")
