@@ -19,7 +19,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from conftest import SWEPT_MODELS, free_port, get_json
 from vaelab.config_tree import run_tags
 from vaelab.errors import VaelabError
-from vaelab.loggers import check_mlflow
+from vaelab.loggers import MLFlowLogger, check_mlflow
 
 MODEL_CLASSES = {
     "vae": "vaelab.models.VAE",
@@ -112,3 +112,14 @@ def test_mlflow_store_folder_is_made_and_a_missing_mlflow_is_one_line(tmp_path: 
     )
     with pytest.raises(VaelabError, match=r"logger=mlflow needs MLflow: pip install 'vaelab\[mlflow\]'"):
         check_mlflow(None)
+
+
+def test_tags_reach_an_mlflow_run_resumed_in_place(tmp_path: Path) -> None:
+    settings = {"tracking_uri": f"sqlite:///{tmp_path}/runs.db", "experiment_name": "vaelab"}
+    first = MLFlowLogger(run_dir=str(tmp_path), **settings)
+    first.add_tags(["baseline"])
+    resumed = MLFlowLogger(run_dir=str(tmp_path), **settings)  # finds the run id the first one left
+    resumed.add_tags(["resumed"])
+    assert resumed.run_id == first.run_id
+    tags = resumed.experiment.get_run(resumed.run_id).data.tags
+    assert tags["baseline"] == tags["resumed"] == "true"

@@ -227,12 +227,10 @@ class MLFlowLogger(LightningMLFlowLogger):
                          run_id=run_id, **kwargs)  # fmt: skip
 
     def add_tags(self, tags: Sequence[str]) -> None:
-        """The run's ``tags`` (``tags=[baseline,seed-sweep]``) as MLflow tags with the value ``true``."""
-        if self._initialized:
-            for tag in tags:
-                self.experiment.set_tag(self.run_id, tag, "true")
-        else:
-            self.tags = {**(self.tags or {}), **dict.fromkeys(tags, "true")}
+        """The run's ``tags`` (``tags=[baseline,seed-sweep]``) as MLflow tags with the value ``true``; set on the
+        run itself, so a run resumed in place (whose creation tags are long written) gets them too."""
+        for tag in tags:
+            self.experiment.set_tag(self.run_id, tag, "true")
 
     @property
     @rank_zero_experiment
