@@ -106,6 +106,10 @@ def test_mlflow_store_folder_is_made_and_a_missing_mlflow_is_one_line(tmp_path: 
     store = tmp_path / "new" / "folder" / "runs.db"
     check_mlflow(f"sqlite:///{store}")
     assert store.parent.is_dir()
+    with pytest.raises(
+        VaelabError, match=r"^logger.mlflow.tracking_uri=sqlite:////proc/nope/x.db: cannot create /proc/nope"
+    ):
+        check_mlflow("sqlite:////proc/nope/x.db")
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real_find_spec(name, *a)

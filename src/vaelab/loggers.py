@@ -179,7 +179,13 @@ def check_mlflow(tracking_uri: str | None) -> None:
     if importlib.util.find_spec("mlflow") is None:
         raise VaelabError("logger=mlflow needs MLflow: pip install 'vaelab[mlflow]' (or mlflow>=3)")
     if tracking_uri and tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise VaelabError(
+                f"logger.mlflow.tracking_uri={tracking_uri}: cannot create {folder} ({error.strerror})"
+            ) from None
 
 
 def default_run_name() -> str:
