@@ -101,6 +101,31 @@ def trained_sweep(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return sweep
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its tables made (MLflow's migrations take ~4 s per new store); made once per
+    session, shared by the xdist workers like ``trained_sweep``. The shared sweep still makes its own store."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    store = shared / "empty_mlflow" / "mlflow.db"
+    with FileLock(str(shared / "empty_mlflow.lock")):
+        if not store.is_file():
+            from mlflow.tracking import MlflowClient
+
+            store.parent.mkdir(exist_ok=True)
+            MlflowClient(f"sqlite:///{store.parent / 'new.db'}").search_experiments()
+            (store.parent / "new.db").rename(store)
+    return store
+
+
+@pytest.fixture
+def mlflow_store(empty_mlflow_store: Path, tmp_path: Path) -> str:
+    """The tracking URI of a new, empty MLflow store of this test's own (a copy of ``empty_mlflow_store``)."""
+    store = tmp_path / "mlflow.db"
+    shutil.copyfile(empty_mlflow_store, store)
+    return f"sqlite:///{store}"
+
+
 # Runs that check something other than the figures skip drawing them (about 1.5 s per epoch).
 NO_FIGURES = ["~callbacks.latent_scatter", "~callbacks.latent_grid", "~callbacks.centre_decode"]
 
@@ -130,6 +155,52 @@ def run_script(script: str, *overrides: str, timeout: int = 300) -> subprocess.C
         timeout=timeout,
         env=env,
     )
+
+
+def run_inline(script: str, *overrides: str) -> subprocess.CompletedProcess:
+    """Run ``train.py``/``evaluate.py`` inside this process, as ``python <script> <overrides>`` would (same
+    ``__main__``, Hydra's command-line handling, exit status and output), without the ~10 s of starting Python
+    and importing torch and Lightning again. For runs that stop early (errors, ``--help``); the process-wide
+    state a run touches (argv, environment, logging, Hydra's singletons, threads, signals) is put back after."""
+    import contextlib
+    import io
+    import logging
+    import runpy
+    import signal
+
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    saved_argv, saved_environ, saved_threads = sys.argv, dict(os.environ), torch.get_num_threads()
+    saved_signals = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    loggers = [logging.getLogger(), logging.getLogger("lightning")]
+    saved_logging = [(logger.handlers[:], logger.level) for logger in loggers]
+    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
+    sys.argv = [str(PROJECT_ROOT / script), *overrides]
+    os.environ.pop("HYDRA_FULL_ERROR", None)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            runpy.run_path(str(PROJECT_ROOT / script), run_name="__main__")
+    except SystemExit as exit_:
+        returncode = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        torch.set_num_threads(saved_threads)
+        for number, handler in saved_signals.items():
+            signal.signal(number, handler)
+        for logger, (handlers, level) in zip(loggers, saved_logging):
+            for handler in logger.handlers[:]:
+                if handler not in handlers:
+                    logger.removeHandler(handler)
+                    handler.close()
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
+    return subprocess.CompletedProcess(sys.argv, returncode, stdout.getvalue(), stderr.getvalue())
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import NO_FIGURES, compose_config, run_script, tiny_data_overrides
+from conftest import NO_FIGURES, compose_config, run_inline, tiny_data_overrides
 from vaelab.checkpoints import read_checkpoint
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate
@@ -107,7 +107,7 @@ def test_a_best_path_naming_a_pickle_runs_no_code(good_checkpoint: Path, tiny_mn
 def test_bad_checkpoints_from_the_command_line_are_one_line(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
-    result = run_script("train.py", f"ckpt_path={truncated}", f"hydra.run.dir={tmp_path / 'out'}")
+    result = run_inline("train.py", f"ckpt_path={truncated}", f"hydra.run.dir={tmp_path / 'out'}")
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
     assert lines[0].startswith(f"error: could not read checkpoint {truncated}") and "weights_only=False" not in lines[0]
@@ -134,7 +134,7 @@ def test_a_pickle_payload_through_the_scripts(good_checkpoint: Path, tiny_mnist:
         ("train.py", [*TINY, f"resume={tmp_path / 'run'}", *data]),
         ("evaluate.py", [f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'c'}", *data]),
     ):
-        result = run_script(script, *overrides)
+        result = run_inline(script, *overrides)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
         assert lines[0].startswith(f"error: could not read checkpoint {path}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import SWEPT_MODELS, run_script, tiny_data_overrides
+from conftest import SWEPT_MODELS, run_inline, run_script, tiny_data_overrides
 
 EXPECTED_FIGURES = {
     "vae": ["latent_scatter", "latent_grid", "centre_decode"],
@@ -92,7 +92,7 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
 def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path) -> None:
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
     runs = f"runs=[{trained_runs['vae']},{trained_runs['conv_vae']}]"
-    result = run_script(
+    result = run_inline(
         "evaluate.py",
         runs,
         *data,
@@ -118,14 +118,14 @@ def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path,
 def test_evaluate_on_a_corrupt_checkpoint_is_one_line(tmp_path: Path) -> None:
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"\x80\x02garbage")
-    result = run_script("evaluate.py", f"ckpt_path={broken}", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_inline("evaluate.py", f"ckpt_path={broken}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: could not read checkpoint")
 
 
 def test_wrong_group_choice_lists_the_valid_options() -> None:
-    result = run_script("train.py", "model=convvae")
+    result = run_inline("train.py", "model=convvae")
     assert result.returncode != 0
     assert "Could not find 'model/convvae'" in result.stderr
     for option in ("vae", "conv_vae", "cond_conv_vae"):
@@ -133,7 +133,7 @@ def test_wrong_group_choice_lists_the_valid_options() -> None:
 
 
 def test_missing_data_is_one_line(tmp_path: Path) -> None:
-    result = run_script(
+    result = run_inline(
         "train.py",
         f"data.data_dir={tmp_path}",
         "data.fallback_data_dirs=[]",
@@ -147,7 +147,7 @@ def test_missing_data_is_one_line(tmp_path: Path) -> None:
 
 
 def test_help_lists_the_groups() -> None:
-    result = run_script("train.py", "--help")
+    result = run_inline("train.py", "--help")
     assert result.returncode == 0
     for group in ("model:", "trainer:", "logger:", "data:", "callbacks:"):
         assert group in result.stdout
@@ -155,7 +155,7 @@ def test_help_lists_the_groups() -> None:
 
 
 def test_unwritable_log_folder_is_one_line() -> None:
-    result = run_script("train.py", "paths.log_dir=/proc/vaelab-cannot-write-here")
+    result = run_inline("train.py", "paths.log_dir=/proc/vaelab-cannot-write-here")
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot create the run folder /proc/vaelab-cannot-write-here")

@@ -118,8 +118,8 @@ def test_mlflow_store_folder_is_made_and_a_missing_mlflow_is_one_line(tmp_path: 
         check_mlflow(None)
 
 
-def test_tags_reach_an_mlflow_run_resumed_in_place(tmp_path: Path) -> None:
-    settings = {"tracking_uri": f"sqlite:///{tmp_path}/runs.db", "experiment_name": "vaelab"}
+def test_tags_reach_an_mlflow_run_resumed_in_place(tmp_path: Path, mlflow_store: str) -> None:
+    settings = {"tracking_uri": mlflow_store, "experiment_name": "vaelab"}
     first = MLFlowLogger(run_dir=str(tmp_path), **settings)
     first.add_tags(["baseline"])
     resumed = MLFlowLogger(run_dir=str(tmp_path), **settings)  # finds the run id the first one left

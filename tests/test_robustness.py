@@ -16,7 +16,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import NO_FIGURES, PROJECT_ROOT, compose_config, run_script, tiny_data_overrides
+from conftest import NO_FIGURES, PROJECT_ROOT, compose_config, run_inline, run_script, tiny_data_overrides
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
 from vaelab.models.base import EVAL_NOISE_SEED
@@ -29,11 +29,11 @@ def compose_train(tmp_path: Path, overrides: list[str]):
     return compose_config("train", [f"paths.output_dir={tmp_path}", *overrides])
 
 
-def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path) -> None:
-    run_dir, mlflow_db = tmp_path / "run", tmp_path / "mlflow.db"
+def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path, mlflow_store: str) -> None:
+    run_dir = tmp_path / "run"
     common = ["model=vae", *FAST, "trainer.limit_train_batches=4", *tiny_data_overrides(tiny_mnist),
-              "logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri=sqlite:///{mlflow_db}"]  # fmt: skip
-    first = run_script("train.py", *common, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
+              "logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={mlflow_store}"]  # fmt: skip
+    first = run_inline("train.py", *common, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
     assert first.returncode == 0, first.stderr[-2000:]
     run_id = (run_dir / "mlflow_run_id").read_text().strip()
     resumed = run_script("train.py", *common, "trainer.max_epochs=3", f"resume={run_dir}")
@@ -41,7 +41,7 @@ def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path) -> 
     assert f"Run folder:   {run_dir}" in resumed.stdout  # the same folder, not a new one
     # MLflow: the same run goes on; a parameter keeps its first value, and the warning says which changed.
     assert "not updated: resume, trainer.max_epochs" in resumed.stderr
-    client = MlflowClient(f"sqlite:///{mlflow_db}")
+    client = MlflowClient(mlflow_store)
     assert (run_dir / "mlflow_run_id").read_text().strip() == run_id
     assert len(client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])) == 1
     run = client.get_run(run_id)
@@ -101,7 +101,7 @@ def test_resume_stretches_a_cosine_schedule(tiny_mnist: Path, tmp_path: Path) ->
 
 
 def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path: Path) -> None:
-    result = run_script("train.py", f"resume={tmp_path}")
+    result = run_inline("train.py", f"resume={tmp_path}")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: resume={tmp_path}: no checkpoints/last.ckpt in that run folder."
@@ -157,7 +157,7 @@ def test_kl_warmup_ramps_the_weight(tiny_mnist: Path, tmp_path: Path) -> None:
 
 
 def test_latent_dim_above_two_everywhere(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = run_script("train.py", "model=cond_conv_vae", "model.latent_dim=5", *FAST, "trainer.max_epochs=1",
+    result = run_inline("train.py", "model=cond_conv_vae", "model.latent_dim=5", *FAST, "trainer.max_epochs=1",
                         "trainer.limit_train_batches=2", *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={tmp_path}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "figures" / "latent_grid_digit7.png").is_file()
@@ -165,7 +165,7 @@ def test_latent_dim_above_two_everywhere(tiny_mnist: Path, tmp_path: Path) -> No
 
 
 def test_non_finite_loss_stops_with_one_line(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = run_script("train.py", "model=vae", "model.optimizer.lr=1e12", *FAST, "trainer.max_epochs=5",
+    result = run_inline("train.py", "model=vae", "model.optimizer.lr=1e12", *FAST, "trainer.max_epochs=5",
                         *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={tmp_path}")  # fmt: skip
     assert result.returncode == 1
     last_line = result.stderr.strip().splitlines()[-1]

@@ -18,7 +18,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import NO_FIGURES, PROJECT_ROOT, free_port, get_json, run_script, tiny_data_overrides
+from conftest import NO_FIGURES, PROJECT_ROOT, free_port, get_json, run_inline, run_script, tiny_data_overrides
 from vaelab.runtime import job_threads
 from vaelab.studies import open_study, storage_file
 from vaelab.sweeps import summarise
@@ -67,33 +67,31 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
     assert events.Scalars("hp/val_loss")[-1].value == pytest.approx(job0["val/loss"])
 
 
-def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path, mlflow_store: str) -> None:
     # Two jobs at once (joblib, 2 processes): each gets one of the two cores, and one fails in its worker.
     # Both log to one MLflow SQLite store, as parallel jobs on one machine would.
-    store = tmp_path.parent / f"{tmp_path.name}-mlflow.db"
+    sweep = tmp_path / "sweep"
     result = run_script(
         "train.py", "-m", "launcher=joblib", "model=vae", "model.optimizer.lr=1e12,1e-3", *TINY_JOB,
-        "logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri=sqlite:///{store}",
-        *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path}",
+        "logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={mlflow_store}",
+        *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert result.returncode == 1  # at the end, because a job failed
     assert "Traceback" not in result.stderr
-    assert (
-        "error: 1 of 2 jobs failed" in result.stderr and f"{tmp_path / '0'}: the training loss became" in result.stderr
-    )
-    failed, completed = tmp_path / "0", tmp_path / "1"
+    assert "error: 1 of 2 jobs failed" in result.stderr and f"{sweep / '0'}: the training loss became" in result.stderr
+    failed, completed = sweep / "0", sweep / "1"
     assert (failed / "FAILED").read_text().startswith("the training loss became")
     assert json.loads((failed / "metrics.json").read_text())["status"] == "failed"
     assert "error: the training loss became" in (failed / "train.log").read_text()
     assert json.loads((completed / "metrics.json").read_text())["status"] == "completed"  # job 1 ran
     assert json.loads((completed / "metrics.json").read_text())["threads"] == 1  # 2 cores / 2 jobs at once
 
-    jobs = summarise(tmp_path, "val/loss")
+    jobs = summarise(sweep, "val/loss")
     assert [(row["job"], row["status"]) for row in jobs] == [("1", "completed"), ("0", "failed")]
-    assert "- job 0: the training loss became" in (tmp_path / "summary.md").read_text()
+    assert "- job 0: the training loss became" in (sweep / "summary.md").read_text()
 
     # MLflow: the failed job's run and the sweep's parent run say FAILED, the other job's run FINISHED.
-    client = MlflowClient(f"sqlite:///{store}")
+    client = MlflowClient(mlflow_store)
     runs = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
     status = {run.data.tags.get("job", "parent"): run.info.status for run in runs}
     assert status == {"parent": "FAILED", "0": "FAILED", "1": "FINISHED"}
@@ -102,19 +100,26 @@ def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path) 
 def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mnist: Path, tmp_path: Path) -> None:
     storage = tmp_path / "optuna" / "study.db"
     for run in ("a", "b"):  # the same command twice: the second continues the study
+        if run == "b":  # ... after a sweep that died (kill -9) running trial 2: RUNNING, its heartbeat long gone
+            study = open_study(f"sqlite:///{storage}", "s", heartbeat_interval=1)
+            study._storage.record_heartbeat(study.ask()._trial_id)
+            time.sleep(2.5)  # more than two heartbeat intervals
         result = run_script("train.py", *OPTUNA_JOB, *optuna_overrides(storage), *tiny_data_overrides(tiny_mnist),
-                            f"hydra.sweep.dir={tmp_path / run}")  # fmt: skip
+                            "hydra.sweeper.heartbeat_interval=1", f"hydra.sweep.dir={tmp_path / run}")  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
     trials = load_trials(storage)
-    assert [t.number for t in trials] == [0, 1, 2, 3] and {t.state.name for t in trials} == {"COMPLETE"}
-    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # the second run did not repeat the first
-    assert all(t.intermediate_values for t in trials)  # each job reported its epochs to the study
+    assert [(t.number, t.state.name) for t in trials] == [
+        (0, "COMPLETE"), (1, "COMPLETE"), (2, "FAIL"), (3, "COMPLETE"), (4, "COMPLETE")
+    ]  # fmt: skip
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 4  # the second run did not repeat the first
+    assert all(t.intermediate_values for t in complete)  # each job reported its epochs to the study
     # Job folders carry the trial numbers, and each folder's metric is the trial's value.
-    assert sorted(p.name for p in (tmp_path / "b").iterdir() if p.is_dir()) == ["2", "3"]
-    metrics = json.loads((tmp_path / "b" / "3" / "metrics.json").read_text())
-    assert metrics["val/nelbo"] == pytest.approx(trials[3].value)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir() if p.is_dir()) == ["3", "4"]
+    metrics = json.loads((tmp_path / "b" / "4" / "metrics.json").read_text())
+    assert metrics["val/nelbo"] == pytest.approx(trials[4].value)
     results = yaml.safe_load((tmp_path / "b" / "optimization_results.yaml").read_text())
-    assert results["trials"] == 4 and set(results["best_params"]) == {
+    assert results["trials"] == 5 and set(results["best_params"]) == {
         "model.optimizer.lr",
         "model.beta",
         "data.batch_size",
@@ -122,7 +127,7 @@ def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mni
 
     summarise(tmp_path / "b", "val/nelbo")
     study_rows = list(csv.DictReader((tmp_path / "b" / "study.csv").open()))
-    assert [row["state"] for row in study_rows] == ["COMPLETE"] * 4
+    assert [row["state"] for row in study_rows] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert (tmp_path / "b" / "optuna_history.png").stat().st_size > 5000
 
     # optuna-dashboard on 127.0.0.1 reads the study and its trials through its HTTP API.
@@ -135,7 +140,7 @@ def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mni
         studies = get_json(f"http://127.0.0.1:{port}/api/studies", timeout=60)["study_summaries"]
         assert [s["study_name"] for s in studies] == ["s"]
         detail = get_json(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}", timeout=10)
-        assert len(detail["trials"]) == 4
+        assert len(detail["trials"]) == 5
     finally:
         dashboard.terminate()
         dashboard.wait(timeout=30)
@@ -159,38 +164,43 @@ def test_two_sweep_processes_share_one_study(tiny_mnist: Path, tmp_path: Path) -
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
 
 
-def test_optuna_failed_and_pruned_trials(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_optuna_failed_and_pruned_trials_and_a_search_that_runs_out(tiny_mnist: Path, tmp_path: Path) -> None:
     storage = tmp_path / "study.db"
     # Sweep overrides on the command line join the search space (here pinning two of its keys).
-    common = [
-        *OPTUNA_JOB,
-        "data.batch_size=choice(50)",
-        "model.beta=interval(1.0,1.0)",
-        *tiny_data_overrides(tiny_mnist),
-    ]
+    common = [*OPTUNA_JOB, "data.batch_size=choice(50)", "model.beta=interval(1.0,1.0)", "trainer.max_epochs=3",
+              "trainer.limit_train_batches=4", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
     # A good trial first (3 epochs) ...
-    first = run_script("train.py", *common, *optuna_overrides(storage, trials=1), "trainer.max_epochs=3",
-                       "trainer.limit_train_batches=4", "model.optimizer.lr=interval(3e-3,3.1e-3)",
-                       f"hydra.sweep.dir={tmp_path / 'good'}")  # fmt: skip
+    first = run_inline("train.py", *common, *optuna_overrides(storage, trials=1),
+                       "model.optimizer.lr=interval(3e-3,3.1e-3)", f"hydra.sweep.dir={tmp_path / 'good'}")  # fmt: skip
     assert first.returncode == 0, first.stderr[-3000:]
     # ... then one far worse after its first epoch: the median pruner stops it there.
     pruner = "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:1,n_warmup_steps:0}"
-    second = run_script("train.py", *common, *optuna_overrides(storage, trials=1), "trainer.max_epochs=3",
-                        "trainer.limit_train_batches=4", "model.optimizer.lr=interval(1e-9,1.1e-9)",
-                        pruner, f"hydra.sweep.dir={tmp_path / 'bad'}")  # fmt: skip
+    second = run_script(
+        "train.py",
+        *common,
+        *optuna_overrides(storage, trials=1),
+        "model.optimizer.lr=interval(1e-9,1.1e-9)",
+        pruner,
+        f"hydra.sweep.dir={tmp_path / 'bad'}",
+    )
     assert second.returncode == 0, second.stderr[-3000:]
-    # ... and one whose loss diverges: a FAIL trial, the command exits 1 at the end.
-    third = run_script("train.py", *common, *optuna_overrides(storage, trials=1),
-                       "model.optimizer.lr=interval(1e12,1.1e12)", f"hydra.sweep.dir={tmp_path / 'nan'}")  # fmt: skip
-    assert third.returncode == 1 and "error: 1 of 1 jobs failed" in third.stderr
-
     trials = load_trials(storage)
-    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL"]
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED"]
     assert list(trials[1].intermediate_values) == [0]
     pruned_dir = tmp_path / "bad" / "1"
     assert json.loads((pruned_dir / "metrics.json").read_text())["status"] == "pruned"
     assert (pruned_dir / "checkpoints" / "last.ckpt").is_file()  # a pruned trial keeps its folder and checkpoints
-    assert (tmp_path / "nan" / "2" / "FAILED").is_file()
+
+    # A brute-force search of two points asked for 5 trials: it stops after its 2 (Optuna's grid and brute-force
+    # samplers end the study themselves). The point whose loss diverges is a FAIL trial; the command exits 1.
+    grid = ["hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler", "~hydra.sweeper.sampler.n_startup_trials",
+            "model.optimizer.lr=choice(1e-3,1e12)", "model.beta=choice(1.0)", "trainer.max_epochs=1"]  # fmt: skip
+    third = run_inline("train.py", *common, *optuna_overrides(storage, "grid", trials=5), *grid,
+                       f"hydra.sweep.dir={tmp_path / 'grid'}")  # fmt: skip
+    assert third.returncode == 1 and "error: 1 of 2 jobs failed" in third.stderr, third.stderr[-3000:]
+    states = {t.params["model.optimizer.lr"]: t.state.name for t in load_trials(storage, "grid")}
+    assert states == {1e-3: "COMPLETE", 1e12: "FAIL"}
+    assert len(list((tmp_path / "grid").glob("*/FAILED"))) == 1
 
 
 @pytest.mark.parametrize(
@@ -203,7 +213,7 @@ def test_optuna_failed_and_pruned_trials(tiny_mnist: Path, tmp_path: Path) -> No
     ],
 )
 def test_bad_search_settings_are_one_error_and_leave_no_trial(tmp_path: Path, setting: str, message: str) -> None:
-    result = run_script(
+    result = run_inline(
         "train.py", *OPTUNA_JOB, *optuna_overrides(tmp_path / "s.db"), setting, f"hydra.sweep.dir={tmp_path}"
     )
     assert result.returncode == 1
@@ -256,10 +266,11 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -
     # Runs that stop at once (no data) still get their run folder from Hydra first.
     command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.log_dir={tmp_path}", "data.data_dir=/nonexistent",
                "data.fallback_data_dirs=[]", "data.download=false"]  # fmt: skip
-    processes = [subprocess.Popen(command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    for process in processes:
-        assert "MNIST not found" in process.communicate(timeout=120)[1]
-    assert len(list((tmp_path / "train" / "runs").iterdir())) == 3
+    processes = [subprocess.Popen(command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for process in processes:  # each says so in one line
+        errors = [line for line in process.communicate(timeout=120)[1].splitlines() if line.strip()]
+        assert len(errors) == 1 and errors[0].startswith("error: MNIST not found"), errors
+    assert len(list((tmp_path / "train" / "runs").iterdir())) == 2
 
 
 def test_journal_storage_for_network_file_systems(tmp_path: Path) -> None:
@@ -269,16 +280,3 @@ def test_journal_storage_for_network_file_systems(tmp_path: Path) -> None:
     reopened = open_study(url, "s")  # another process on another node opens the same file
     assert [t.value for t in reopened.trials] == [0.5]
     assert storage_file(url) == tmp_path / "nfs" / "study.journal" and storage_file("postgresql://db/x") is None
-
-
-def test_trials_of_a_killed_sweep_are_failed_by_the_next(tiny_mnist: Path, tmp_path: Path) -> None:
-    storage = tmp_path / "study.db"
-    # A sweep that died (kill -9) while running trial 0: RUNNING, its last heartbeat long gone.
-    study = open_study(f"sqlite:///{storage}", "s", heartbeat_interval=1)
-    orphan = study.ask()
-    study._storage.record_heartbeat(orphan._trial_id)
-    time.sleep(2.5)  # more than two heartbeat intervals
-    result = run_script("train.py", *OPTUNA_JOB, *optuna_overrides(storage, trials=1), "hydra.sweeper.heartbeat_interval=1",
-                        *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert [t.state.name for t in load_trials(storage)] == ["FAIL", "COMPLETE"]

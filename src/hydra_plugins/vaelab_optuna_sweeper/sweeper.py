@@ -63,6 +63,7 @@ class OptunaSweeper(Sweeper):
         self.pruner_config = _plain(pruner)
         self.params = dict(params or {})
         self.heartbeat_interval = heartbeat_interval
+        self.exhausted = False  # a grid or brute-force sampler has run its whole search space
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -108,8 +109,8 @@ class OptunaSweeper(Sweeper):
             f"Study {self.study_name} in {self.storage}: {len(study.trials)} trials so far, {self.n_trials} to run"
         )
 
-        launched = 0
-        while launched < self.n_trials:
+        launched, self.exhausted = 0, False
+        while launched < self.n_trials and not self.exhausted:
             trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - launched))]
             if launched == 0:
                 # Seeded from the first trial's number: a continued study, or a second worker on the same
@@ -161,11 +162,20 @@ class OptunaSweeper(Sweeper):
         status = metrics.get("status", "completed") if metrics else "failed"  # no metrics.json: the job died
         value = job.return_value if job.status == JobStatus.COMPLETED else None
         if status == "pruned":
-            study.tell(trial, state=TrialState.PRUNED)
+            outcome: dict[str, Any] = {"state": TrialState.PRUNED}
         elif status == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
-            study.tell(trial, float(value))
+            outcome = {"values": float(value)}
         else:
-            study.tell(trial, state=TrialState.FAIL)
+            outcome = {"state": TrialState.FAIL}
+        try:
+            study.tell(trial, **outcome)
+        except RuntimeError as error:
+            # Grid and brute-force samplers call study.stop() once every point has run, which Optuna allows only
+            # inside study.optimize(); the trial's result is stored by then. Stop launching: the search is done.
+            if "Study.stop" not in str(error):
+                raise
+            log.info("The sampler has run every point of the search space: no more trials")
+            self.exhausted = True
         log.info(f"Trial {trial.number}: {study.trials[trial.number].state.name} {trial.params} value={value}")
 
     def _write_results(self, study: optuna.Study) -> None:
