@@ -1,9 +1,10 @@
-"""The composed config as a tree at the start of a run (printed and kept in the run folder), and run tags."""
+"""The composed config as a tree at the start of a run (printed and kept in the run folder), run tags, and the
+config flattened to the dotted keys Hydra overrides use."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,15 @@ def run_tags(tags: Any) -> list[str]:
             f"tags: {bad[0] if bad else tags!r} is not a word; give a list of words, e.g. tags=[baseline,lr-sweep]"
         )
     return words
+
+
+def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model.latent_dim": 2, ...}``: the config's leaves under the dotted keys Hydra overrides use."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

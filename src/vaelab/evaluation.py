@@ -29,6 +29,7 @@ from vaelab.data import MNISTDataModule
 from vaelab.errors import VaelabError
 from vaelab.likelihood import iwae_log_likelihood
 from vaelab.models.base import ELBOModule
+from vaelab.projector import write_projector
 from vaelab.runtime import describe_device, tune_malloc
 from vaelab.tables import markdown_table, write_csv
 
@@ -146,9 +147,11 @@ def evaluate_checkpoint(
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     drawn = draw_figures(model, images, labels, output_dir / "figures", cfg.figures)
-    write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), output_dir / "tensorboard")
-    if cfg.projector:
-        write_projector(model, images[: cfg.figures.num_points], labels[: cfg.figures.num_points], output_dir)
+    # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
+    log_dir = output_dir / "tensorboard" / f"eval {run_label(checkpoint_path)} epoch {metrics['epochs']}"
+    write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), log_dir)
+    if cfg.projector:  # the whole test split, with its digits and thumbnails
+        write_projector(log_dir, figures.encode_means(model, images, labels), labels, images)
     print(
         f"{metrics['model']}: test per image: recon={metrics['recon']:.2f} kl={metrics['kl']:.2f} "
         f"loss={metrics['loss']:.2f} (study convention {metrics['loss_study_convention']:.2f}) "
@@ -179,6 +182,7 @@ def draw_figures(
         "centre_decode": figures.centre_decode_figure(model),
         "reconstructions": figures.reconstruction_figure(model, images, labels),
         "interpolation": figures.interpolation_figure(model, images, labels, steps=settings.interpolation_steps),
+        "samples": figures.samples_figure(model),
     }
     figure_dir.mkdir(parents=True, exist_ok=True)
     for name, figure in drawn.items():
@@ -197,13 +201,6 @@ def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, Figure], step: i
             writer.add_figure(f"figures/{name}", figure, global_step=step, close=False)
 
 
-def write_projector(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, output_dir: Path) -> None:
-    """Test-set z_mean with digit labels and thumbnails for TensorBoard's Projector tab."""
-    z_mean = figures.encode_means(model, images, labels)
-    with SummaryWriter(str(output_dir / "tensorboard")) as writer:
-        writer.add_embedding(z_mean, metadata=labels.tolist(), label_img=images, tag="test_z_mean")
-
-
 def validation_curve(run_dir: Path | None) -> tuple[list[int], list[float]] | None:
     """``val/loss`` per epoch from a run's CSV log, else its TensorBoard log."""
     if run_dir is None:
@@ -212,12 +209,13 @@ def validation_curve(run_dir: Path | None) -> tuple[list[int], list[float]] | No
     if csv_file.is_file():
         rows = [row for row in csv.DictReader(csv_file.open()) if row.get("val/loss")]
         return [int(row["epoch"]) for row in rows], [float(row["val/loss"]) for row in rows]
-    if (run_dir / "tensorboard").is_dir():
+    event_dirs = sorted({path.parent for path in (run_dir / "tensorboard").rglob("events.out.tfevents.*")})
+    if event_dirs:  # <run>/tensorboard/<run name>/ (or, written before run names, <run>/tensorboard/)
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
         logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it logs every event file it opens
 
-        events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+        events = EventAccumulator(str(event_dirs[0]), size_guidance={"scalars": 0})
         events.Reload()
         if "val/loss" in events.Tags()["scalars"] and "epoch" in events.Tags()["scalars"]:
             epoch_at_step = {event.step: int(event.value) for event in events.Scalars("epoch")}

@@ -143,3 +143,16 @@ def interpolation_figure(
             rows.append(model.decode(path, row_labels))
             titles.append(f"{start_labels[index].item()} -> {end_labels[index].item()}")
     return plots.image_rows(rows, titles, title="Latent interpolation")
+
+
+def samples_figure(model: ELBOModule, per_row: int = 10, rows: int = 4, seed: int = 0) -> Figure:
+    """Images decoded from z drawn from the prior N(0, I) (what the model generates); a conditional model gets one
+    row per digit 0-9. ``seed`` fixes the draws, so the figures of two checkpoints are comparable."""
+    count = model.num_classes or rows
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(count * per_row, model.latent_dim, generator=generator).to(model.device, model.dtype)
+    labels = torch.arange(count, device=model.device).repeat_interleave(per_row) if model.num_classes else None
+    with inference(model):
+        images = model.decode(z, labels)
+    titles = [f"digit {d}" for d in range(count)] if model.num_classes else [""] * count
+    return plots.image_rows(list(images.split(per_row)), titles, title="Samples from the prior")

@@ -19,7 +19,10 @@ from lightning.pytorch.loggers.logger import DummyLogger, rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from matplotlib.figure import Figure
 
+from vaelab.config_tree import flat_config
 from vaelab.errors import VaelabError
+from vaelab.tensorboard_logger import HPARAM_METRICS, SCALARS_LAYOUT, tensorboard_hparams
+from vaelab.tensorboard_logger import TensorBoardLogger as VaelabTensorBoardLogger
 
 
 class _HistoryWriter(ExperimentWriter):
@@ -64,59 +67,6 @@ class CSVLogger(LightningCSVLogger):
 
 # --- Run setup and figures, for every logger in one place ----------------------------------------------------------
 
-# Final metrics shown in TensorBoard's HParams tab, under their own tags so the curves stay clean.
-HPARAM_METRICS = {"val/loss": "hp/val_loss", "test/loss": "hp/test_loss", "val/nelbo": "hp/val_nelbo"}
-
-
-def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model.latent_dim": 2, ...}``: the config's leaves under the dotted keys Hydra overrides use."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flat_config(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-# What TensorBoard's HParams tab shows of a run: its model, these config keys, the keys under ``model.`` that do
-# not start with "_", and the model/data/trainer keys the command line or the sweep set. The full config stays in
-# ``.hydra/``.
-HPARAM_KEYS = ("data.batch_size", "data.val_size", "trainer.max_epochs", "trainer.precision", "seed", "tags")
-HPARAM_GROUPS = ("model", "data", "trainer", "seed")  # overrides of these keys join the table (sweeps vary them)
-NOT_HPARAMS = {"model.optimizer.fused", "model.channels_last", "data.data_dir", "data.fallback_data_dirs",
-               "data.download", "data.num_workers", "data.pin_memory"}  # fmt: skip
-# Train and validation curves of one quantity in one chart (TensorBoard's Custom Scalars tab).
-SCALARS_LAYOUT = {
-    "losses (per image, nats)": {
-        name: ["Multiline", [f"train/{key}", f"val/{key}"]]
-        for name, key in (("loss", "loss"), ("reconstruction", "recon"), ("KL", "kl"), ("negative ELBO", "nelbo"))
-    },
-    "schedule": {"learning rate": ["Multiline", ["train/lr"]]},
-}
-
-
-def tensorboard_hparams(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """The curated hyperparameters of a run for the HParams tab (see ``HPARAM_KEYS``); lists as text."""
-    flat = flat_config(config)
-    chosen = {key for key in flat if key.startswith("model.") and not key.split(".")[-1].startswith("_")}
-    chosen |= {key for key in HPARAM_KEYS if key in flat}
-    overridden = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
-    chosen |= {key for key in overridden if key in flat and key.split(".")[0] in HPARAM_GROUPS}
-    chosen -= NOT_HPARAMS
-    if not flat.get("tags"):
-        chosen.discard("tags")
-    params: dict[str, Any] = {}
-    if HydraConfig.initialized():
-        choices = HydraConfig.get().runtime.choices
-        params = {group: choices[group] for group in ("model", "experiment") if choices.get(group)}
-    for key in sorted(chosen):
-        value = flat[key]
-        params[key] = value if isinstance(value, bool | int | float | str) else str(value)
-    return params
-
-
 def start_run(loggers: Sequence[Logger], config: dict[str, Any], tags: Sequence[str]) -> None:
     """Log the resolved config as hyperparameters and the run's ``tags`` to each logger, in its own way."""
     for logger in loggers:
@@ -146,6 +96,14 @@ def finish_run(
             logger.experiment.set_tag(logger.run_id, "best_checkpoint", best_checkpoint)
 
 
+def before_test(loggers: Sequence[Logger], step: int, epoch: int) -> None:
+    """The test metrics about to be logged come from the checkpoint of this step and epoch: TensorBoard draws
+    them there (``vaelab.tensorboard_logger.TensorBoardLogger``), beside the validation curve they were chosen on."""
+    for logger in loggers:
+        if isinstance(logger, VaelabTensorBoardLogger):
+            logger.attach_test_to(step, epoch)
+
+
 def publish_figure(loggers: Sequence[Logger], name: str, figure: Figure, png_file: Path, step: int | None) -> None:
     """Hand a figure (already saved as ``png_file``) to every logger: TensorBoard gets the image under
     ``figures/<name>`` (not when ``step`` is None: the final figure repeats the last epoch's), MLflow the PNG
@@ -161,8 +119,8 @@ def describe(logger: Logger) -> str:
     """One line of the closing summary: how to open what this logger wrote ("" for fast_dev_run's dummy)."""
     if isinstance(logger, DummyLogger):
         return ""
-    if isinstance(logger, TensorBoardLogger):
-        return f"TensorBoard:  tensorboard --logdir {logger.log_dir}"
+    if isinstance(logger, TensorBoardLogger):  # the folder above the run's: TensorBoard then shows the run's name
+        return f"TensorBoard:  tensorboard --logdir {logger.root_dir}  (losses first: http://localhost:6006/#custom_scalars)"
     if isinstance(logger, MLFlowLogger):
         return f"MLflow:       mlflow ui --backend-store-uri {logger._tracking_uri}  (run {logger.run_id})"
     return f"{type(logger).__name__.removesuffix('Logger') + ':':<14}{logger.log_dir}"

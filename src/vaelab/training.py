@@ -25,7 +25,7 @@ from vaelab.checkpoints import check_resumable, read_checkpoint
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.errors import Interrupted, VaelabError
 from vaelab.jobs import rerun_only_this_job_in_ddp_processes, write_metrics
-from vaelab.loggers import describe, finish_run, start_run
+from vaelab.loggers import before_test, describe, finish_run, start_run
 from vaelab.models.base import NonFiniteLossError
 from vaelab.runtime import describe_device, set_job_threads, tune_malloc
 from vaelab.studies import TRIAL_ENV, trial_of_this_job
@@ -130,7 +130,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if best is None:
                 log.warning("no best checkpoint recorded: testing the current weights")
             else:  # the path comes from the checkpoint's callback state: read it as untrusted, like any user file
-                check_resumable(read_checkpoint(best), model, best)
+                best_state = read_checkpoint(best)
+                check_resumable(best_state, model, best)
+                before_test(loggers, int(best_state.get("global_step", 0)), int(best_state.get("epoch", 0)))
             trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
             metrics.update(scalar_metrics(trainer.callback_metrics))
 
