@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv train test constraints clean-logs
+.PHONY: venv train test browser-check constraints clean-logs
 
 venv: $(STAMP)
 
@@ -21,6 +21,12 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+# TensorBoard in headless Chromium (apt-get install chromium): a small run, sweep and evaluation, then checks of
+# the Scalars, Images, HParams and Projector views; screenshots in logs/browser_check/. ARGS="--logdir logs" checks
+# existing logs instead.
+browser-check: $(STAMP)
+	$(VENV)/bin/python tools/browser_check.py $(ARGS)
 
 # Re-resolve the ranges in pyproject.toml in a scratch venv and pin the result (then run the tests).
 constraints:

@@ -203,6 +203,12 @@ def run_inline(script: str, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(sys.argv, returncode, stdout.getvalue(), stderr.getvalue())
 
 
+def tensorboard_run(run_dir: Path) -> Path:
+    """The one TensorBoard run folder of a run, ``<run_dir>/tensorboard/<run name>``."""
+    (found,) = {path.parent for path in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}
+    return found
+
+
 def free_port() -> int:
     """A port nothing listens on, on 127.0.0.1 (for a server a test starts and stops)."""
     with socket.socket() as probe:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import SWEPT_MODELS, run_inline, run_script, tiny_data_overrides
+from conftest import SWEPT_MODELS, run_inline, run_script, tensorboard_run, tiny_data_overrides
 
 EXPECTED_FIGURES = {
     "vae": ["latent_scatter", "latent_grid", "centre_decode"],
@@ -46,7 +46,7 @@ def test_train_writes_checkpoints_logs_figures_and_metrics(trained_runs: dict[st
         assert (run_dir / "figures" / f"{name}.png").stat().st_size > 1000
         assert (run_dir / "figures" / f"{name}_epoch000.png").is_file()
         assert (run_dir / "figures" / f"{name}_epoch001.png").is_file()
-    images = tensorboard_images(run_dir / "tensorboard")
+    images = tensorboard_images(tensorboard_run(run_dir))
     assert {f"figures/{name}" for name in EXPECTED_FIGURES[model]} <= images
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("val/loss", "test/recon", "test/kl", "test/loss"):
@@ -75,18 +75,28 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], abs=1e-2)
     assert metrics["loss_study_convention"] == pytest.approx(metrics["recon"] + metrics["kl"] / 2, abs=1e-2)
     assert 0 < metrics["iwae_nll"] < 1000 and metrics["seconds_per_epoch"] > 0
-    for name in ("latent_scatter", "latent_grid_digit0", "centre_decode", "reconstructions", "interpolation"):
+    for name in (
+        "latent_scatter",
+        "latent_grid_digit0",
+        "centre_decode",
+        "reconstructions",
+        "interpolation",
+        "samples",
+    ):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
-    assert (tmp_path / "tensorboard" / "projector_config.pbtxt").is_file()
-    # The numbers and figures in TensorBoard too, at the checkpoint's training step (2 epochs of 3 batches).
-    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    # The numbers, figures and test-split codes in TensorBoard too, at the checkpoint's training step (2 epochs of
+    # 3 batches), in a run named after the evaluated run.
+    log_dir = tensorboard_run(tmp_path)
+    assert log_dir.name == f"eval cond_conv_vae-{trained_runs['cond_conv_vae'].name} epoch 2"
+    assert (log_dir / "projector_config.pbtxt").is_file()
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("test/loss")] == [(6, pytest.approx(metrics["loss"]))]
     assert events.Scalars("test/iwae_nll")[0].value == pytest.approx(metrics["iwae_nll"])
-    assert {"figures/reconstructions", "figures/interpolation", "figures/latent_grid_digit0"} <= set(
+    assert {"figures/reconstructions", "figures/interpolation", "figures/latent_grid_digit0", "figures/samples"} <= set(
         events.Tags()["images"]
     )
-    assert list((tmp_path / "tensorboard").rglob("metadata.tsv"))
+    assert len((log_dir / "embedding" / "metadata.tsv").read_text().splitlines()) == 1 + 200  # every test image
 
 
 def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path) -> None:

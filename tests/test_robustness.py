@@ -16,7 +16,15 @@ import torch
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import NO_FIGURES, PROJECT_ROOT, compose_config, run_inline, run_script, tiny_data_overrides
+from conftest import (
+    NO_FIGURES,
+    PROJECT_ROOT,
+    compose_config,
+    run_inline,
+    run_script,
+    tensorboard_run,
+    tiny_data_overrides,
+)
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
 from vaelab.models.base import EVAL_NOISE_SEED
@@ -54,7 +62,8 @@ def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path, mlf
     assert checkpoint["epoch"] == 2 and checkpoint["global_step"] == 12
     adam_steps = {float(state["step"]) for state in checkpoint["optimizer_states"][0]["state"].values()}
     assert adam_steps == {12.0}  # the optimizer state went on from the first run's 4 steps
-    events = EventAccumulator(str(run_dir / "tensorboard"))
+    assert tensorboard_run(run_dir).name == "vae run"  # one TensorBoard run, named at the start, goes on
+    events = EventAccumulator(str(tensorboard_run(run_dir)))
     events.Reload()
     assert {(e.step, int(e.value)) for e in events.Scalars("epoch")} == {(3, 0), (7, 1), (11, 2)}
     assert [e.step for e in events.Scalars("train/loss")] == [3, 7, 11]

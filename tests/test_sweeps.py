@@ -18,7 +18,16 @@ import yaml
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import NO_FIGURES, PROJECT_ROOT, free_port, get_json, run_inline, run_script, tiny_data_overrides
+from conftest import (
+    NO_FIGURES,
+    PROJECT_ROOT,
+    free_port,
+    get_json,
+    run_inline,
+    run_script,
+    tensorboard_run,
+    tiny_data_overrides,
+)
 from vaelab.runtime import job_threads
 from vaelab.studies import open_study, storage_file
 from vaelab.sweeps import summarise
@@ -60,7 +69,7 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
     summarise(tmp_path, "test/nelbo")  # a metric no job has: sorted last, no KeyError
 
     # TensorBoard's HParams tab: the hyperparameters and the final metrics of each job.
-    events = EventAccumulator(str(tmp_path / "0" / "tensorboard"))
+    events = EventAccumulator(str(tensorboard_run(tmp_path / "0")))
     events.Reload()
     assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
     job0 = next(row for row in jobs if row["job"] == "0")

@@ -67,6 +67,7 @@ class CSVLogger(LightningCSVLogger):
 
 # --- Run setup and figures, for every logger in one place ----------------------------------------------------------
 
+
 def start_run(loggers: Sequence[Logger], config: dict[str, Any], tags: Sequence[str]) -> None:
     """Log the resolved config as hyperparameters and the run's ``tags`` to each logger, in its own way."""
     for logger in loggers:
@@ -90,7 +91,9 @@ def finish_run(
         if isinstance(logger, TensorBoardLogger):
             final = {tag: metrics[name] for name, tag in HPARAM_METRICS.items() if name in metrics}
             overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-            if final:
+            if isinstance(logger, VaelabTensorBoardLogger):
+                logger.log_outcome(tensorboard_hparams(config, overrides), final, step)
+            elif final:  # Lightning's own TensorBoardLogger
                 logger.log_hyperparams(tensorboard_hparams(config, overrides), metrics=final, step=step)
         elif isinstance(logger, MLFlowLogger) and best_checkpoint:
             logger.experiment.set_tag(logger.run_id, "best_checkpoint", best_checkpoint)

@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from vaelab.config_tree import flat_config
 
@@ -31,10 +32,10 @@ NOT_HPARAMS = {"model.optimizer.fused", "model.channels_last", "data.data_dir", 
 # Train and validation curves of one quantity in one chart (TensorBoard's Custom Scalars tab).
 SCALARS_LAYOUT = {
     "losses (per image, nats)": {
-        name: ["Multiline", [f"train/{key}", f"val/{key}"]]
+        name: ["Multiline", [f"^train/{key}$", f"^val/{key}$"]]  # regexes: not train/loss_step
         for name, key in (("loss", "loss"), ("reconstruction", "recon"), ("KL", "kl"), ("negative ELBO", "nelbo"))
     },
-    "schedule": {"learning rate": ["Multiline", ["train/lr"]]},
+    "schedule": {"learning rate": ["Multiline", ["^train/lr$"]]},
 }
 
 
@@ -59,17 +60,38 @@ def tensorboard_hparams(config: Mapping[str, Any], overrides: Sequence[str]) -> 
     return params
 
 
+def first_columns(params: Mapping[str, Any]) -> set[str]:
+    """The HParams columns a reader wants first: the model, and what the sweep varied (outside a sweep: the
+    model/data/trainer keys the command line set)."""
+    overrides = swept_overrides() or (list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
+    keys = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+    return {key for key in params if key in keys or key in ("model", "experiment")}
+
+
 def swept_overrides() -> list[str]:
-    """In a sweep job: the overrides this job has and the sweep's command line does not (``model.beta=0.5`` of
-    ``model.beta=0.5,1``, or an Optuna trial's values); [] outside a sweep."""
+    """In a sweep job: its overrides of the keys the sweep varies (``model.beta=0.5`` of ``model.beta=0.5,1``, or an
+    Optuna trial's values), as the sweep's ``multirun.yaml`` tells them from the fixed ones; [] outside a sweep."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return []
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     hydra_cfg = HydraConfig.get()
     sweep_file = Path(hydra_cfg.sweep.dir) / "multirun.yaml"
-    common = set()
-    if sweep_file.is_file():
-        common = set(OmegaConf.load(sweep_file).hydra.overrides.task)
-    return [o for o in hydra_cfg.overrides.task if o not in common and not o.startswith("++hydra.")]
+    command_line = list(OmegaConf.load(sweep_file).hydra.overrides.task) if sweep_file.is_file() else []
+    parser = OverridesParser.create()
+    fixed = {o.key_or_group for o in parser.parse_overrides(command_line) if not o.is_sweep_override()}
+    job = parser.parse_overrides(list(hydra_cfg.overrides.task))
+    return [text for o, text in zip(job, hydra_cfg.overrides.task) if o.key_or_group not in fixed and
+            not o.key_or_group.startswith("hydra.")]  # fmt: skip
+
+
+def short_number(override: str) -> str:
+    """``lr=0.00024156772025296256`` -> ``lr=0.0002416``: an Optuna trial's floats, readable in a run name."""
+    key, _, value = override.partition("=")
+    try:
+        return f"{key}={float(value):.4g}" if "." in value or "e" in value.lower() else override
+    except ValueError:
+        return override
 
 
 def run_name() -> str:
@@ -81,7 +103,8 @@ def run_name() -> str:
     hydra_cfg = HydraConfig.get()
     model = hydra_cfg.runtime.choices.get("model", "model")
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        name = f"{model} {Path(hydra_cfg.sweep.dir).name} #{hydra_cfg.job.num} {' '.join(swept_overrides())}"
+        varied = " ".join(short_number(override) for override in swept_overrides())
+        name = f"{model} {Path(hydra_cfg.sweep.dir).name} #{hydra_cfg.job.num} {varied}"
     else:
         name = f"{model} {Path(hydra_cfg.runtime.output_dir).name}"
     return re.sub(r"[/\\\x00-\x1f]", "_", name).strip()[:150]
@@ -93,14 +116,39 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     the folder it has. After :meth:`attach_test_to`, test metrics are drawn at the step and epoch of the checkpoint
     they were computed from (the best one), not at the end of training."""
 
-    def __init__(self, save_dir: str, **kwargs: Any) -> None:
-        if not kwargs.get("version"):
-            existing = sorted(p.name for p in Path(save_dir).glob("*") if any(p.glob("events.out.tfevents.*")))
-            kwargs["version"] = existing[0] if len(existing) == 1 else run_name()
-        kwargs.setdefault("name", "")
-        super().__init__(save_dir, **kwargs)
+    def __init__(self, save_dir: str, run: str | None = None, **kwargs: Any) -> None:
+        existing = sorted(p.name for p in Path(save_dir).glob("*") if any(p.glob("events.out.tfevents.*")))
+        self.run = run or (existing[0] if len(existing) == 1 else run_name())
+        super().__init__(save_dir, **{"name": "", **kwargs})
         self._test_step: int | None = None
         self._test_epoch: int | None = None
+
+    @property
+    def log_dir(self) -> str:
+        return str(Path(self.root_dir) / self.run)
+
+    @property
+    def version(self) -> None:  # the run is named by its folder; no "v_num" of its last characters in the progress bar
+        return None
+
+    @rank_zero_only
+    def log_outcome(self, params: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:
+        """The run's HParams entry: ``params`` and the final ``metrics`` it has, as values. The table's columns
+        always declare every metric of ``HPARAM_METRICS`` (TensorBoard takes the columns from one run of the
+        folder it shows), so a run without one, e.g. untested sweep jobs, leaves its cell empty, not NaN."""
+        from torch.utils.tensorboard.summary import hparams
+
+        self.log_metrics(metrics, step)
+        declared = {tag: 0.0 for tag in HPARAM_METRICS.values()}  # only the names reach the summary
+        experiment, start, end = hparams(dict(params), declared)
+        first = first_columns(params)
+        content = HParamsPluginData.FromString(experiment.value[0].metadata.plugin_data.content)
+        for info in content.experiment.hparam_infos:  # TensorBoard lists and ticks the "differs" columns first
+            info.differs = info.name in first
+        experiment.value[0].metadata.plugin_data.content = content.SerializeToString()
+        writer = self.experiment._get_file_writer()
+        for summary in (experiment, start, end):
+            writer.add_summary(summary, step)
 
     def attach_test_to(self, step: int, epoch: int) -> None:
         self._test_step, self._test_epoch = step, epoch
