@@ -149,6 +149,9 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         writer = self.experiment._get_file_writer()
         for summary in (experiment, start, end):
             writer.add_summary(summary, step)
+        # The run's last write, after Lightning closed its writer: flushed now, or the process may end first (a
+        # 10-epoch run lost its HParams entry this way, while its hp/* scalars reached the disk).
+        self.experiment.flush()
 
     def attach_test_to(self, step: int, epoch: int) -> None:
         self._test_step, self._test_epoch = step, epoch
