@@ -95,6 +95,7 @@ def finish_run(
                 logger.log_outcome(tensorboard_hparams(config, overrides), final, step)
             elif final:  # Lightning's own TensorBoardLogger
                 logger.log_hyperparams(tensorboard_hparams(config, overrides), metrics=final, step=step)
+                logger.experiment.flush()
         elif isinstance(logger, MLFlowLogger) and best_checkpoint:
             logger.experiment.set_tag(logger.run_id, "best_checkpoint", best_checkpoint)
 
