@@ -44,7 +44,7 @@ def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path, mlf
     first = run_inline("train.py", *common, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
     assert first.returncode == 0, first.stderr[-2000:]
     run_id = (run_dir / "mlflow_run_id").read_text().strip()
-    resumed = run_inline("train.py", *common, "trainer.max_epochs=3", f"resume={run_dir}")
+    resumed = run_script("train.py", *common, "trainer.max_epochs=3", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"Run folder:   {run_dir}" in resumed.stdout  # the same folder, not a new one
     # MLflow: the same run goes on; a parameter keeps its first value, and the warning says which changed.
