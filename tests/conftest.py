@@ -73,13 +73,18 @@ SWEPT_MODELS = ("vae", "conv_vae", "cond_conv_vae")
 STEP_LR = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"
 
 
+def shared_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temp folder all xdist workers of this session share (their own ones sit inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def trained_sweep(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One short multirun over the three models (jobs 0, 1, 2: 2 epochs each, figures, a schedule, tags) logged
     to TensorBoard, CSV and MLflow (``mlflow.db`` and ``art/`` beside the sweep folder); returns the sweep
     folder. Run once per test session: the xdist workers share it through a file lock in their common temp."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    shared = shared_temp(tmp_path_factory)
     root, sweep = shared / "trained_sweep", shared / "trained_sweep" / "sweep"
     with FileLock(str(shared / "trained_sweep.lock")):
         if (root / "done").is_file():
@@ -105,8 +110,7 @@ def trained_sweep(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite store with its tables made (MLflow's migrations take ~4 s per new store); made once per
     session, shared by the xdist workers like ``trained_sweep``. The shared sweep still makes its own store."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    shared = shared_temp(tmp_path_factory)
     store = shared / "empty_mlflow" / "mlflow.db"
     with FileLock(str(shared / "empty_mlflow.lock")):
         if not store.is_file():
@@ -160,8 +164,8 @@ def run_script(script: str, *overrides: str, timeout: int = 300) -> subprocess.C
 def run_inline(script: str, *overrides: str) -> subprocess.CompletedProcess:
     """Run ``train.py``/``evaluate.py`` inside this process, as ``python <script> <overrides>`` would (same
     ``__main__``, Hydra's command-line handling, exit status and output), without the ~10 s of starting Python
-    and importing torch and Lightning again. For runs that stop early (errors, ``--help``); the process-wide
-    state a run touches (argv, environment, logging, Hydra's singletons, threads, signals) is put back after."""
+    and importing torch and Lightning again. For runs that stop early (errors, ``--help``), short runs and a sweep's
+    parent process (its launcher's workers stay processes); the process-wide state a run touches (argv, environment, logging, Hydra's singletons, threads, signals) is put back after."""
     import contextlib
     import io
     import logging

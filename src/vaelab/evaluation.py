@@ -119,11 +119,12 @@ def evaluate_checkpoint(
     (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
     model = model.to(trainer.strategy.root_device).eval()
     images, labels = datamodule.test_set.images, datamodule.test_set.labels
+    label = run_label(checkpoint_path)
 
     training_facts = read_training_facts(checkpoint_path)
     metrics: dict[str, Any] = {
         "checkpoint": str(checkpoint_path.resolve()),
-        "model": run_label(checkpoint_path) if cfg.get("runs") else type(model).__name__,
+        "model": label if cfg.get("runs") else type(model).__name__,
         "model_class": type(model).__name__,
         "split": "test",
         "images": len(labels),
@@ -148,7 +149,7 @@ def evaluate_checkpoint(
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     drawn = draw_figures(model, images, labels, output_dir / "figures", cfg.figures)
     # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
-    log_dir = output_dir / "tensorboard" / f"eval {run_label(checkpoint_path)} epoch {metrics['epochs']}"
+    log_dir = output_dir / "tensorboard" / f"eval {label} epoch {metrics['epochs']}"
     write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), log_dir)
     if cfg.projector:  # the whole test split, with its digits and thumbnails
         write_projector(log_dir, figures.encode_means(model, images, labels), labels, images)

@@ -39,13 +39,17 @@ SCALARS_LAYOUT = {
 }
 
 
+def override_keys(overrides: Sequence[str]) -> set[str]:
+    """The config keys that command-line overrides set: ``model.beta`` of ``model.beta=0.5`` or ``+x.y=1``."""
+    return {override.split("=", 1)[0].lstrip("+~") for override in overrides if "=" in override}
+
+
 def tensorboard_hparams(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """The curated hyperparameters of a run for the HParams tab (see ``HPARAM_KEYS``); lists as text."""
     flat = flat_config(config)
     chosen = {key for key in flat if key.startswith("model.") and not key.split(".")[-1].startswith("_")}
     chosen |= {key for key in HPARAM_KEYS if key in flat}
-    overridden = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
-    chosen |= {key for key in overridden if key in flat and key.split(".")[0] in HPARAM_GROUPS}
+    chosen |= {key for key in override_keys(overrides) if key in flat and key.split(".")[0] in HPARAM_GROUPS}
     chosen -= NOT_HPARAMS
     if not flat.get("tags"):
         chosen.discard("tags")
@@ -64,7 +68,7 @@ def first_columns(params: Mapping[str, Any]) -> set[str]:
     """The HParams columns a reader wants first: the model, and what the sweep varied (outside a sweep: the
     model/data/trainer keys the command line set)."""
     overrides = swept_overrides() or (list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
-    keys = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+    keys = override_keys(overrides)
     return {key for key in params if key in keys or key in ("model", "experiment")}
 
 

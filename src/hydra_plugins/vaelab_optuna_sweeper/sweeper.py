@@ -63,7 +63,6 @@ class OptunaSweeper(Sweeper):
         self.pruner_config = _plain(pruner)
         self.params = dict(params or {})
         self.heartbeat_interval = heartbeat_interval
-        self.exhausted = False  # a grid or brute-force sampler has run its whole search space
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -109,8 +108,8 @@ class OptunaSweeper(Sweeper):
             f"Study {self.study_name} in {self.storage}: {len(study.trials)} trials so far, {self.n_trials} to run"
         )
 
-        launched, self.exhausted = 0, False
-        while launched < self.n_trials and not self.exhausted:
+        launched, exhausted = 0, False
+        while launched < self.n_trials and not exhausted:
             trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - launched))]
             if launched == 0:
                 # Seeded from the first trial's number: a continued study, or a second worker on the same
@@ -127,7 +126,7 @@ class OptunaSweeper(Sweeper):
                     f"study {self.study_name!r} does not accept this search space ({error}); "
                     "give a new hydra.sweeper.study_name"
                 ) from None
-            self._run_batch(study, trials, fixed)
+            exhausted = self._run_batch(study, trials, fixed)
             launched += len(trials)
         self._write_results(study)
         return study.trials
@@ -138,8 +137,10 @@ class OptunaSweeper(Sweeper):
             config["seed"] = int(config["seed"]) + offset
         return instantiate_setting("hydra.sweeper.sampler", config)
 
-    def _run_batch(self, study: optuna.Study, trials: Sequence[optuna.Trial], fixed: list[str]) -> None:
-        """Launch the trials (consecutive numbers in one launch, so job folders carry the trial numbers)."""
+    def _run_batch(self, study: optuna.Study, trials: Sequence[optuna.Trial], fixed: list[str]) -> bool:
+        """Launch the trials (consecutive numbers in one launch, so job folders carry the trial numbers); True when
+        the sampler has run its whole search space (a grid or brute-force sampler)."""
+        exhausted = False
         for group in _consecutive_runs(trials):
             overrides = [
                 [*fixed, *trial_overrides(trial.params), f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}"]
@@ -155,9 +156,11 @@ class OptunaSweeper(Sweeper):
                     study.tell(trial, state=TrialState.FAIL)
                 raise
             for trial, job in zip(group, returns):
-                self._tell(study, trial, job)
+                exhausted = self._tell(study, trial, job) or exhausted  # every trial is told
+        return exhausted
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, job: Any) -> None:
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, job: Any) -> bool:
+        """Tell the study the job's outcome; True when the sampler has run its whole search space."""
         metrics = read_metrics(Path(str(job.hydra_cfg.hydra.runtime.output_dir))) if job.hydra_cfg else {}
         status = metrics.get("status", "completed") if metrics else "failed"  # no metrics.json: the job died
         value = job.return_value if job.status == JobStatus.COMPLETED else None
@@ -175,8 +178,11 @@ class OptunaSweeper(Sweeper):
             if "Study.stop" not in str(error):
                 raise
             log.info("The sampler has run every point of the search space: no more trials")
-            self.exhausted = True
+            exhausted = True
+        else:
+            exhausted = False
         log.info(f"Trial {trial.number}: {study.trials[trial.number].state.name} {trial.params} value={value}")
+        return exhausted
 
     def _write_results(self, study: optuna.Study) -> None:
         completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
