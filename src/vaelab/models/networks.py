@@ -82,25 +82,51 @@ def _deconv(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+class ResidualBlock(nn.Module):
+    """``relu(x + conv(relu(conv(x))))`` with 3x3 stride-1 convolutions: depth at one scale, same shape out."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.relu(features + self.convs(features))
+
+
+def _residual(channels: int, blocks: int) -> nn.Sequential:
+    """``blocks`` residual blocks in a row (an identity when 0, holding no parameters)."""
+    return nn.Sequential(*(ResidualBlock(channels) for _ in range(blocks)))
+
+
 class ConvEncoder(nn.Module):
     """Conv(c1, s2) [+ condition planes] -> Conv(c2, s2) -> dense hidden_dim -> (z_mean, log_var).
 
     The condition joins the features after the first convolution, as one constant 14x14 plane
-    per label class.
+    per label class. ``residual_blocks`` (0 in the study) adds that many residual blocks after each
+    strided convolution.
     """
 
     def __init__(
-        self, latent_dim: int, channels: Sequence[int] = (32, 64), hidden_dim: int = 16, condition_dim: int = 0
+        self,
+        latent_dim: int,
+        channels: Sequence[int] = (32, 64),
+        hidden_dim: int = 16,
+        condition_dim: int = 0,
+        residual_blocks: int = 0,
     ) -> None:
         super().__init__()
         first, second = channels
         self.conv1 = _conv(IMAGE_SHAPE[0], first)
         self.conv2 = _conv(first + condition_dim, second)
+        self.blocks1, self.blocks2 = _residual(first, residual_blocks), _residual(second, residual_blocks)
         self.dense = mlp([second * 7 * 7, hidden_dim])
         self.head = GaussianHead(hidden_dim, latent_dim)
 
     def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.conv2(join_condition(self.conv1(images), condition))
+        features = self.blocks1(self.conv1(images))
+        features = self.blocks2(self.conv2(join_condition(features, condition)))
         return self.head(self.dense(features.flatten(1)))
 
 
@@ -108,11 +134,16 @@ class ConvDecoder(nn.Module):
     """z [+ condition] [-> dense hidden_dim] -> dense 7*7*c1 -> ConvT(c1, s2) -> ConvT(c2, s2) -> ConvT(1) logits.
 
     ``hidden_dim`` (default none, as in the study) adds a dense layer before the 7*7*c1 one, mirroring
-    the encoder's dense bottleneck.
+    the encoder's dense bottleneck; ``residual_blocks`` adds residual blocks after each transposed convolution.
     """
 
     def __init__(
-        self, latent_dim: int, channels: Sequence[int] = (64, 32), condition_dim: int = 0, hidden_dim: int | None = None
+        self,
+        latent_dim: int,
+        channels: Sequence[int] = (64, 32),
+        condition_dim: int = 0,
+        hidden_dim: int | None = None,
+        residual_blocks: int = 0,
     ) -> None:
         super().__init__()
         first, second = channels
@@ -121,8 +152,10 @@ class ConvDecoder(nn.Module):
         self.dense = mlp([latent_dim + condition_dim, *hidden, first * 7 * 7])
         self.deconv1 = _deconv(first, first)
         self.deconv2 = _deconv(first, second)
+        self.blocks1, self.blocks2 = _residual(first, residual_blocks), _residual(second, residual_blocks)
         self.to_pixels = nn.ConvTranspose2d(second, IMAGE_SHAPE[0], 3, stride=1, padding=1)
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         features = self.dense(join_condition(z, condition)).view(-1, self.first_channels, 7, 7)
-        return self.to_pixels(self.deconv2(self.deconv1(features)))
+        features = self.blocks2(self.deconv2(self.blocks1(self.deconv1(features))))
+        return self.to_pixels(features)
