@@ -93,7 +93,7 @@ def trained_sweep(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) ->
         result = run_script(
             "train.py", "-m", f"model={','.join(SWEPT_MODELS)}", "logger=many", "tags=[ci,smoke]", STEP_LR,
             "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "data.batch_size=50",
-            "callbacks.latent_grid.grid_size=5", "callbacks.latent_grid.digits=[0,9]",  # small figures draw faster
+            "callbacks.figures.grid_size=5", "callbacks.figures.digits=[0,9]",  # small figures draw faster
             # A callback written against the unified `lightning` package, as Lightning's docs write them.
             "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=val/loss",
             f"logger.mlflow.tracking_uri=sqlite:///{root}/mlflow.db", f"logger.mlflow.artifact_location={root}/art",
@@ -131,7 +131,7 @@ def mlflow_store(empty_mlflow_store: Path, tmp_path: Path) -> str:
 
 
 # Runs that check something other than the figures skip drawing them (about 1.5 s per epoch).
-NO_FIGURES = ["~callbacks.latent_scatter", "~callbacks.latent_grid", "~callbacks.centre_decode"]
+NO_FIGURES = ["~callbacks.figures"]
 
 
 def compose_config(config_name: str, overrides: list[str]):

@@ -70,10 +70,10 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["model"] == "CondConvVAE" and metrics["split"] == "test" and metrics["images"] == 200
+    assert metrics["model"] == "cond_conv_vae" and metrics["split"] == "test" and metrics["images"] == 200
     assert (metrics["epochs"], metrics["latent_dim"], metrics["iwae_samples"], metrics["seed"]) == (2, 2, 10, 42)
     assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], abs=1e-2)
-    assert metrics["loss_study_convention"] == pytest.approx(metrics["recon"] + metrics["kl"] / 2, abs=1e-2)
+    assert metrics["loss_kl_averaged"] == pytest.approx(metrics["recon"] + metrics["kl"] / 2, abs=1e-2)
     assert 0 < metrics["iwae_nll"] < 1000 and metrics["seconds_per_epoch"] > 0
     for name in (
         "latent_scatter",
@@ -116,9 +116,10 @@ def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path,
     assert result.returncode == 0, result.stderr[-3000:]
     for folder in (tmp_path / "eval", tmp_path / "report"):
         rows = list(csv.DictReader((folder / "results.csv").open()))
-        assert [row["model"].split("-")[0] for row in rows] == ["vae", "conv_vae"]
-        assert list(rows[0]) == ["model", "split", "latent_dim", "epochs", "recon", "kl", "loss",
-                                 "loss_study_convention", "iwae_nll", "seconds_per_epoch", "device"]  # fmt: skip
+        assert [row["model"] for row in rows] == ["vae", "conv_vae"]  # the model's name; the run has its own column
+        assert all(row["run"].startswith(f"{row['model']}-") for row in rows)
+        assert list(rows[0]) == ["model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss",
+                                 "loss_kl_averaged", "iwae_nll", "seconds_per_epoch", "device"]  # fmt: skip
         assert all(float(row["loss"]) > 0 and row["split"] == "test" for row in rows)
         assert (folder / "comparison.png").stat().st_size > 10_000
         assert (folder / "results_table.md").read_text().count("\n") == 4

@@ -42,7 +42,7 @@ def test_train_config_builds_model_data_callbacks_and_loggers(model: str, logger
     built = build_model(cfg.model)
     assert isinstance(built, ELBOModule) and built.latent_dim == 2
     assert isinstance(hydra.utils.instantiate(cfg.data), MNISTDataModule)
-    assert len(instantiate_group(cfg.callbacks)) == 7  # best + last checkpoints, interrupt, 3 figures, progress bar
+    assert len(instantiate_group(cfg.callbacks)) == 5  # best + last checkpoints, interrupt, figures, progress bar
     assert len(instantiate_group(cfg.logger)) == {"none": 0, "many": 3}.get(logger, 1)
 
 
@@ -92,18 +92,23 @@ def test_debug_preset(tmp_path: Path) -> None:
     assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 5
 
 
-@pytest.mark.parametrize("experiment", options("experiment"))
-def test_experiments_compose_and_keep_a_2d_latent(experiment: str, tmp_path: Path) -> None:
-    cfg = compose_config("train", [f"+experiment={experiment}"], tmp_path)
+EXPERIMENT_MODELS = [(experiment, model) for experiment in options("experiment") for model in options("model")
+                     if not (experiment == "tuned_conv" and model == "vae")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("experiment", "model"), EXPERIMENT_MODELS)
+def test_experiments_take_any_model_and_keep_a_2d_latent(experiment: str, model: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"+experiment={experiment}", f"model={model}"], tmp_path)
     built = build_model(cfg.model)
-    assert built.latent_dim == 2 and cfg.data.batch_size == 128
-    assert cfg.model._target_.split(".")[-1] == type(built).__name__
+    assert built.latent_dim == 2 and cfg.data.batch_size == 128 and built.model_name == model
     optimizer = built.configure_optimizers()
-    if experiment.endswith("_best"):
+    if experiment.startswith("tuned"):
         assert cfg.trainer.max_epochs == 10
         assert type(optimizer["lr_scheduler"]["scheduler"]).__name__ == "CosineAnnealingLR"
     else:
         assert cfg.trainer.max_epochs == 30 and optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    if experiment == "tuned_conv":
+        assert built.encoder.dense[0].out_features == 256 and built.decoder.dense[0].out_features == 256
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from test_models import small_batch
-from vaelab.likelihood import gaussian_log_density, iwae_log_likelihood
 from vaelab.models import VAE, CondConvVAE
+from vaelab.models.probability import gaussian_log_density, iwae_log_likelihood
 
 
 @pytest.fixture(scope="module")

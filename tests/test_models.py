@@ -10,7 +10,7 @@ from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
 from vaelab.errors import VaelabError
 from vaelab.models import VAE, CondConvVAE, ConvVAE, ELBOModule
-from vaelab.models.base import bernoulli_nll, gaussian_kl
+from vaelab.models.probability import bernoulli_nll, gaussian_kl
 
 MODEL_CLASSES = [VAE, ConvVAE, CondConvVAE]
 

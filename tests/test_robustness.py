@@ -30,7 +30,7 @@ from vaelab.data import MNISTDataModule
 from vaelab.models.base import EVAL_NOISE_SEED
 from vaelab.training import train
 
-FAST = ["trainer.limit_val_batches=1", "data.batch_size=50", "callbacks.latent_grid.grid_size=4", "test=false"]
+FAST = ["trainer.limit_val_batches=1", "data.batch_size=50", "callbacks.figures.grid_size=4", "test=false"]
 
 
 def compose_train(tmp_path: Path, overrides: list[str]):

@@ -8,9 +8,7 @@ the same for each, in a sub-folder per run, plus ``results.csv``, ``results.md``
 
 from __future__ import annotations
 
-import csv
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -18,24 +16,26 @@ from typing import Any
 import hydra.utils
 import lightning.pytorch as pl
 import torch
-import yaml
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from vaelab import figures, plots
+from vaelab import plotting
 from vaelab.checkpoints import model_from_checkpoint, read_checkpoint
 from vaelab.data import MNISTDataModule
 from vaelab.errors import VaelabError
-from vaelab.likelihood import iwae_log_likelihood
+from vaelab.model_figures import FIGURES, FigureSettings, draw_figures
 from vaelab.models.base import ELBOModule
+from vaelab.models.inference import encode_means
+from vaelab.models.probability import iwae_log_likelihood
 from vaelab.projector import write_projector
+from vaelab.run_folder import RunFolder
 from vaelab.runtime import describe_device, tune_malloc
 from vaelab.tables import markdown_table, write_csv
 
 RESULT_COLUMNS = (
-    "model", "split", "latent_dim", "epochs", "recon", "kl", "loss",
-    "loss_study_convention", "iwae_nll", "seconds_per_epoch", "device",
+    "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss",
+    "loss_kl_averaged", "iwae_nll", "seconds_per_epoch", "device",
 )  # fmt: skip
 
 
@@ -82,30 +82,25 @@ def checkpoint_sources(ckpt_path: str | None, runs: Any) -> list[Path]:
 
 
 def run_checkpoint(run_dir: Path) -> Path:
-    best = sorted((run_dir / "checkpoints").glob("best*.ckpt"))
-    chosen = best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
+    folder = RunFolder(run_dir)
+    chosen = folder.best_checkpoint() or folder.last_checkpoint
     if not chosen.is_file():
-        raise VaelabError(f"{run_dir / 'checkpoints'} holds no best*.ckpt and no last.ckpt.")
+        raise VaelabError(f"{folder.checkpoints} holds no best*.ckpt and no last.ckpt.")
     return chosen
-
-
-def run_folder(checkpoint_path: Path) -> Path | None:
-    """The training run folder a checkpoint was saved in, if it is laid out as train.py lays it out."""
-    parent = checkpoint_path.resolve().parent
-    return parent.parent if parent.name == "checkpoints" else None
 
 
 def run_label(checkpoint_path: Path) -> str:
     """A readable name for a run: its experiment or model choice, and the run folder's name."""
-    run_dir = run_folder(checkpoint_path)
-    if run_dir is None:
+    folder = RunFolder.of_checkpoint(checkpoint_path)
+    if folder is None:
         return checkpoint_path.stem
-    choices = {}
-    hydra_file = run_dir / ".hydra" / "hydra.yaml"
-    if hydra_file.is_file():
-        choices = yaml.safe_load(hydra_file.read_text()).get("hydra", {}).get("runtime", {}).get("choices", {})
-    name = choices.get("experiment") or choices.get("model") or "run"
-    return f"{name}-{run_dir.name}"
+    return f"{run_setting(folder)}-{folder.name}"
+
+
+def run_setting(folder: RunFolder) -> str:
+    """What a run trained, in short: its experiment and model choices (``tuned conv_vae``), or the model's."""
+    choices = folder.config_choices()
+    return " ".join(name for name in (choices.get("experiment"), choices.get("model")) if name) or "run"
 
 
 def evaluate_checkpoint(
@@ -121,11 +116,13 @@ def evaluate_checkpoint(
     images, labels = datamodule.test_set.images, datamodule.test_set.labels
     label = run_label(checkpoint_path)
 
-    training_facts = read_training_facts(checkpoint_path)
+    folder = RunFolder.of_checkpoint(checkpoint_path)
+    training = folder.read_metrics() if folder else {}
     metrics: dict[str, Any] = {
         "checkpoint": str(checkpoint_path.resolve()),
-        "model": label if cfg.get("runs") else type(model).__name__,
-        "model_class": type(model).__name__,
+        "model": model.model_name,
+        "run": label,
+        "setting": run_setting(folder) if folder else label,
         "split": "test",
         "images": len(labels),
         "latent_dim": model.latent_dim,
@@ -134,12 +131,12 @@ def evaluate_checkpoint(
         "recon": test["test/recon"],
         "kl": test["test/kl"],
         "loss": test["test/loss"],
-        # The study averaged the KL over the latent dims instead of summing it.
-        "loss_study_convention": test["test/recon"] + test["test/kl"] / model.latent_dim,
+        # The reference study's convention (README, "Reference figures"): KL averaged over the latent dims, not summed.
+        "loss_kl_averaged": test["test/recon"] + test["test/kl"] / model.latent_dim,
         "iwae_samples": cfg.iwae_samples,
         "iwae_nll": float("nan"),
-        "seconds_per_epoch": training_facts.get("seconds_per_epoch", float("nan")),
-        "device": training_facts.get("device", describe_device(trainer.strategy.root_device)),
+        "seconds_per_epoch": training.get("seconds_per_epoch", float("nan")),
+        "device": training.get("device", describe_device(trainer.strategy.root_device)),
     }
     if cfg.iwae_samples > 0:
         log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None, cfg.iwae_samples)
@@ -147,44 +144,27 @@ def evaluate_checkpoint(
 
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    drawn = draw_figures(model, images, labels, output_dir / "figures", cfg.figures)
+    drawn = save_figures(model, images, labels, output_dir / "figures", cfg.figures)
     # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
     log_dir = output_dir / "tensorboard" / f"eval {label} epoch {metrics['epochs']}"
     write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), log_dir)
     if cfg.projector:  # the whole test split, with its digits and thumbnails
-        write_projector(log_dir, figures.encode_means(model, images, labels), labels, images)
+        write_projector(log_dir, encode_means(model, images, labels), labels, images)
     print(
-        f"{metrics['model']}: test per image: recon={metrics['recon']:.2f} kl={metrics['kl']:.2f} "
-        f"loss={metrics['loss']:.2f} (study convention {metrics['loss_study_convention']:.2f}) "
+        f"{label}: test per image: recon={metrics['recon']:.2f} kl={metrics['kl']:.2f} "
+        f"loss={metrics['loss']:.2f} (KL averaged {metrics['loss_kl_averaged']:.2f}) "
         f"iwae_nll(K={cfg.iwae_samples})={metrics['iwae_nll']:.2f}\n  -> {output_dir}",
         flush=True,
     )
     return metrics
 
 
-def read_training_facts(checkpoint_path: Path) -> dict[str, Any]:
-    """``seconds_per_epoch`` and ``device`` from the training run's ``metrics.json``, when there is one."""
-    run_dir = run_folder(checkpoint_path)
-    metrics_file = run_dir / "metrics.json" if run_dir else None
-    if metrics_file is None or not metrics_file.is_file():
-        return {}
-    facts = json.loads(metrics_file.read_text())
-    return {key: facts[key] for key in ("seconds_per_epoch", "device") if key in facts}
-
-
-def draw_figures(
+def save_figures(
     model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, figure_dir: Path, settings: Any
 ) -> dict[str, Figure]:
-    """The training figures on the test split, plus reconstructions and latent interpolations, saved as PNGs."""
-    subset_images, subset_labels = images[: settings.num_points], labels[: settings.num_points]
-    drawn = {
-        "latent_scatter": figures.latent_scatter_figure(model, subset_images, subset_labels),
-        **figures.latent_grid_figures(model, subset_images, subset_labels, settings.grid_size),
-        "centre_decode": figures.centre_decode_figure(model),
-        "reconstructions": figures.reconstruction_figure(model, images, labels),
-        "interpolation": figures.interpolation_figure(model, images, labels, steps=settings.interpolation_steps),
-        "samples": figures.samples_figure(model),
-    }
+    """Every standard figure (``vaelab.model_figures.FIGURES``) on the test split, saved as PNGs."""
+    figure_settings = FigureSettings(settings.num_points, settings.grid_size, None, settings.interpolation_steps)
+    drawn = draw_figures(model, images, labels, FIGURES, figure_settings)
     figure_dir.mkdir(parents=True, exist_ok=True)
     for name, figure in drawn.items():
         figure.savefig(figure_dir / f"{name}.png")
@@ -195,34 +175,17 @@ def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, Figure], step: i
     """The evaluation's numbers as ``test/*`` scalars and its figures as ``figures/*`` images, at the checkpoint's
     training step: beside the training run's own curves when TensorBoard shows both folders."""
     with SummaryWriter(str(log_dir)) as writer:
-        for name in ("recon", "kl", "loss", "loss_study_convention", "iwae_nll"):
+        for name in ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll"):
             if math.isfinite(metrics[name]):
                 writer.add_scalar(f"test/{name}", metrics[name], global_step=step)
         for name, figure in drawn.items():
             writer.add_figure(f"figures/{name}", figure, global_step=step, close=False)
 
 
-def validation_curve(run_dir: Path | None) -> tuple[list[int], list[float]] | None:
-    """``val/loss`` per epoch from a run's CSV log, else its TensorBoard log."""
-    if run_dir is None:
-        return None
-    csv_file = run_dir / "csv" / "metrics.csv"
-    if csv_file.is_file():
-        rows = [row for row in csv.DictReader(csv_file.open()) if row.get("val/loss")]
-        return [int(row["epoch"]) for row in rows], [float(row["val/loss"]) for row in rows]
-    event_dirs = sorted({path.parent for path in (run_dir / "tensorboard").rglob("events.out.tfevents.*")})
-    if event_dirs:  # <run>/tensorboard/<run name>/ (or, written before run names, <run>/tensorboard/)
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it logs every event file it opens
-
-        events = EventAccumulator(str(event_dirs[0]), size_guidance={"scalars": 0})
-        events.Reload()
-        if "val/loss" in events.Tags()["scalars"] and "epoch" in events.Tags()["scalars"]:
-            epoch_at_step = {event.step: int(event.value) for event in events.Scalars("epoch")}
-            points = [(epoch_at_step.get(e.step, -1), e.value) for e in events.Scalars("val/loss")]
-            return [p[0] for p in points], [p[1] for p in points]
-    return None
+def validation_curve(folder: RunFolder | None) -> tuple[list[int], list[float]] | None:
+    """``val/loss`` per epoch from a run's ``history.csv``."""
+    rows = [row for row in folder.read_history() if not math.isnan(row.get("val/loss", math.nan))] if folder else []
+    return ([int(row["epoch"]) for row in rows], [row["val/loss"] for row in rows]) if rows else None
 
 
 def write_comparison(
@@ -231,10 +194,14 @@ def write_comparison(
     """``results.csv`` and ``results.md`` (one row per run) and ``comparison.png``; copies into ``report_dir``."""
     rows = [{column: result[column] for column in RESULT_COLUMNS} for result in results]
     table = markdown_table(rows, RESULT_COLUMNS)
-    curves = {r["model"]: curve for r, s in zip(results, sources) if (curve := validation_curve(run_folder(s)))}
-    figure = plots.comparison(
-        [r["model"] for r in results], [r["recon"] for r in results], [r["kl"] for r in results], curves
-    )
+    settings = [r["setting"] for r in results]
+    names = settings if len(set(settings)) == len(settings) else [r["run"] for r in results]  # short when unique
+    curves = {
+        name: curve
+        for name, source in zip(names, sources)
+        if (curve := validation_curve(RunFolder.of_checkpoint(source)))
+    }
+    figure = plotting.comparison(names, [r["recon"] for r in results], [r["kl"] for r in results], curves)
     for folder in [output_dir, *([Path(report_dir)] if report_dir else [])]:
         folder.mkdir(parents=True, exist_ok=True)
         write_csv(folder / "results.csv", rows, RESULT_COLUMNS)

@@ -12,8 +12,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError
-from vaelab.jobs import FAILED_FILE
 from vaelab.loggers import SWEEP_RUN_FILE, check_mlflow
+from vaelab.run_folder import FAILED_FILE
 
 
 def failed_jobs(sweep_dir: Path, since: float) -> tuple[list[Path], list[Path]]:

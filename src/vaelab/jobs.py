@@ -8,7 +8,6 @@ folder records it (``FAILED`` and ``metrics.json`` with ``"status": "failed"``),
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -16,19 +15,18 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
 from vaelab.errors import Interrupted, user_error
+from vaelab.run_folder import RunFolder
 from vaelab.runtime import quiet_lightning
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
-FAILED_FILE = "FAILED"
-METRICS_FILE = "metrics.json"
 
 
 def in_multirun() -> bool:
@@ -36,25 +34,11 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> None:
-    """``<output_dir>/metrics.json``: the job's final metrics and its ``status`` (completed, pruned, failed)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-
-
-def read_metrics(output_dir: Path) -> dict[str, Any]:
-    """A job folder's ``metrics.json``, or {} when it is missing or unreadable (a job that never finished)."""
-    try:
-        metrics = json.loads((output_dir / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return metrics if isinstance(metrics, dict) else {}
-
-
 def record_failure(output_dir: Path, line: str, details: str = "") -> None:
     """Mark a job folder failed: ``FAILED`` holds the error line (and the traceback of an unexpected error)."""
-    write_metrics(output_dir, {"status": "failed", "error": line})
-    (output_dir / FAILED_FILE).write_text(line + "\n" + (f"\n{details}" if details else ""))
+    run = RunFolder(output_dir)
+    run.write_metrics({"status": "failed", "error": line})
+    run.failed_file.write_text(line + "\n" + (f"\n{details}" if details else ""))
 
 
 def error_line(error: BaseException) -> str:
@@ -86,7 +70,7 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
         line = error_line(error)
         log.error("error: %s", line)
         if isinstance(cause, Interrupted):  # SIGTERM (a cluster's pre-emption): stop the sweep, do not go on
-            write_metrics(Path(cfg.paths.output_dir), {"status": "interrupted", "error": line})
+            RunFolder(Path(cfg.paths.output_dir)).write_metrics({"status": "interrupted", "error": line})
             raise SystemExit(1) from None
         record_failure(Path(cfg.paths.output_dir), line, "" if cause is not None else traceback.format_exc())
         return None

@@ -68,9 +68,14 @@ class CSVLogger(LightningCSVLogger):
 # --- Run setup and figures, for every logger in one place ----------------------------------------------------------
 
 
-def start_run(loggers: Sequence[Logger], config: dict[str, Any], tags: Sequence[str]) -> None:
-    """Log the resolved config as hyperparameters and the run's ``tags`` to each logger, in its own way."""
+def start_run(
+    loggers: Sequence[Logger], config: dict[str, Any], tags: Sequence[str], resumed_step: int | None = None
+) -> None:
+    """Log the resolved config as hyperparameters and the run's ``tags`` to each logger, in its own way; a run
+    resumed from ``resumed_step`` keeps the CSV history logged before that step."""
     for logger in loggers:
+        if isinstance(logger, CSVLogger) and resumed_step is not None:
+            logger.keep_history_before(resumed_step)
         if isinstance(logger, TensorBoardLogger):  # the HParams entry is written by finish_run, with real metrics
             logger.experiment.add_custom_scalars(SCALARS_LAYOUT)
             if tags:

@@ -19,41 +19,57 @@ from typing import Any
 
 import yaml
 
-from vaelab import plots
+from vaelab import plotting
 from vaelab.errors import VaelabError
-from vaelab.jobs import FAILED_FILE, read_metrics
+from vaelab.run_folder import RunFolder
 from vaelab.tables import markdown_table, write_csv
 
-METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss", "epochs", "seconds_per_epoch")
+METRIC_COLUMNS = (
+    "val/loss",
+    "val/recon",
+    "val/kl",
+    "val/nelbo",
+    "test/loss",
+    "epochs",
+    "best_epoch",
+    "seconds_per_epoch",
+)
 STUDY_FILE = "optuna_study.yaml"  # written by the vaelab Optuna sweeper
 
 
-def job_status(job_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
+def job_status(job: RunFolder, metrics: dict[str, Any]) -> tuple[str, str]:
     """``(status, error line)`` of a job folder: completed, pruned, failed, interrupted, or unfinished (no record)."""
-    if (job_dir / FAILED_FILE).is_file():
-        return "failed", next(iter((job_dir / FAILED_FILE).read_text().splitlines()), "")
+    if job.failed_file.is_file():
+        return "failed", next(iter(job.failed_file.read_text().splitlines()), "")
     if metrics:
         return str(metrics.get("status", "completed")), ""
     return "unfinished", ""
+
+
+def best_epoch(job: RunFolder) -> float:
+    """The epoch with the lowest ``val/loss`` in the job's ``history.csv`` (NaN without one)."""
+    rows = [row for row in job.read_history() if not math.isnan(row.get("val/loss", math.nan))]
+    return min(rows, key=lambda row: row["val/loss"])["epoch"] if rows else float("nan")
 
 
 def collect_jobs(
     sweep_dir: Path, metric_columns: tuple[str, ...] = METRIC_COLUMNS
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per job folder (``<sweep>/<n>/`` with ``.hydra/overrides.yaml``): the overrides that vary
-    between jobs, its status and error line, and the final metrics from its ``metrics.json``; and the
-    overrides every job shares."""
-    job_dirs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()), key=_job_order)
-    overrides = {job: yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or [] for job in job_dirs}
+    between jobs, its status and error line, the final metrics from its ``metrics.json`` and its best epoch
+    from ``history.csv``; and the overrides every job shares."""
+    jobs_found = sorted((RunFolder(p) for p in sweep_dir.iterdir() if RunFolder(p).is_job()), key=_job_order)
+    overrides = {job: job.overrides() for job in jobs_found}
     common = (
-        [o for o in overrides[job_dirs[0]] if all(o in others for others in overrides.values())] if job_dirs else []
+        [o for o in overrides[jobs_found[0]] if all(o in others for others in overrides.values())] if jobs_found else []
     )
     jobs = []
-    for job_dir in job_dirs:
-        metrics = read_metrics(job_dir)
-        status, error = job_status(job_dir, metrics)
-        varying = " ".join(o for o in overrides[job_dir] if o not in common)
-        row: dict[str, Any] = {"job": job_dir.name, "overrides": varying, "status": status, "error": error}
+    for job in jobs_found:
+        metrics = job.read_metrics()
+        status, error = job_status(job, metrics)
+        metrics["best_epoch"] = best_epoch(job)
+        varying = " ".join(o for o in overrides[job] if o not in common)
+        row: dict[str, Any] = {"job": job.name, "overrides": varying, "status": status, "error": error}
         row.update({column: _number(metrics.get(column)) for column in metric_columns})
         jobs.append(row)
     return jobs, common
@@ -63,8 +79,8 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
-def _job_order(path: Path) -> tuple[int, str]:
-    return (int(path.name), "") if path.name.isdigit() else (1 << 30, path.name)
+def _job_order(job: RunFolder) -> tuple[int, str]:
+    return (int(job.name), "") if job.name.isdigit() else (1 << 30, job.name)
 
 
 def sort_by(jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -88,7 +104,7 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}{table}{failures}")
     write_csv(sweep_dir / "summary.csv", jobs, list(jobs[0]))
     labels = [f"{row['job']}: {row['overrides']}" for row in jobs]
-    plots.ranked_bars(labels, [row[metric] for row in jobs], metric, title=f"Sweep {sweep_dir.name}").savefig(
+    plotting.ranked_bars(labels, [row[metric] for row in jobs], metric, title=f"Sweep {sweep_dir.name}").savefig(
         sweep_dir / "summary.png"
     )
     print(table + failures + f"\nWritten: {sweep_dir / 'summary.md'}, summary.csv, summary.png")

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
-from vaelab.jobs import read_metrics
+from vaelab.run_folder import RunFolder
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,
@@ -161,7 +161,7 @@ class OptunaSweeper(Sweeper):
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, job: Any) -> bool:
         """Tell the study the job's outcome; True when the sampler has run its whole search space."""
-        metrics = read_metrics(Path(str(job.hydra_cfg.hydra.runtime.output_dir))) if job.hydra_cfg else {}
+        metrics = RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).read_metrics() if job.hydra_cfg else {}
         status = metrics.get("status", "completed") if metrics else "failed"  # no metrics.json: the job died
         value = job.return_value if job.status == JobStatus.COMPLETED else None
         if status == "pruned":

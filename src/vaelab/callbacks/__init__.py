@@ -1,5 +1,5 @@
-from vaelab.callbacks.figures import CentreDecode, FigureCallback, LatentGrid, LatentScatter
+from vaelab.callbacks.figure_logger import FigureLogger
 from vaelab.callbacks.interrupt import InterruptCheckpoint
 from vaelab.callbacks.timing import FitTimer
 
-__all__ = ["FigureCallback", "LatentScatter", "LatentGrid", "CentreDecode", "InterruptCheckpoint", "FitTimer"]
+__all__ = ["FigureLogger", "InterruptCheckpoint", "FitTimer"]

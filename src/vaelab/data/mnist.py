@@ -62,7 +62,7 @@ class EpochRandomSampler(RandomSampler):
         self.generator.manual_seed(self.seed * 100_003 + epoch)
 
 
-def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def already_collated(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Collate function for batches that ``InMemoryMNIST.__getitems__`` already assembled."""
     return batch
 
@@ -182,7 +182,7 @@ class MNISTDataModule(pl.LightningDataModule):
             dataset,
             batch_size=batch_size,
             sampler=sampler,
-            collate_fn=keep_batch,
+            collate_fn=already_collated,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -12,37 +12,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import hydra.utils
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 
 from vaelab.errors import VaelabError, check_number
+from vaelab.models.optimization import DEFAULT_OPTIMIZER, build_optimization, stretch_schedules
+from vaelab.models.probability import bernoulli_nll, gaussian_kl
 
-DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "fused": True}
 LOGGED_TERMS = ("recon", "kl", "loss")
 # Validation and test draw their sampling noise from this fixed seed each epoch: an epoch's val/loss
 # depends on the weights only, so checkpoints are chosen on the model, not on the noise.
 EVAL_NOISE_SEED = 20_231_108
 TRAIN_NOISE_SEED_OFFSET = 7_777_777
-# Scheduler attributes that say where a schedule ends: a resumed run takes them from its config
-# (a longer ``trainer.max_epochs`` stretches a cosine schedule) instead of from the checkpoint.
-SCHEDULE_HORIZON_ATTRIBUTES = ("T_max",)
-
-
-def gaussian_kl(z_mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """KL(N(z_mean, exp(log_var)) || N(0, I)) summed over latent dims: ``[B, D] -> [B]`` nats."""
-    z_mean, log_var = z_mean.float(), log_var.float()
-    return 0.5 * (z_mean.square() + log_var.exp() - 1.0 - log_var).sum(dim=1)
-
-
-def bernoulli_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy summed over pixels: ``[B, 1, 28, 28] -> [B]`` nats, stable in logits.
-
-    Computed in float32 even under bf16 autocast: a 784-term sum in bf16 would lose ~1 nat.
-    """
-    return F.binary_cross_entropy_with_logits(logits.float(), images.float(), reduction="none").flatten(1).sum(dim=1)
+STAGES = ("train", "val", "test")
 
 
 class NonFiniteLossError(VaelabError):
@@ -59,6 +44,7 @@ class ELBOModule(pl.LightningModule):
     """
 
     num_classes: int = 0  # > 0: the one-hot label conditions encoder and decoder
+    model_name: str = ""  # the variant's name in conf/model/ (vae, conv_vae, cond_conv_vae)
     encoder: nn.Module
     decoder: nn.Module
 
@@ -84,19 +70,19 @@ class ELBOModule(pl.LightningModule):
         if not self.optimizer_config.get("_partial_", False):
             raise VaelabError("model.optimizer needs `_partial_: true` so the module can bind its parameters.")
         check_number("model.optimizer.lr", self.optimizer_config.get("lr", 1.0), minimum=0, strict=True)
-        # Per-stage running sums of (recon, kl, loss) over the images of the current epoch.
-        self._epoch_sums: dict[str, torch.Tensor] = {}
-        self._epoch_counts: dict[str, int] = {}
+        # Per-stage means of (recon, kl, loss) over the images of the current epoch (synced across DDP processes
+        # once, at epoch end; the evaluation samplers do not pad, so every real image counts exactly once).
+        for stage in STAGES:  # train_means, val_means, test_means
+            setattr(
+                self,
+                f"{stage}_means",
+                nn.ModuleDict({term: MeanMetric(nan_strategy="disable") for term in LOGGED_TERMS}),
+            )
         # The sampling noise of each stage comes from its own generator, not the global RNG: the
         # training one is saved in checkpoints, so a resumed run draws what the uninterrupted one would.
         self._noise: dict[str, torch.Generator] = {}
         self._restored_train_noise: torch.Tensor | None = None
         self._configured_horizons: list[dict[str, Any]] = []
-
-    @property
-    def condition_dim(self) -> int:
-        """Width of the one-hot condition joined to the networks' inputs (0 if unconditional)."""
-        return self.num_classes
 
     def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
         if self.num_classes == 0:
@@ -104,6 +90,10 @@ class ELBOModule(pl.LightningModule):
         if labels is None:
             raise ValueError(f"{type(self).__name__} is conditional: pass the digit labels")
         return F.one_hot(labels.long(), self.num_classes).to(self.dtype)
+
+    def epoch_means(self, stage: str) -> nn.ModuleDict:
+        """The running means of ``stage``'s epoch, one ``MeanMetric`` per logged term."""
+        return getattr(self, f"{stage}_means")
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters ``(z_mean, log_var)``, each ``[B, latent_dim]``."""
@@ -117,11 +107,14 @@ class ELBOModule(pl.LightningModule):
         """Pixel probabilities ``[B, 1, 28, 28]`` in (0, 1)."""
         return torch.sigmoid(self.decode_logits(z, labels))
 
-    def sample(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """``n`` images decoded from z ~ N(0, I); conditional models cycle digits 0-9 unless given labels."""
+    def sample(
+        self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``n`` images decoded from z ~ N(0, I) (drawn on the CPU from ``generator``, the global RNG if None);
+        conditional models cycle digits 0-9 unless given labels."""
         if self.num_classes and labels is None:
             labels = torch.arange(n, device=self.device) % self.num_classes
-        z = torch.randn(n, self.latent_dim, device=self.device, dtype=self.dtype)
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device, self.dtype)
         return self.decode(z, labels)
 
     def reparameterize(
@@ -146,9 +139,8 @@ class ELBOModule(pl.LightningModule):
         """Loss of one batch; per-image sums are accumulated for the epoch means logged at epoch end."""
         images, labels = batch
         terms = self.loss_terms(images, labels, self._noise_generator(stage, images.device))
-        batch_sums = torch.stack([terms[name].detach().sum() for name in LOGGED_TERMS])
-        self._epoch_sums[stage] = self._epoch_sums.get(stage, 0) + batch_sums
-        self._epoch_counts[stage] = self._epoch_counts.get(stage, 0) + images.shape[0]
+        for name, mean in self.epoch_means(stage).items():
+            mean.update(terms[name].detach())
         loss = terms["loss"].mean()
         if stage != "train":
             return loss
@@ -166,9 +158,8 @@ class ELBOModule(pl.LightningModule):
         """The KL weight this step: ``beta``, ramped linearly from 0 over ``kl_warmup_epochs`` epochs when set."""
         if not self.kl_warmup_epochs or self._trainer is None:
             return self.beta
-        batches = max(self.trainer.num_training_batches, 1)
-        progress = self.current_epoch + self.trainer.fit_loop.epoch_loop.batch_progress.current.ready / batches
-        return self.beta * min(1.0, progress / self.kl_warmup_epochs)
+        steps_per_epoch = max(self.trainer.num_training_batches // self.trainer.accumulate_grad_batches, 1)
+        return self.beta * min(1.0, self.global_step / steps_per_epoch / self.kl_warmup_epochs)
 
     def _noise_generator(self, stage: str, device: torch.device) -> torch.Generator:
         """The generator of ``stage``'s sampling noise: training's goes on across epochs (and resumes from the
@@ -193,20 +184,17 @@ class ELBOModule(pl.LightningModule):
         return generator
 
     def log_epoch_means(self, stage: str) -> None:
-        """Log ``{stage}/recon``, ``{stage}/kl``, ``{stage}/loss``: means per image over the epoch, all processes.
-
-        Under DDP each process counts only the images it was served (the evaluation samplers do not pad),
-        so the means are over every real image exactly once."""
-        sums = self._epoch_sums.pop(stage, None)
-        count = self._epoch_counts.pop(stage, 0)
-        if sums is None:
+        """Log ``{stage}/recon``, ``{stage}/kl``, ``{stage}/loss`` (means per image over the epoch, all processes)
+        and ``{stage}/nelbo``, the negative ELBO itself (KL weight 1): comparable across beta, sweeps rank on it."""
+        means = self.epoch_means(stage)
+        if not means["loss"].update_called:
             return
-        totals = self.trainer.strategy.reduce(torch.cat([sums, sums.new_tensor([count])]), reduce_op="sum")
-        means = totals[:-1] / totals[-1]
-        for name, value in zip(LOGGED_TERMS, means):
+        values = {name: mean.compute() for name, mean in means.items()}
+        for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "loss" and stage != "test")
-        # The negative ELBO itself (KL weight 1), comparable across beta: sweeps over beta rank on it.
-        self.log(f"{stage}/nelbo", means[0] + means[1])
+        self.log(f"{stage}/nelbo", values["recon"] + values["kl"])
+        for mean in means.values():
+            mean.reset()
 
     def on_train_epoch_start(self) -> None:
         self._reset_epoch("train")
@@ -218,8 +206,8 @@ class ELBOModule(pl.LightningModule):
         self._reset_epoch("test")
 
     def _reset_epoch(self, stage: str) -> None:
-        self._epoch_sums.pop(stage, None)
-        self._epoch_counts.pop(stage, None)
+        for mean in self.epoch_means(stage).values():
+            mean.reset()
         if stage != "train":
             self._noise.pop(stage, None)  # evaluation noise restarts from its seed
 
@@ -244,32 +232,13 @@ class ELBOModule(pl.LightningModule):
         return self.step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        # Optimizer and scheduler configs are ``_partial_`` targets: instantiate, then bind.
-        optimizer = hydra.utils.instantiate(self.optimizer_config)(self.parameters())
-        if self.scheduler_config is None:
-            return optimizer
-        scheduler = hydra.utils.instantiate(self.scheduler_config)(optimizer)
-        self._configured_horizons = [
-            {name: getattr(scheduler, name) for name in SCHEDULE_HORIZON_ATTRIBUTES if hasattr(scheduler, name)}
-        ]
-        # Named so that LearningRateMonitor logs the curve as train/lr.
-        schedule = {"scheduler": scheduler, "interval": "epoch", "name": "train/lr"}
-        return {"optimizer": optimizer, "lr_scheduler": schedule}
+        optimization, self._configured_horizons = build_optimization(
+            self.parameters(), self.optimizer_config, self.scheduler_config
+        )
+        return optimization
 
     def on_train_start(self) -> None:
-        """After a resume restored the scheduler: give it the configured horizon and the lr that horizon implies
-        at the current epoch (closed form), so a longer run stretches the schedule instead of training at lr 0."""
-        for config, horizon in zip(self.trainer.lr_scheduler_configs, self._configured_horizons):
-            scheduler = config.scheduler
-            changed = {name: value for name, value in horizon.items() if getattr(scheduler, name) != value}
-            if not changed:
-                continue
-            for name, value in changed.items():
-                setattr(scheduler, name, value)
-            if hasattr(scheduler, "_get_closed_form_lr"):
-                for group, lr in zip(scheduler.optimizer.param_groups, scheduler._get_closed_form_lr()):
-                    group["lr"] = lr
-                scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+        stretch_schedules(self.trainer.lr_scheduler_configs, self._configured_horizons)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets ``vaelab.checkpoints.load_model`` rebuild the right variant from the file alone.

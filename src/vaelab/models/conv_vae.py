@@ -21,6 +21,8 @@ class ConvVAE(ELBOModule):
     ``channels_last`` stores the conv weights in NHWC order, about 1.5x faster on CPU.
     """
 
+    model_name = "conv_vae"
+
     def __init__(
         self,
         latent_dim: int = 2,
@@ -37,9 +39,9 @@ class ConvVAE(ELBOModule):
     ) -> None:
         super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs)
         check_number("model.residual_blocks", residual_blocks, minimum=0, integer=True)
-        self.encoder = ConvEncoder(latent_dim, list(encoder_channels), hidden_dim, self.condition_dim, residual_blocks)
+        self.encoder = ConvEncoder(latent_dim, list(encoder_channels), hidden_dim, self.num_classes, residual_blocks)
         self.decoder = ConvDecoder(
-            latent_dim, list(decoder_channels), self.condition_dim, decoder_hidden_dim, residual_blocks
+            latent_dim, list(decoder_channels), self.num_classes, decoder_hidden_dim, residual_blocks
         )
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -49,4 +51,5 @@ class CondConvVAE(ConvVAE):
     """``ConvVAE`` conditioned on the digit: the one-hot label joins the encoder features after the
     first convolution and joins z before the decoder."""
 
+    model_name = "cond_conv_vae"
     num_classes = 10

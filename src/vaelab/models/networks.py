@@ -48,10 +48,10 @@ class GaussianHead(nn.Module):
 class DenseEncoder(nn.Module):
     """784 pixels (+ condition) -> hidden_dims -> (z_mean, log_var)."""
 
-    def __init__(self, latent_dim: int, hidden_dims: Sequence[int], condition_dim: int = 0) -> None:
+    def __init__(self, latent_dim: int, hidden_dims: Sequence[int], num_classes: int = 0) -> None:
         super().__init__()
-        self.body = mlp([IMAGE_PIXELS + condition_dim, *hidden_dims])
-        self.head = GaussianHead(hidden_dims[-1] if hidden_dims else IMAGE_PIXELS + condition_dim, latent_dim)
+        self.body = mlp([IMAGE_PIXELS + num_classes, *hidden_dims])
+        self.head = GaussianHead(hidden_dims[-1] if hidden_dims else IMAGE_PIXELS + num_classes, latent_dim)
 
     def forward(self, images: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.body(join_condition(images.flatten(1), condition)))
@@ -60,10 +60,10 @@ class DenseEncoder(nn.Module):
 class DenseDecoder(nn.Module):
     """z (+ condition) -> hidden_dims -> 784 pixel logits."""
 
-    def __init__(self, latent_dim: int, hidden_dims: Sequence[int], condition_dim: int = 0) -> None:
+    def __init__(self, latent_dim: int, hidden_dims: Sequence[int], num_classes: int = 0) -> None:
         super().__init__()
-        self.body = mlp([latent_dim + condition_dim, *hidden_dims])
-        self.to_pixels = nn.Linear(hidden_dims[-1] if hidden_dims else latent_dim + condition_dim, IMAGE_PIXELS)
+        self.body = mlp([latent_dim + num_classes, *hidden_dims])
+        self.to_pixels = nn.Linear(hidden_dims[-1] if hidden_dims else latent_dim + num_classes, IMAGE_PIXELS)
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         logits = self.to_pixels(self.body(join_condition(z, condition)))
@@ -113,13 +113,13 @@ class ConvEncoder(nn.Module):
         latent_dim: int,
         channels: Sequence[int] = (32, 64),
         hidden_dim: int = 16,
-        condition_dim: int = 0,
+        num_classes: int = 0,
         residual_blocks: int = 0,
     ) -> None:
         super().__init__()
         first, second = channels
         self.conv1 = _conv(IMAGE_SHAPE[0], first)
-        self.conv2 = _conv(first + condition_dim, second)
+        self.conv2 = _conv(first + num_classes, second)
         self.blocks1, self.blocks2 = _residual(first, residual_blocks), _residual(second, residual_blocks)
         self.dense = mlp([second * 7 * 7, hidden_dim])
         self.head = GaussianHead(hidden_dim, latent_dim)
@@ -141,7 +141,7 @@ class ConvDecoder(nn.Module):
         self,
         latent_dim: int,
         channels: Sequence[int] = (64, 32),
-        condition_dim: int = 0,
+        num_classes: int = 0,
         hidden_dim: int | None = None,
         residual_blocks: int = 0,
     ) -> None:
@@ -149,7 +149,7 @@ class ConvDecoder(nn.Module):
         first, second = channels
         self.first_channels = first
         hidden = [hidden_dim] if hidden_dim else []
-        self.dense = mlp([latent_dim + condition_dim, *hidden, first * 7 * 7])
+        self.dense = mlp([latent_dim + num_classes, *hidden, first * 7 * 7])
         self.deconv1 = _deconv(first, first)
         self.deconv2 = _deconv(first, second)
         self.blocks1, self.blocks2 = _residual(first, residual_blocks), _residual(second, residual_blocks)

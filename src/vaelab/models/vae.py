@@ -12,6 +12,8 @@ from vaelab.models.networks import DenseDecoder, DenseEncoder
 class VAE(ELBOModule):
     """784 -> hidden_dims -> (z_mean, log_var); z -> reversed(hidden_dims) -> 784 logits."""
 
+    model_name = "vae"
+
     def __init__(
         self,
         latent_dim: int = 2,
@@ -22,5 +24,5 @@ class VAE(ELBOModule):
         kl_warmup_epochs: float = 0,
     ) -> None:
         super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs)
-        self.encoder = DenseEncoder(latent_dim, list(hidden_dims), self.condition_dim)
-        self.decoder = DenseDecoder(latent_dim, list(reversed(hidden_dims)), self.condition_dim)
+        self.encoder = DenseEncoder(latent_dim, list(hidden_dims), self.num_classes)
+        self.decoder = DenseDecoder(latent_dim, list(reversed(hidden_dims)), self.num_classes)

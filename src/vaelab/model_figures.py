@@ -1,54 +1,72 @@
-"""The standard figures of a trained VAE, computed from a model and some images.
+"""The standard figures of a trained VAE: a model and some images in, ``{name: Figure}`` out.
 
-Shared by the training callbacks and ``evaluate.py``. For ``latent_dim > 2`` the scatter shows
-the first two latent dims and the grid varies the first two dims with the others held at 0.
+``FIGURES`` is the one list of them; ``draw_figures`` draws any subset, encoding the images once. The
+training callback (``vaelab.callbacks.FigureLogger``) draws ``TRAINING_FIGURES`` each epoch on validation
+images, ``evaluate.py`` all of them on the test split. For ``latent_dim > 2`` the scatter shows the first two
+latent dims and the grid varies the first two dims with the others held at 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from matplotlib.figure import Figure
 
-from vaelab import plots
+from vaelab import plotting
 from vaelab.models.base import ELBOModule
+from vaelab.models.inference import encode_means, inference
+
+FIGURES = ("latent_scatter", "latent_grid", "centre_decode", "reconstructions", "interpolation", "samples")
+TRAINING_FIGURES = ("latent_scatter", "latent_grid", "centre_decode")
+ENCODED = {"latent_scatter", "latent_grid"}  # drawn from the z_mean of the images
+FROM_IMAGES = ENCODED | {"reconstructions", "interpolation"}  # the others need the model only
 
 
-@contextmanager
-def inference(model: ELBOModule) -> Iterator[ELBOModule]:
-    """Eval mode and no autograd for the block; the model's training flag is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
+@dataclass
+class FigureSettings:
+    """``num_points``: images the scatter and grid encode; ``grid_size``: points per grid axis; ``digits``: the
+    digits a conditional model draws a grid for (None: all); ``interpolation_steps``: decodes per line."""
+
+    num_points: int = 2000
+    grid_size: int = 20
+    digits: Sequence[int] | None = None
+    interpolation_steps: int = 10
 
 
-def first_images(loader: Iterable[tuple[torch.Tensor, torch.Tensor]], count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` ``(images, labels)`` a loader yields, concatenated."""
-    images, labels, taken = [], [], 0
-    for batch_images, batch_labels in loader:
-        images.append(batch_images)
-        labels.append(batch_labels)
-        taken += len(batch_images)
-        if taken >= count:
-            break
-    return torch.cat(images)[:count], torch.cat(labels)[:count]
-
-
-def encode_means(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """z_mean ``[N, latent_dim]`` on the CPU for images ``[N, 1, 28, 28]``."""
-    means = []
-    with inference(model):
-        for start in range(0, len(images), batch_size):
-            chunk = slice(start, start + batch_size)
-            z_mean, _ = model.encode(images[chunk].to(model.device), labels[chunk].to(model.device))
-            means.append(z_mean.float().cpu())
-    return torch.cat(means)
+def draw_figures(
+    model: ELBOModule,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    names: Sequence[str] = FIGURES,
+    settings: FigureSettings | None = None,
+) -> dict[str, Figure]:
+    """The figures ``names`` (a subset of ``FIGURES``, drawn in that order); a conditional model's grid is one
+    figure per digit, ``latent_grid_digit<d>``."""
+    unknown = sorted(set(names) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"unknown figures {unknown}; the standard figures are {list(FIGURES)}")
+    settings = settings or FigureSettings()
+    z_mean = torch.empty(0, model.latent_dim)
+    if ENCODED & set(names):
+        points = slice(0, settings.num_points)
+        z_mean = encode_means(model, images[points], labels[points])
+    drawn: dict[str, Figure] = {}
+    for name in (name for name in FIGURES if name in names):
+        if name == "latent_scatter":
+            drawn[name] = plotting.latent_scatter(z_mean, labels[: len(z_mean)])
+        elif name == "latent_grid":
+            drawn.update(latent_grid_figures(model, z_mean, settings.grid_size, settings.digits))
+        elif name == "centre_decode":
+            drawn[name] = centre_decode_figure(model)
+        elif name == "reconstructions":
+            drawn[name] = reconstruction_figure(model, images, labels)
+        elif name == "interpolation":
+            drawn[name] = interpolation_figure(model, images, labels, steps=settings.interpolation_steps)
+        else:
+            drawn[name] = samples_figure(model)
+    return drawn
 
 
 def grid_axes(z_mean: torch.Tensor, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,31 +92,21 @@ def grid_latents(x_values: torch.Tensor, y_values: torch.Tensor, latent_dim: int
     return z.reshape(-1, latent_dim)
 
 
-def latent_scatter_figure(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor) -> Figure:
-    return plots.latent_scatter(encode_means(model, images, labels), labels)
-
-
 def latent_grid_figures(
-    model: ELBOModule,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    grid_size: int = 20,
-    digits: Sequence[int] | None = None,
+    model: ELBOModule, z_mean: torch.Tensor, grid_size: int = 20, digits: Sequence[int] | None = None
 ) -> dict[str, Figure]:
-    """One grid decoded over the active latent range; for a conditional model one per digit.
-
-    ``digits`` picks the digits for a conditional model (default all); it is ignored otherwise.
-    """
-    x_values, y_values = grid_axes(encode_means(model, images, labels), grid_size)
+    """A grid decoded over the active range of ``z_mean``; for a conditional model one per digit in ``digits``
+    (default all; ignored otherwise)."""
+    x_values, y_values = grid_axes(z_mean, grid_size)
     z = grid_latents(x_values, y_values, model.latent_dim).to(model.device, model.dtype)
     figures = {}
     with inference(model):
         if model.num_classes == 0:
-            figures["latent_grid"] = plots.decoded_grid(model.decode(z), x_values, y_values)
+            figures["latent_grid"] = plotting.decoded_grid(model.decode(z), x_values, y_values)
         else:
             for digit in digits if digits is not None else range(model.num_classes):
                 label = torch.full((len(z),), digit, device=model.device, dtype=torch.long)
-                figures[f"latent_grid_digit{digit}"] = plots.decoded_grid(
+                figures[f"latent_grid_digit{digit}"] = plotting.decoded_grid(
                     model.decode(z, label), x_values, y_values, title=f"Decoded latent grid, digit {digit}"
                 )
     return figures
@@ -111,7 +119,7 @@ def centre_decode_figure(model: ELBOModule) -> Figure:
     with inference(model):
         images = model.decode(torch.zeros(count, model.latent_dim, device=model.device, dtype=model.dtype), labels)
     titles = [f"digit {d}" for d in range(count)] if model.num_classes else ["z = 0"]
-    return plots.image_row(images, titles, suptitle="Decode of z = 0")
+    return plotting.image_row(images, titles, suptitle="Decode of z = 0")
 
 
 def reconstruction_figure(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, count: int = 12) -> Figure:
@@ -120,7 +128,7 @@ def reconstruction_figure(model: ELBOModule, images: torch.Tensor, labels: torch
     with inference(model):
         z_mean, _ = model.encode(images, labels)
         reconstructions = model.decode(z_mean, labels)
-    return plots.image_rows([images, reconstructions], ["input", "reconstruction"], title="Reconstructions")
+    return plotting.image_rows([images, reconstructions], ["input", "reconstruction"], title="Reconstructions")
 
 
 def interpolation_figure(
@@ -142,17 +150,15 @@ def interpolation_figure(
             row_labels = start_labels[index].repeat(steps).to(model.device)
             rows.append(model.decode(path, row_labels))
             titles.append(f"{start_labels[index].item()} -> {end_labels[index].item()}")
-    return plots.image_rows(rows, titles, title="Latent interpolation")
+    return plotting.image_rows(rows, titles, title="Latent interpolation")
 
 
 def samples_figure(model: ELBOModule, per_row: int = 10, rows: int = 4, seed: int = 0) -> Figure:
     """Images decoded from z drawn from the prior N(0, I) (what the model generates); a conditional model gets one
     row per digit 0-9. ``seed`` fixes the draws, so the figures of two checkpoints are comparable."""
     count = model.num_classes or rows
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(count * per_row, model.latent_dim, generator=generator).to(model.device, model.dtype)
     labels = torch.arange(count, device=model.device).repeat_interleave(per_row) if model.num_classes else None
     with inference(model):
-        images = model.decode(z, labels)
+        images = model.sample(count * per_row, labels, generator=torch.Generator().manual_seed(seed))
     titles = [f"digit {d}" for d in range(count)] if model.num_classes else [""] * count
-    return plots.image_rows(list(images.split(per_row)), titles, title="Samples from the prior")
+    return plotting.image_rows(list(images.split(per_row)), titles, title="Samples from the prior")

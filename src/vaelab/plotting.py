@@ -1,6 +1,7 @@
-"""Plain plotting functions: tensors in, ``matplotlib.figure.Figure`` out (no pyplot state).
+"""Drawing: tensors and numbers in, ``matplotlib.figure.Figure`` out (no pyplot state, no models).
 
-Callbacks log these figures during training; ``evaluate.py`` writes them for a checkpoint.
+``vaelab.model_figures`` draws a model's figures with these; evaluation comparisons and sweep summaries
+draw their charts with ``comparison`` and ``ranked_bars``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-
-
-def tile(images: torch.Tensor, rows: int) -> np.ndarray:
-    """``[rows * cols, 1, H, W]`` images -> one ``[rows * H, cols * W]`` array, row-major."""
-    count, _, height, width = images.shape
-    cols = count // rows
-    grid = images.detach().float().cpu().reshape(rows, cols, height, width).permute(0, 2, 1, 3)
-    return grid.reshape(rows * height, cols * width).numpy()
+from torchvision.utils import make_grid
 
 
 def latent_scatter(z_mean: torch.Tensor, labels: torch.Tensor, title: str = "Latent space (z_mean)") -> Figure:
@@ -47,8 +41,8 @@ def decoded_grid(
     conventional upward axis); axis ticks show the latent coordinates.
     """
     rows, cols = len(y_values), len(x_values)
-    picture = tile(images, rows)
-    height, width = picture.shape[0] // rows, picture.shape[1] // cols
+    picture = make_grid(images.detach().float().cpu(), nrow=cols, padding=0)[0].numpy()  # row-major tiles
+    height, width = images.shape[-2:]
     fig = Figure(figsize=(8, 8), dpi=100)
     ax = fig.add_subplot()
     ax.imshow(picture, cmap="Greys_r", vmin=0, vmax=1)
@@ -102,7 +96,7 @@ def comparison(
     val_curves: dict[str, tuple[Sequence[int], Sequence[float]]],
 ) -> Figure:
     """Left: stacked per-image recon + KL bars per model. Right: validation loss per epoch of each run."""
-    fig = Figure(figsize=(12, 4.5), dpi=100)
+    fig = Figure(figsize=(13, 4.8), dpi=100, layout="constrained")  # makes room for the legend outside the axes
     bars, curves = fig.subplots(1, 2)
     positions = np.arange(len(names))
     bars.bar(positions, recon, label="recon (BCE)")
@@ -118,9 +112,8 @@ def comparison(
     curves.set_xlabel("epoch")
     curves.set_ylabel("val/loss (nats per image)")
     curves.set_title("Validation loss")
-    if val_curves:
-        curves.legend()
-    fig.tight_layout()
+    if val_curves:  # beside the chart, not over the curves
+        curves.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     return fig
 
 

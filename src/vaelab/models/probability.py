@@ -1,20 +1,45 @@
-"""Importance-weighted estimate of the test log-likelihood (the IWAE bound, Burda et al. 2016).
+"""The probabilistic maths of a VAE with a Bernoulli decoder and a standard-normal prior, in nats.
 
-    log p(x) >= E[log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)],  z_k ~ q(z | x)
+- ``gaussian_kl``: KL(q(z|x) || N(0, I)), the ELBO's regulariser;
+- ``bernoulli_nll``: -log p(x|z), binary cross-entropy summed over the pixels;
+- ``gaussian_log_density``: log N(z; mean, var), for importance weights;
+- ``iwae_log_likelihood``: the importance-weighted bound on log p(x) (Burda et al. 2016),
 
-K = 1 is the ELBO; the bound tightens as K grows. Values are per image, in nats.
+      log p(x) >= E[log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)],  z_k ~ q(z | x),
+
+  which is the ELBO at K = 1 and tightens as K grows.
+
+No plotting and no Lightning here: the models and the evaluation both build on this module.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 
-from vaelab.figures import inference
-from vaelab.models.base import ELBOModule, bernoulli_nll
+from vaelab.models.inference import inference
+
+if TYPE_CHECKING:
+    from vaelab.models.base import ELBOModule
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_kl(z_mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(z_mean, exp(log_var)) || N(0, I)) summed over latent dims: ``[B, D] -> [B]`` nats."""
+    z_mean, log_var = z_mean.float(), log_var.float()
+    return 0.5 * (z_mean.square() + log_var.exp() - 1.0 - log_var).sum(dim=1)
+
+
+def bernoulli_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy summed over pixels: ``[B, 1, 28, 28] -> [B]`` nats, stable in logits.
+
+    Computed in float32 even under bf16 autocast: a 784-term sum in bf16 would lose ~1 nat.
+    """
+    return F.binary_cross_entropy_with_logits(logits.float(), images.float(), reduction="none").flatten(1).sum(dim=1)
 
 
 def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,91 @@
+"""The callback that draws the standard figures during training (``vaelab.model_figures``).
+
+It writes ``<output_dir>/<name>_epoch<NNN>.png`` every ``every_n_epochs`` epochs and ``<output_dir>/<name>.png``
+at the end of training, and hands each figure to every logger (:func:`vaelab.loggers.publish_figure`:
+TensorBoard images, MLflow artifacts). The images it encodes are the first ``num_points`` validation images,
+taken once, so the figures of different epochs are comparable; each drawing encodes them once for all figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from vaelab.loggers import publish_figure
+from vaelab.model_figures import FIGURES, FROM_IMAGES, TRAINING_FIGURES, FigureSettings, draw_figures
+from vaelab.models.base import ELBOModule
+
+
+def first_images(loader: Iterable[tuple[torch.Tensor, torch.Tensor]], count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` ``(images, labels)`` a loader yields, concatenated."""
+    images, labels, taken = [], [], 0
+    for batch_images, batch_labels in loader:
+        images.append(batch_images)
+        labels.append(batch_labels)
+        taken += len(batch_images)
+        if taken >= count:
+            break
+    return torch.cat(images)[:count], torch.cat(labels)[:count]
+
+
+class FigureLogger(pl.Callback):
+    """Draws ``names`` (default ``TRAINING_FIGURES``: latent scatter, latent grid, centre decode; any of
+    ``vaelab.model_figures.FIGURES``) on validation images; the other arguments are ``FigureSettings``'."""
+
+    def __init__(
+        self,
+        output_dir: str,
+        every_n_epochs: int = 1,
+        names: Sequence[str] | None = None,
+        num_points: int = 2000,
+        grid_size: int = 20,
+        digits: Sequence[int] | None = None,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.every_n_epochs = every_n_epochs
+        self.names = list(names) if names is not None else list(TRAINING_FIGURES)
+        unknown = sorted(set(self.names) - set(FIGURES))
+        if unknown:
+            raise ValueError(f"callbacks.figures.names: unknown figures {unknown}; choose from {list(FIGURES)}")
+        digits = list(digits) if digits is not None else None
+        self.settings = FigureSettings(num_points=num_points, grid_size=grid_size, digits=digits)
+        self._points: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._logged_step: int | None = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: ELBOModule) -> None:
+        if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._emit(trainer, pl_module, suffix=f"_epoch{trainer.current_epoch:03d}")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: ELBOModule) -> None:
+        self._emit(trainer, pl_module, suffix="")
+
+    def _validation_points(self, trainer: pl.Trainer) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self._points is None:
+            loaders = trainer.val_dataloaders
+            loader = loaders[0] if isinstance(loaders, Sequence) and loaders else loaders
+            if not loader:
+                return None
+            self._points = first_images(loader, self.settings.num_points)
+        return self._points
+
+    def _emit(self, trainer: pl.Trainer, pl_module: ELBOModule, suffix: str) -> None:
+        if not trainer.is_global_zero or not self.names:
+            return
+        if FROM_IMAGES & set(self.names):
+            points = self._validation_points(trainer)
+            if points is None:
+                rank_zero_warn(f"{type(self).__name__}: no validation data, no figures drawn")
+                return
+        else:  # figures of the model alone (centre decode, samples): no images needed
+            points = (torch.empty(0, 1, 28, 28), torch.empty(0, dtype=torch.long))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        new_step = self._logged_step != trainer.global_step  # the final call may repeat the last epoch's
+        for name, figure in draw_figures(pl_module, *points, self.names, self.settings).items():
+            png_file = self.output_dir / f"{name}{suffix}.png"
+            figure.savefig(png_file)
+            publish_figure(trainer.loggers, name, figure, png_file, trainer.global_step if new_step else None)
+        self._logged_step = trainer.global_step

@@ -1,0 +1,48 @@
+"""``history.csv`` in the run folder: one row per epoch, the plain record evaluation and sweep summaries read."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Checkpoint
+
+from vaelab.run_folder import HISTORY_COLUMNS, RunFolder
+
+
+class EpochHistory(Checkpoint):
+    """Appends ``epoch, step`` and the epoch means (``HISTORY_COLUMNS``) after every training epoch.
+
+    A ``Checkpoint`` subclass only for its place in Lightning's hook order: checkpoint callbacks run their
+    ``on_train_epoch_end`` after the LightningModule's, which is where the training means are logged. A resumed
+    run first drops the rows after the step it resumes from, so the file reads like one uninterrupted run.
+    """
+
+    def __init__(self, run_dir: str) -> None:
+        self.file = RunFolder(Path(run_dir)).history_file
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        rows = RunFolder(self.file.parent).read_history()
+        kept = [row for row in rows if row["step"] <= trainer.global_step]
+        if len(kept) != len(rows):
+            self._write(kept, mode="w")
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        row = {name: float(metrics[name]) for name in HISTORY_COLUMNS if name in metrics}
+        self._write([{"epoch": trainer.current_epoch, "step": trainer.global_step, **row}], mode="a")
+
+    def _write(self, rows: list[dict[str, float]], mode: str) -> None:
+        new_file = mode == "w" or not self.file.is_file()
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        with self.file.open("w" if new_file else "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerows({key: "" if math.isnan(value) else value for key, value in row.items()} for row in rows)

@@ -1,0 +1,115 @@
+"""The layout of a run folder: what ``train.py`` writes there, and what evaluation and sweep summaries read back.
+
+    <run>/.hydra/                  Hydra's record of the job: config.yaml, hydra.yaml (choices), overrides.yaml
+    <run>/checkpoints/             best-epochNNN.ckpt (lowest val/loss), last.ckpt (end of the latest epoch)
+    <run>/history.csv              one row per epoch: epoch, step and the epoch means of train/* and val/*
+    <run>/metrics.json             the final metrics and facts, with "status" (completed, pruned, failed, ...)
+    <run>/FAILED                   a failed sweep job's error line (and traceback)
+    <run>/figures/ tensorboard/ csv/ mlflow/   what the callbacks and loggers write
+
+A sweep is a folder of such run folders (``<sweep>/<job number>/``). Where runs go is set in
+``conf/hydra/default.yaml``; the callbacks' folders in ``conf/callbacks/default.yaml``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINTS = "best*.ckpt"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+FAILED_FILE = "FAILED"
+HISTORY_COLUMNS = ("epoch", "step", "train/recon", "train/kl", "train/loss", "train/nelbo", "train/kl_weight",
+                   "val/recon", "val/kl", "val/loss", "val/nelbo")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> RunFolder | None:
+        """The run folder a checkpoint was saved in, if it is laid out as train.py lays it out."""
+        parent = Path(checkpoint).resolve().parent
+        return cls(parent.parent) if parent.name == CHECKPOINTS else None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / LAST_CHECKPOINT
+
+    def best_checkpoint(self) -> Path | None:
+        """The newest ``best*.ckpt``, if any."""
+        best = sorted(self.checkpoints.glob(BEST_CHECKPOINTS))
+        return best[-1] if best else None
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def failed_file(self) -> Path:
+        return self.path / FAILED_FILE
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+
+    def read_metrics(self) -> dict[str, Any]:
+        """``metrics.json``, or {} when it is missing or unreadable (a job that never finished)."""
+        try:
+            metrics = json.loads(self.metrics_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return metrics if isinstance(metrics, dict) else {}
+
+    def read_history(self) -> list[dict[str, float]]:
+        """The rows of ``history.csv`` (numbers; an empty cell is NaN), or [] without one."""
+        if not self.history_file.is_file():
+            return []
+        with self.history_file.open(newline="") as handle:
+            return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+    def overrides(self) -> list[str]:
+        """The command-line overrides of the job (``.hydra/overrides.yaml``), or [] without a record."""
+        return _read_yaml(self.path / ".hydra" / "overrides.yaml") or []
+
+    def config_choices(self) -> dict[str, str]:
+        """The config group choices of the job (``model: conv_vae``, ``experiment: ...``)."""
+        hydra = _read_yaml(self.path / ".hydra" / "hydra.yaml") or {}
+        choices = hydra.get("hydra", {}).get("runtime", {}).get("choices", {}) if isinstance(hydra, dict) else {}
+        return {key: value for key, value in choices.items() if isinstance(value, str)}
+
+    def is_job(self) -> bool:
+        """True for a folder Hydra ran a job in (it has ``.hydra/overrides.yaml``)."""
+        return (self.path / ".hydra" / "overrides.yaml").is_file()
+
+
+def _read_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else float("nan")
+    except ValueError:
+        return float("nan")
