@@ -12,12 +12,11 @@ os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> list[dict] | None:
     from vaelab.evaluation import evaluate
     from vaelab.jobs import run_job
 
-    results = run_job(evaluate, cfg)
-    return results[0]["loss"] if results else None
+    return run_job(evaluate, cfg)  # the metrics of every checkpoint evaluated (one, or each run compared)
 
 
 if __name__ == "__main__":

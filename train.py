@@ -17,6 +17,7 @@ def main(cfg: DictConfig) -> float | None:
     from vaelab.training import train
 
     metrics = run_job(train, cfg)  # None: a sweep job that failed (recorded in its folder)
+    # optimized_metric is checked against the metrics a run logs before it trains (training.check_optimized_metric).
     return metrics.get(cfg.get("optimized_metric")) if metrics else None
 
 

@@ -1,58 +1,21 @@
-"""Shared fixtures: tiny MNIST-format data sets written as real IDX files, and the real data when present."""
+"""Shared fixtures: tiny MNIST-format data sets written as real IDX files, the real data when present, a trained
+sweep and an MLflow store shared by the session. Helper functions live in helpers.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import struct
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 from filelock import FileLock
 
 # The suite runs as two pytest-xdist workers on a 2-core machine, and many tests start training processes:
 # one intra-op thread each, so no two multi-threaded PyTorch processes spin against each other (~5x slower).
+# Set for the whole session before torch is imported, and inherited by every process a test starts.
 os.environ["OMP_NUM_THREADS"] = "1"
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
-TINY_TRAIN, TINY_TEST = 600, 200
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array in the IDX format MNIST uses (magic 0x08 = unsigned byte, big-endian dims)."""
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images whose content depends on the label: a bright 8x8 block at a label-dependent place, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, size=count)
-    images = (rng.random((count, 28, 28)) * 40).astype(np.uint8)
-    for image, label in zip(images, labels):
-        row, col = 2 + (label // 5) * 14, 2 + (label % 5) * 5
-        image[row : row + 10, col : col + 6] = 230
-    return images, labels
-
-
-def write_mnist(root: Path, train: int = TINY_TRAIN, test: int = TINY_TEST) -> Path:
-    """A folder ``root`` with ``MNIST/raw/*-ubyte`` as torchvision expects; returns ``root``."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, count, seed in (("train", train, 0), ("t10k", test, 1)):
-        images, labels = synthetic_digits(count, seed)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-    return root
+from helpers import REAL_DATA_DIR, STEP_LR, SWEPT_MODELS, run_script, tiny_data_overrides, write_mnist  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +28,6 @@ def real_mnist() -> Path:
     if not (REAL_DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip(f"real MNIST not present in {REAL_DATA_DIR}")
     return REAL_DATA_DIR
-
-
-# The models, in the job order of the `trained_sweep` fixture.
-SWEPT_MODELS = ("vae", "conv_vae", "cond_conv_vae")
-# A learning-rate schedule whose curve is easy to check: 1e-3, then 5e-4.
-STEP_LR = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"
 
 
 def shared_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -128,108 +85,3 @@ def mlflow_store(empty_mlflow_store: Path, tmp_path: Path) -> str:
     store = tmp_path / "mlflow.db"
     shutil.copyfile(empty_mlflow_store, store)
     return f"sqlite:///{store}"
-
-
-# Runs that check something other than the figures skip drawing them (about 1.5 s per epoch).
-NO_FIGURES = ["~callbacks.figures"]
-
-
-def compose_config(config_name: str, overrides: list[str]):
-    """The composed config of ``train``/``eval`` with these overrides, as ``train.py``/``evaluate.py`` build it."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
-
-
-def tiny_data_overrides(data_dir: Path) -> list[str]:
-    """Hydra overrides that point a run at the tiny data set, offline."""
-    return [f"data.data_dir={data_dir}", "data.fallback_data_dirs=[]", "data.download=false", "data.val_size=100"]
-
-
-def run_script(script: str, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``train.py``/``evaluate.py`` as a user would, from the project root."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / script), *overrides],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def run_inline(script: str, *overrides: str) -> subprocess.CompletedProcess:
-    """Run ``train.py``/``evaluate.py`` inside this process, as ``python <script> <overrides>`` would (same
-    ``__main__``, Hydra's command-line handling, exit status and output), without the ~10 s of starting Python
-    and importing torch and Lightning again. For runs that stop early (errors, ``--help``), short runs and a sweep's
-    parent process (its launcher's workers stay processes); the process-wide state a run touches (argv, environment, logging, Hydra's singletons, threads, signals) is put back after."""
-    import contextlib
-    import io
-    import logging
-    import runpy
-    import signal
-
-    import torch
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    saved_argv, saved_environ, saved_threads = sys.argv, dict(os.environ), torch.get_num_threads()
-    saved_signals = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    loggers = [logging.getLogger(), logging.getLogger("lightning")]
-    saved_logging = [(logger.handlers[:], logger.level) for logger in loggers]
-    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
-    sys.argv = [str(PROJECT_ROOT / script), *overrides]
-    os.environ.pop("HYDRA_FULL_ERROR", None)
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            runpy.run_path(str(PROJECT_ROOT / script), run_name="__main__")
-    except SystemExit as exit_:
-        returncode = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_environ)
-        torch.set_num_threads(saved_threads)
-        for number, handler in saved_signals.items():
-            signal.signal(number, handler)
-        for logger, (handlers, level) in zip(loggers, saved_logging):
-            for handler in logger.handlers[:]:
-                if handler not in handlers:
-                    logger.removeHandler(handler)
-                    handler.close()
-            logger.handlers[:] = handlers
-            logger.setLevel(level)
-        HydraConfig.instance().cfg = None
-        GlobalHydra.instance().clear()
-    return subprocess.CompletedProcess(sys.argv, returncode, stdout.getvalue(), stderr.getvalue())
-
-
-def tensorboard_run(run_dir: Path) -> Path:
-    """The one TensorBoard run folder of a run, ``<run_dir>/tensorboard/<run name>``."""
-    (found,) = {path.parent for path in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}
-    return found
-
-
-def free_port() -> int:
-    """A port nothing listens on, on 127.0.0.1 (for a server a test starts and stops)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def get_json(url: str, timeout: float, body: dict[str, Any] | None = None) -> Any:
-    """GET (or POST ``body`` as JSON to) ``url``, retrying until the server answers or ``timeout`` passes."""
-    deadline = time.time() + timeout
-    data = json.dumps(body).encode() if body is not None else None
-    while True:
-        try:
-            request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return json.loads(response.read())
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.5)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import NO_FIGURES, compose_config, run_inline, tiny_data_overrides
+from helpers import NO_FIGURES, compose_config, run_inline, tiny_data_overrides
 from vaelab.checkpoints import read_checkpoint
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import SWEPT_MODELS, run_inline, run_script, tensorboard_run, tiny_data_overrides
+from helpers import SWEPT_MODELS, run_inline, run_script, tensorboard_run, tiny_data_overrides
 
 EXPECTED_FIGURES = {
     "vae": ["latent_scatter", "latent_grid", "centre_decode"],

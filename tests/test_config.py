@@ -7,9 +7,8 @@ from pathlib import Path
 import hydra.utils
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
 
-from conftest import PROJECT_ROOT
+from helpers import PROJECT_ROOT, compose_config
 from vaelab.data import MNISTDataModule
 from vaelab.errors import user_error
 from vaelab.models import ELBOModule
@@ -22,17 +21,10 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (PROJECT_ROOT / "conf" / group).glob("*.yaml"))
 
 
-def compose_config(name: str, overrides: list[str], tmp_path: Path) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name=name, overrides=[f"paths.output_dir={tmp_path}", *overrides])
-    OmegaConf.resolve(cfg)  # every interpolation resolves
-    return cfg
-
-
-def test_groups_have_the_expected_options() -> None:
-    assert options("model") == ["cond_conv_vae", "conv_vae", "vae"]
-    assert options("trainer") == ["cpu", "default", "gpu", "multi_gpu"]
-    assert options("logger") == ["csv", "many", "mlflow", "none", "tensorboard"]
+@pytest.mark.parametrize("model", options("model"))
+def test_each_model_config_builds_the_class_of_its_name(model: str, tmp_path: Path) -> None:
+    # evaluate.py's results name the model by the class's model_name: it must be the model= choice that built it
+    assert build_model(compose_config("train", [f"model={model}"], tmp_path).model).model_name == model
 
 
 @pytest.mark.parametrize("model", options("model"))
@@ -85,11 +77,6 @@ def test_eval_config_needs_a_checkpoint(tmp_path: Path) -> None:
     assert cfg.ckpt_path == "some.ckpt" and "model" not in cfg
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         assert compose(config_name="eval").ckpt_path is None
-
-
-def test_debug_preset(tmp_path: Path) -> None:
-    cfg = compose_config("train", ["debug=fast"], tmp_path)
-    assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 5
 
 
 EXPERIMENT_MODELS = [(experiment, model) for experiment in options("experiment") for model in options("model")

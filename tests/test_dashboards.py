@@ -18,7 +18,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import SWEPT_MODELS, free_port, get_json, run_inline, tiny_data_overrides
+from helpers import SWEPT_MODELS, free_port, get_json, run_inline, tiny_data_overrides
 from vaelab.projector import BOOKMARK, CONFIG_FILE, write_projector
 from vaelab.tensorboard_logger import TensorBoardLogger
 

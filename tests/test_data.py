@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TEST, TINY_TRAIN, synthetic_digits, write_mnist
+from helpers import TINY_TEST, TINY_TRAIN, synthetic_digits, write_mnist
 from vaelab.data import MNISTDataModule
 from vaelab.data.mnist import locate_mnist
 from vaelab.errors import VaelabError

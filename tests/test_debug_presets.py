@@ -9,7 +9,7 @@ import hydra.utils
 import lightning.pytorch as pl
 import torch
 
-from conftest import NO_FIGURES, compose_config, tiny_data_overrides
+from helpers import NO_FIGURES, compose_config, tiny_data_overrides
 from vaelab.training import build_model, train
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from test_models import small_batch
+from helpers import small_batch, train_steps
 from vaelab.models import VAE, CondConvVAE
 from vaelab.models.probability import gaussian_log_density, iwae_log_likelihood
 
@@ -16,13 +16,9 @@ from vaelab.models.probability import gaussian_log_density, iwae_log_likelihood
 def trained_vae() -> tuple[VAE, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     model = VAE(latent_dim=2, hidden_dims=(64,))
-    optimizer = model.configure_optimizers()
     images, labels = small_batch(128)
-    for _ in range(100):
-        loss = model.loss_terms(images, labels)["loss"].mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    for _ in train_steps(model, images, labels, steps=100):
+        pass
     return model.eval(), images, labels
 
 

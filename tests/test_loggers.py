@@ -16,7 +16,7 @@ from omegaconf import ListConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from conftest import SWEPT_MODELS, free_port, get_json, tensorboard_run
+from helpers import SWEPT_MODELS, free_port, get_json, tensorboard_run
 from vaelab.config_tree import run_tags
 from vaelab.errors import VaelabError
 from vaelab.loggers import MLFlowLogger, check_mlflow

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 
+from helpers import PROJECT_ROOT, small_batch, train_steps
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
 from vaelab.errors import VaelabError
@@ -13,15 +17,6 @@ from vaelab.models import VAE, CondConvVAE, ConvVAE, ELBOModule
 from vaelab.models.probability import bernoulli_nll, gaussian_kl
 
 MODEL_CLASSES = [VAE, ConvVAE, CondConvVAE]
-
-
-def small_batch(size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 10, (size,), generator=generator)
-    images = torch.rand(size, 1, 28, 28, generator=generator) * 0.2
-    for image, label in zip(images, labels):  # a label-dependent bright block, learnable
-        image[0, 4 + 2 * label : 10 + 2 * label, 6:20] = 0.9
-    return images, labels
 
 
 @pytest.mark.parametrize("model_class", MODEL_CLASSES)
@@ -62,16 +57,10 @@ def test_reconstruction_loss_is_summed_bce_per_image() -> None:
 def test_loss_is_finite_and_decreases(model_class: type[ELBOModule]) -> None:
     torch.manual_seed(0)
     model = model_class()
-    optimizer = model.configure_optimizers()
     images, labels = small_batch()
     losses, kls = [], []
-    for _ in range(40):
-        terms = model.loss_terms(images, labels)
-        loss = terms["loss"].mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    for terms in train_steps(model, images, labels, steps=40):
+        losses.append(terms["loss"].mean().item())
         kls.append(terms["kl"].min().item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert min(kls) >= 0
@@ -164,3 +153,30 @@ def test_checkpoint_of_another_model_or_garbage_is_one_clear_error(tmp_path: Pat
     )
     with pytest.raises(VaelabError, match="do not fit ConvVAE"):
         load_model(mismatched)
+
+
+def test_the_maths_and_the_models_package_import_no_plotting() -> None:
+    code = ("import sys, vaelab.models, vaelab.models.probability, vaelab.models.networks, vaelab.models.inference;"
+            "print(sorted(name for name in ('matplotlib', 'lightning') if name in sys.modules))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_no_import_runs_from_the_models_up_to_figures_loggers_or_entry_points() -> None:
+    for source in (PROJECT_ROOT / "src" / "vaelab" / "models").glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in (n for n in names if n.startswith("vaelab")):
+                assert name.startswith(("vaelab.models", "vaelab.errors")), f"{source.name} imports {name}"
+
+
+def test_residual_blocks_add_depth_and_leave_the_reference_architecture_alone() -> None:
+    images, labels = small_batch(8)
+    plain, deep = CondConvVAE(), CondConvVAE(residual_blocks=2)
+    assert deep.loss_terms(images, labels)["loss"].shape == (8,)
+    extra = sum(p.numel() for p in deep.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * 2 * sum(2 * (c * c * 9 + c) for c in (32, 64))  # 2 blocks x 2 scales x 2 sides x 2 convs
+    assert not any("blocks" in key for key in plain.state_dict())  # checkpoints of the default model load as before
+    with pytest.raises(VaelabError, match="residual_blocks"):
+        ConvVAE(residual_blocks=-1)

@@ -8,7 +8,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from conftest import PROJECT_ROOT
+from helpers import PROJECT_ROOT
 
 # A torch build vaelab was not tested with but supports, as a CUDA wheel names itself.
 OTHER_TORCH = {"torch": "2.9.0+cu126", "torchvision": "0.24.0+cu126"}

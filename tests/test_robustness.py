@@ -16,7 +16,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import (
+from helpers import (
     NO_FIGURES,
     PROJECT_ROOT,
     compose_config,
@@ -31,10 +31,6 @@ from vaelab.models.base import EVAL_NOISE_SEED
 from vaelab.training import train
 
 FAST = ["trainer.limit_val_batches=1", "data.batch_size=50", "callbacks.figures.grid_size=4", "test=false"]
-
-
-def compose_train(tmp_path: Path, overrides: list[str]):
-    return compose_config("train", [f"paths.output_dir={tmp_path}", *overrides])
 
 
 def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path, mlflow_store: str) -> None:
@@ -74,11 +70,11 @@ def test_last_checkpoint_is_the_last_epoch_and_resume_is_exact(tiny_mnist: Path,
     common = ["model=vae", *FAST, *NO_FIGURES, "trainer.limit_train_batches=4", "model.optimizer.lr=0.03", "logger=csv",
               *tiny_data_overrides(tiny_mnist)]  # fmt: skip
     straight, interrupted = tmp_path / "straight", tmp_path / "resumed"
-    train(compose_train(straight, [*common, "trainer.max_epochs=4"]))
-    train(compose_train(interrupted, [*common, "trainer.max_epochs=2"]))
+    train(compose_config("train", [*common, "trainer.max_epochs=4"], straight))
+    train(compose_config("train", [*common, "trainer.max_epochs=2"], interrupted))
     last = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 1 and last["global_step"] == 8  # the last epoch, whichever epoch was best
-    train(compose_train(interrupted, [*common, "trainer.max_epochs=4", f"resume={interrupted}"]))
+    train(compose_config("train", [*common, "trainer.max_epochs=4", f"resume={interrupted}"], interrupted))
 
     def history(run: Path) -> dict[str, dict[int, float]]:
         rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
@@ -97,11 +93,15 @@ def test_resume_stretches_a_cosine_schedule(tiny_mnist: Path, tmp_path: Path) ->
     common = ["model=vae", *FAST, *NO_FIGURES, "trainer.limit_train_batches=2", "logger=none", "model.optimizer.lr=0.01",
               scheduler, *tiny_data_overrides(tiny_mnist)]  # fmt: skip
     run_dir = tmp_path / "run"
-    train(compose_train(run_dir, [*common, "trainer.max_epochs=2"]))
+    train(compose_config("train", [*common, "trainer.max_epochs=2"], run_dir))
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0, abs=1e-12)  # annealed to 0
     # Resumed with a schedule that now ends at epoch 4 (what T_max: ${trainer.max_epochs} gives for max_epochs=4).
-    train(compose_train(run_dir, [*common, "model.scheduler.T_max=4", "trainer.max_epochs=3", f"resume={run_dir}"]))
+    train(
+        compose_config(
+            "train", [*common, "model.scheduler.T_max=4", "trainer.max_epochs=3", f"resume={run_dir}"], run_dir
+        )
+    )
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 2 and last["lr_schedulers"][0]["T_max"] == 4
     # After 3 of 4 epochs: 0.01 * (1 + cos(3 pi / 4)) / 2 (the old T_max would give 0 and then climb to 0.005).
@@ -148,18 +148,18 @@ def test_sigterm_leaves_a_resumable_checkpoint(tiny_mnist: Path, tmp_path: Path)
 def test_same_seed_same_losses(tiny_mnist: Path, tmp_path: Path) -> None:
     overrides = ["model=conv_vae", *FAST, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "logger=none",
                  *tiny_data_overrides(tiny_mnist)]  # fmt: skip
-    first = train(compose_train(tmp_path / "a", overrides))
-    second = train(compose_train(tmp_path / "b", overrides))
+    first = train(compose_config("train", overrides, tmp_path / "a"))
+    second = train(compose_config("train", overrides, tmp_path / "b"))
     keys = ["train/loss", "train/recon", "train/kl", "val/loss"]
     assert [first[k] for k in keys] == [second[k] for k in keys]
-    other = train(compose_train(tmp_path / "c", [*overrides, "seed=7"]))
+    other = train(compose_config("train", [*overrides, "seed=7"], tmp_path / "c"))
     assert other["train/loss"] != first["train/loss"]
 
 
 def test_kl_warmup_ramps_the_weight(tiny_mnist: Path, tmp_path: Path) -> None:
     overrides = ["model=vae", "model.kl_warmup_epochs=4", *FAST, "trainer.max_epochs=2", "trainer.limit_train_batches=3",
                  "logger=csv", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
-    metrics = train(compose_train(tmp_path, overrides))
+    metrics = train(compose_config("train", overrides))
     assert metrics["train/kl_weight"] == pytest.approx(0.5)  # 2 of 4 warm-up epochs done
     # The logged loss keeps the full beta (comparable across epochs); only the optimised objective ramps.
     assert metrics["train/loss"] == pytest.approx(metrics["train/recon"] + metrics["train/kl"], rel=1e-5)

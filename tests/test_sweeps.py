@@ -18,7 +18,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import (
+from helpers import (
     NO_FIGURES,
     PROJECT_ROOT,
     free_port,
