@@ -159,7 +159,7 @@ def test_same_seed_same_losses(tiny_mnist: Path, tmp_path: Path) -> None:
 def test_kl_warmup_ramps_the_weight(tiny_mnist: Path, tmp_path: Path) -> None:
     overrides = ["model=vae", "model.kl_warmup_epochs=4", *FAST, "trainer.max_epochs=2", "trainer.limit_train_batches=3",
                  "logger=csv", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
-    metrics = train(compose_config("train", overrides))
+    metrics = train(compose_config("train", overrides, tmp_path))
     assert metrics["train/kl_weight"] == pytest.approx(0.5)  # 2 of 4 warm-up epochs done
     # The logged loss keeps the full beta (comparable across epochs); only the optimised objective ramps.
     assert metrics["train/loss"] == pytest.approx(metrics["train/recon"] + metrics["train/kl"], rel=1e-5)

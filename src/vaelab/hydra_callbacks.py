@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError
 from vaelab.loggers import SWEEP_RUN_FILE, check_mlflow
-from vaelab.run_folder import FAILED_FILE
+from vaelab.run_folder import FAILED_FILE, JOB_RECORD
 
 
 def failed_jobs(sweep_dir: Path, since: float) -> tuple[list[Path], list[Path]]:
@@ -22,7 +22,7 @@ def failed_jobs(sweep_dir: Path, since: float) -> tuple[list[Path], list[Path]]:
     def new(path: Path) -> bool:
         return path.is_file() and path.stat().st_mtime >= since
 
-    jobs = [p.parents[1] for p in sweep_dir.glob("*/.hydra/overrides.yaml") if new(p)]
+    jobs = [p.parents[1] for p in sweep_dir.glob(f"*/{JOB_RECORD}") if new(p)]
     failed = sorted((job for job in jobs if new(job / FAILED_FILE)), key=lambda job: (len(job.name), job.name))
     return jobs, failed
 

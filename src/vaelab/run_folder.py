@@ -27,6 +27,7 @@ BEST_CHECKPOINTS = "best*.ckpt"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "FAILED"
+JOB_RECORD = ".hydra/overrides.yaml"  # every folder Hydra ran a job in has one
 HISTORY_COLUMNS = ("epoch", "step", "train/recon", "train/kl", "train/loss", "train/nelbo", "train/kl_weight",
                    "val/recon", "val/kl", "val/loss", "val/nelbo")  # fmt: skip
 
@@ -91,7 +92,7 @@ class RunFolder:
 
     def overrides(self) -> list[str]:
         """The command-line overrides of the job (``.hydra/overrides.yaml``), or [] without a record."""
-        return _read_yaml(self.path / ".hydra" / "overrides.yaml") or []
+        return _read_yaml(self.path / JOB_RECORD) or []
 
     def config_choices(self) -> dict[str, str]:
         """The config group choices of the job (``model: conv_vae``, ``experiment: ...``)."""
@@ -101,7 +102,7 @@ class RunFolder:
 
     def is_job(self) -> bool:
         """True for a folder Hydra ran a job in (it has ``.hydra/overrides.yaml``)."""
-        return (self.path / ".hydra" / "overrides.yaml").is_file()
+        return (self.path / JOB_RECORD).is_file()
 
 
 def _read_yaml(path: Path) -> Any:

@@ -19,7 +19,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from vaelab.errors import VaelabError, check_number
-from vaelab.models.optimization import DEFAULT_OPTIMIZER, build_optimization, stretch_schedules
+from vaelab.models.optimization import build_optimization, optimizer_config, stretch_schedules
 from vaelab.models.probability import bernoulli_nll, gaussian_kl
 
 LOGGED_TERMS = ("recon", "kl", "loss")
@@ -65,19 +65,13 @@ class ELBOModule(pl.LightningModule):
         self.latent_dim = latent_dim
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
-        self.optimizer_config = dict(optimizer if optimizer is not None else DEFAULT_OPTIMIZER)
+        self.optimizer_config = optimizer_config(optimizer)
         self.scheduler_config = dict(scheduler) if scheduler else None
-        if not self.optimizer_config.get("_partial_", False):
-            raise VaelabError("model.optimizer needs `_partial_: true` so the module can bind its parameters.")
-        check_number("model.optimizer.lr", self.optimizer_config.get("lr", 1.0), minimum=0, strict=True)
         # Per-stage means of (recon, kl, loss) over the images of the current epoch (synced across DDP processes
         # once, at epoch end; the evaluation samplers do not pad, so every real image counts exactly once).
         for stage in STAGES:  # train_means, val_means, test_means
-            setattr(
-                self,
-                f"{stage}_means",
-                nn.ModuleDict({term: MeanMetric(nan_strategy="disable") for term in LOGGED_TERMS}),
-            )
+            means = {term: MeanMetric(nan_strategy="disable") for term in LOGGED_TERMS}
+            setattr(self, f"{stage}_means", nn.ModuleDict(means))
         # The sampling noise of each stage comes from its own generator, not the global RNG: the
         # training one is saved in checkpoints, so a resumed run draws what the uninterrupted one would.
         self._noise: dict[str, torch.Generator] = {}
@@ -192,9 +186,7 @@ class ELBOModule(pl.LightningModule):
         values = {name: mean.compute() for name, mean in means.items()}
         for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "loss" and stage != "test")
-        self.log(f"{stage}/nelbo", values["recon"] + values["kl"])
-        for mean in means.values():
-            mean.reset()
+        self.log(f"{stage}/nelbo", values["recon"] + values["kl"])  # the means reset when the next epoch starts
 
     def on_train_epoch_start(self) -> None:
         self._reset_epoch("train")

@@ -8,11 +8,22 @@ from typing import Any
 import hydra.utils
 import torch
 
+from vaelab.errors import VaelabError, check_number
+
 # What a model built in Python (not from conf/optimizer/) trains with: Adam, lr 1e-3, fused.
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "fused": True}
 # Scheduler attributes that say where a schedule ends: a resumed run takes them from its config
 # (a longer ``trainer.max_epochs`` stretches a cosine schedule) instead of from the checkpoint.
 SCHEDULE_HORIZON_ATTRIBUTES = ("T_max",)
+
+
+def optimizer_config(optimizer: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The model's optimizer config (``DEFAULT_OPTIMIZER`` if None), checked: ``_partial_`` and a positive lr."""
+    config = dict(optimizer if optimizer is not None else DEFAULT_OPTIMIZER)
+    if not config.get("_partial_", False):
+        raise VaelabError("model.optimizer needs `_partial_: true` so the module can bind its parameters.")
+    check_number("model.optimizer.lr", config.get("lr", 1.0), minimum=0, strict=True)
+    return config
 
 
 def build_optimization(
