@@ -28,6 +28,7 @@ from helpers import (
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
 from vaelab.models.base import EVAL_NOISE_SEED
+from vaelab.run_folder import RunFolder
 from vaelab.training import train
 
 FAST = ["trainer.limit_val_batches=1", "data.batch_size=50", "callbacks.figures.grid_size=4", "test=false"]
@@ -74,7 +75,13 @@ def test_last_checkpoint_is_the_last_epoch_and_resume_is_exact(tiny_mnist: Path,
     train(compose_config("train", [*common, "trainer.max_epochs=2"], interrupted))
     last = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 1 and last["global_step"] == 8  # the last epoch, whichever epoch was best
+    with (interrupted / "history.csv").open("a") as history_file:  # a row written after the checkpoint it resumes
+        history_file.write("2,12,1.0,1.0,1.0,1.0,,1.0,1.0,1.0,1.0\n")  # from (the process died in between)
     train(compose_config("train", [*common, "trainer.max_epochs=4", f"resume={interrupted}"], interrupted))
+    rows = {run: RunFolder(run).read_history() for run in (straight, interrupted)}
+    assert [(r["epoch"], r["step"]) for r in rows[interrupted]] == [(0, 4), (1, 8), (2, 12), (3, 16)]
+    for name in ("train/loss", "val/loss", "val/kl"):
+        assert [r[name] for r in rows[interrupted]] == pytest.approx([r[name] for r in rows[straight]], abs=1e-4)
 
     def history(run: Path) -> dict[str, dict[int, float]]:
         rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
@@ -115,6 +122,22 @@ def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path: Path) -> No
     assert result.stderr.strip().splitlines() == [
         f"error: resume={tmp_path}: no checkpoints/last.ckpt in that run folder."
     ]
+
+
+@pytest.mark.parametrize(
+    ("override", "line", "choice"),
+    [
+        ("optimized_metric=val/los", "error: optimized_metric=val/los is not a metric this run logs", "val/loss"),
+        ("callbacks.figures.names=[scatter]", "error: callbacks.figures.names: unknown figures ['scatter']", "samples"),
+    ],
+)
+def test_a_misspelled_metric_or_figure_is_one_line_naming_the_choices(
+    override: str, line: str, choice: str, tmp_path: Path
+) -> None:
+    result = run_inline("train.py", override, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line) and choice in lines[0].split("choose from ")[1]
 
 
 def test_sigterm_leaves_a_resumable_checkpoint(tiny_mnist: Path, tmp_path: Path) -> None:

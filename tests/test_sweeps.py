@@ -60,6 +60,7 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
     assert {row["status"] for row in jobs} == {"completed"}
     values = [row["val/nelbo"] for row in jobs]
     assert values == sorted(values)
+    assert {row["best_epoch"] for row in jobs} == {0}  # from each job's history.csv (one epoch each)
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert {row["overrides"] for row in rows} == {
         f"model.latent_dim={d} model.beta={b}" for d in (2, 3) for b in (0.5, 1)

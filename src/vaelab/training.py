@@ -82,7 +82,9 @@ def build(cfg: DictConfig) -> Run:
     model = build_model(cfg.model)
     resume_from, resumed_step = resume_checkpoint(cfg, model)
     timer, pruning = FitTimer(), pruning_callback(cfg)
-    callbacks = [*instantiate_group(cfg.get("callbacks")), timer, EpochHistory(str(folder.path))]
+    # history.csv before the checkpoints: an epoch's row is on disk before its last.ckpt, so a resume never lacks
+    # one (a row past the checkpoint it resumes from is dropped).
+    callbacks = [EpochHistory(str(folder.path)), *instantiate_group(cfg.get("callbacks")), timer]
     callbacks += [pruning] if pruning else []
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     if loggers and getattr(model, "scheduler_config", None):  # the learning-rate curve, as train/lr

@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from vaelab.errors import VaelabError
 from vaelab.loggers import publish_figure
 from vaelab.model_figures import FIGURES, FROM_IMAGES, TRAINING_FIGURES, FigureSettings, draw_figures
 from vaelab.models.base import ELBOModule
@@ -50,7 +51,7 @@ class FigureLogger(pl.Callback):
         self.names = list(names) if names is not None else list(TRAINING_FIGURES)
         unknown = sorted(set(self.names) - set(FIGURES))
         if unknown:
-            raise ValueError(f"callbacks.figures.names: unknown figures {unknown}; choose from {list(FIGURES)}")
+            raise VaelabError(f"callbacks.figures.names: unknown figures {unknown}; choose from {', '.join(FIGURES)}")
         digits = list(digits) if digits is not None else None
         self.settings = FigureSettings(num_points=num_points, grid_size=grid_size, digits=digits)
         self._points: tuple[torch.Tensor, torch.Tensor] | None = None
