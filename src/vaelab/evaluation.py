@@ -131,7 +131,7 @@ def evaluate_checkpoint(
         "recon": test["test/recon"],
         "kl": test["test/kl"],
         "loss": test["test/loss"],
-        # The reference study's convention (README, "Reference figures"): KL averaged over the latent dims, not summed.
+        # The reference study's convention (README, "Loss conventions"): KL averaged over the latent dims, not summed.
         "loss_kl_averaged": test["test/recon"] + test["test/kl"] / model.latent_dim,
         "iwae_samples": cfg.iwae_samples,
         "iwae_nll": float("nan"),

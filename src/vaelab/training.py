@@ -127,7 +127,7 @@ def report(run: Run, metrics: dict[str, float], checkpoints: dict[str, str]) -> 
         "status": "pruned" if run.pruned else "completed",
         "epochs": trainer.current_epoch,
         "fit_seconds": round(run.timer.seconds, 1),
-        # Wall time per epoch of this fit: training, validation and figure callbacks included.
+        # Wall time per epoch of this fit: training, validation and the figures callback included.
         "seconds_per_epoch": round(run.timer.seconds_per_epoch, 1),
         "device": describe_device(trainer.strategy.root_device),
         "threads": torch.get_num_threads(),
