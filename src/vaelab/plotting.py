@@ -106,7 +106,8 @@ def comparison(
     bars.set_xticks(positions, names, rotation=20, ha="right")
     bars.set_ylabel("nats per image (test)")
     bars.set_title("Test negative ELBO")
-    bars.legend(loc="lower right")
+    bars.set_ylim(0, 1.18 * max((r + k for r, k in zip(recon, kl)), default=1.0))  # headroom for the legend
+    bars.legend(loc="upper center", ncol=2, frameon=False)
     for name, (epochs, losses) in val_curves.items():
         curves.plot(epochs, losses, marker=".", label=name)
     curves.set_xlabel("epoch")
