@@ -24,16 +24,8 @@ from vaelab.errors import VaelabError
 from vaelab.run_folder import RunFolder
 from vaelab.tables import markdown_table, write_csv
 
-METRIC_COLUMNS = (
-    "val/loss",
-    "val/recon",
-    "val/kl",
-    "val/nelbo",
-    "test/loss",
-    "epochs",
-    "best_epoch",
-    "seconds_per_epoch",
-)
+METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
+                  "epochs", "best_epoch", "seconds_per_epoch")  # fmt: skip
 STUDY_FILE = "optuna_study.yaml"  # written by the vaelab Optuna sweeper
 
 
