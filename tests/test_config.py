@@ -7,6 +7,7 @@ from pathlib import Path
 import hydra.utils
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from helpers import PROJECT_ROOT, compose_config
 from vaelab.data import MNISTDataModule
@@ -118,3 +119,14 @@ def test_bad_values_are_caught_before_training_and_name_the_key(override: str, k
         hydra.utils.instantiate(cfg.data)
     error = user_error(raised.value)
     assert error is not None and str(error).startswith(key)
+
+
+@pytest.mark.parametrize("search", options("hparams_search"))
+@pytest.mark.parametrize("model", ["conv_vae", "cond_conv_vae"])
+def test_every_searched_key_exists_in_the_conv_models(search: str, model: str) -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hparams_search={search}", f"model={model}"],
+                      return_hydra_config=True)  # fmt: skip
+    absent = object()
+    for key in cfg.hydra.sweeper.params:  # null counts as present: model.decoder_hidden_dim is null by default
+        assert OmegaConf.select(cfg, key, default=absent) is not absent, key
