@@ -162,9 +162,9 @@ def evaluate_checkpoint(
 def save_figures(
     model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, figure_dir: Path, settings: Any
 ) -> dict[str, Figure]:
-    """Every standard figure (``vaelab.model_figures.FIGURES``) on the test split, saved as PNGs."""
-    figure_settings = FigureSettings(settings.num_points, settings.grid_size, None, settings.interpolation_steps)
-    drawn = draw_figures(model, images, labels, FIGURES, figure_settings)
+    """Every standard figure (``vaelab.model_figures.FIGURES``) on the test split, saved as PNGs; ``settings`` is
+    eval.yaml's ``figures`` (``FigureSettings``' fields)."""
+    drawn = draw_figures(model, images, labels, FIGURES, FigureSettings(**settings))
     figure_dir.mkdir(parents=True, exist_ok=True)
     for name, figure in drawn.items():
         figure.savefig(figure_dir / f"{name}.png")
