@@ -49,10 +49,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
 
     results = []
     for checkpoint_path in sources:
-        run_output = (
-            output_dir if len(sources) == 1 and not cfg.get("runs") else output_dir / run_label(checkpoint_path)
-        )
-        results.append(evaluate_checkpoint(cfg, checkpoint_path, datamodule, trainer, run_output))
+        setting, label = run_names(checkpoint_path)
+        run_output = output_dir if len(sources) == 1 and not cfg.get("runs") else output_dir / label
+        results.append(evaluate_checkpoint(cfg, checkpoint_path, datamodule, trainer, run_output, setting, label))
     if cfg.get("runs"):
         write_comparison(results, sources, output_dir, cfg.get("report_dir"))
     return results
@@ -89,24 +88,28 @@ def run_checkpoint(run_dir: Path) -> Path:
     return chosen
 
 
-def run_label(checkpoint_path: Path) -> str:
-    """A readable name for a run: its experiment or model choice, and the run folder's name."""
+def run_names(checkpoint_path: Path) -> tuple[str, str]:
+    """``(setting, label)`` of the run a checkpoint comes from: what it trained, in short (its experiment and model
+    choices, ``tuned conv_vae``), and that plus the run folder's name; the file's stem for a loose checkpoint."""
     folder = RunFolder.of_checkpoint(checkpoint_path)
     if folder is None:
-        return checkpoint_path.stem
-    return f"{run_setting(folder)}-{folder.name}"
-
-
-def run_setting(folder: RunFolder) -> str:
-    """What a run trained, in short: its experiment and model choices (``tuned conv_vae``), or the model's."""
+        return checkpoint_path.stem, checkpoint_path.stem
     choices = folder.config_choices()
-    return " ".join(name for name in (choices.get("experiment"), choices.get("model")) if name) or "run"
+    setting = " ".join(name for name in (choices.get("experiment"), choices.get("model")) if name) or "run"
+    return setting, f"{setting}-{folder.name}"
 
 
 def evaluate_checkpoint(
-    cfg: DictConfig, checkpoint_path: Path, datamodule: MNISTDataModule, trainer: pl.Trainer, output_dir: Path
+    cfg: DictConfig,
+    checkpoint_path: Path,
+    datamodule: MNISTDataModule,
+    trainer: pl.Trainer,
+    output_dir: Path,
+    setting: str,
+    label: str,
 ) -> dict[str, Any]:
-    """Test metrics, IWAE estimate, figures and projector embedding of one checkpoint."""
+    """Test metrics, IWAE estimate, figures and projector embedding of one checkpoint (``run_names`` says
+    ``setting`` and ``label``)."""
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)  # the ELBO and IWAE are Monte-Carlo estimates: seed them
     checkpoint = read_checkpoint(checkpoint_path)
@@ -114,15 +117,13 @@ def evaluate_checkpoint(
     (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
     model = model.to(trainer.strategy.root_device).eval()
     images, labels = datamodule.test_set.images, datamodule.test_set.labels
-    label = run_label(checkpoint_path)
-
     folder = RunFolder.of_checkpoint(checkpoint_path)
     training = folder.read_metrics() if folder else {}
     metrics: dict[str, Any] = {
         "checkpoint": str(checkpoint_path.resolve()),
         "model": model.model_name,
         "run": label,
-        "setting": run_setting(folder) if folder else label,
+        "setting": setting,
         "split": "test",
         "images": len(labels),
         "latent_dim": model.latent_dim,
@@ -184,8 +185,8 @@ def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, Figure], step: i
 
 def validation_curve(folder: RunFolder | None) -> tuple[list[int], list[float]] | None:
     """``val/loss`` per epoch from a run's ``history.csv``."""
-    rows = [row for row in folder.read_history() if not math.isnan(row.get("val/loss", math.nan))] if folder else []
-    return ([int(row["epoch"]) for row in rows], [row["val/loss"] for row in rows]) if rows else None
+    points = folder.validation_losses() if folder else []
+    return ([epoch for epoch, _ in points], [loss for _, loss in points]) if points else None
 
 
 def write_comparison(

@@ -15,6 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from vaelab import plotting
+from vaelab.errors import VaelabError
 from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means, inference
 
@@ -22,6 +23,13 @@ FIGURES = ("latent_scatter", "latent_grid", "centre_decode", "reconstructions", 
 TRAINING_FIGURES = ("latent_scatter", "latent_grid", "centre_decode")
 ENCODED = {"latent_scatter", "latent_grid"}  # drawn from the z_mean of the images
 FROM_IMAGES = ENCODED | {"reconstructions", "interpolation"}  # the others need the model only
+
+
+def check_figure_names(names: Sequence[str], key: str = "figures") -> None:
+    """Every name is one of ``FIGURES``; else one line naming the unknown ones and the choices."""
+    unknown = sorted(set(names) - set(FIGURES))
+    if unknown:
+        raise VaelabError(f"{key}: unknown figures {unknown}; choose from {', '.join(FIGURES)}")
 
 
 @dataclass
@@ -44,9 +52,7 @@ def draw_figures(
 ) -> dict[str, Figure]:
     """The figures ``names`` (a subset of ``FIGURES``, drawn in that order); a conditional model's grid is one
     figure per digit, ``latent_grid_digit<d>``."""
-    unknown = sorted(set(names) - set(FIGURES))
-    if unknown:
-        raise ValueError(f"unknown figures {unknown}; the standard figures are {list(FIGURES)}")
+    check_figure_names(names)
     settings = settings or FigureSettings()
     z_mean = torch.empty(0, model.latent_dim)
     if ENCODED & set(names):

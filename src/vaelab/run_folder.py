@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,11 @@ class RunFolder:
             return []
         with self.history_file.open(newline="") as handle:
             return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+    def validation_losses(self) -> list[tuple[int, float]]:
+        """``(epoch, val/loss)`` for each epoch of ``history.csv`` that validated."""
+        rows = self.read_history()
+        return [(int(row["epoch"]), row["val/loss"]) for row in rows if not math.isnan(row.get("val/loss", math.nan))]
 
     def overrides(self) -> list[str]:
         """The command-line overrides of the job (``.hydra/overrides.yaml``), or [] without a record."""

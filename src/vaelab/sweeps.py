@@ -40,8 +40,8 @@ def job_status(job: RunFolder, metrics: dict[str, Any]) -> tuple[str, str]:
 
 def best_epoch(job: RunFolder) -> float:
     """The epoch with the lowest ``val/loss`` in the job's ``history.csv`` (NaN without one)."""
-    rows = [row for row in job.read_history() if not math.isnan(row.get("val/loss", math.nan))]
-    return min(rows, key=lambda row: row["val/loss"])["epoch"] if rows else float("nan")
+    points = job.validation_losses()
+    return min(points, key=lambda point: point[1])[0] if points else float("nan")
 
 
 def collect_jobs(

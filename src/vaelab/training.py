@@ -164,10 +164,9 @@ def logged_metrics(test: bool) -> list[str]:
 def check_optimized_metric(cfg: DictConfig) -> None:
     """``optimized_metric`` (what train.py hands a sweeper) must be a metric this run logs: a misspelled one would
     give every trial the value None."""
-    name = cfg.get("optimized_metric")
-    if name is not None and name not in logged_metrics(bool(cfg.get("test"))):
-        choices = ", ".join(logged_metrics(bool(cfg.get("test"))))
-        raise VaelabError(f"optimized_metric={name} is not a metric this run logs; choose from {choices}")
+    name, choices = cfg.get("optimized_metric"), logged_metrics(bool(cfg.get("test")))
+    if name is not None and name not in choices:
+        raise VaelabError(f"optimized_metric={name} is not a metric this run logs; choose from {', '.join(choices)}")
 
 
 def resume_checkpoint(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None, int | None]:

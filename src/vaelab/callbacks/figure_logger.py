@@ -15,9 +15,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from vaelab.errors import VaelabError
 from vaelab.loggers import publish_figure
-from vaelab.model_figures import FIGURES, FROM_IMAGES, TRAINING_FIGURES, FigureSettings, draw_figures
+from vaelab.model_figures import FROM_IMAGES, TRAINING_FIGURES, FigureSettings, check_figure_names, draw_figures
 from vaelab.models.base import ELBOModule
 
 
@@ -49,9 +48,7 @@ class FigureLogger(pl.Callback):
         self.output_dir = Path(output_dir)
         self.every_n_epochs = every_n_epochs
         self.names = list(names) if names is not None else list(TRAINING_FIGURES)
-        unknown = sorted(set(self.names) - set(FIGURES))
-        if unknown:
-            raise VaelabError(f"callbacks.figures.names: unknown figures {unknown}; choose from {', '.join(FIGURES)}")
+        check_figure_names(self.names, key="callbacks.figures.names")
         digits = list(digits) if digits is not None else None
         self.settings = FigureSettings(num_points=num_points, grid_size=grid_size, digits=digits)
         self._points: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -21,12 +21,12 @@ class EpochHistory(Checkpoint):
     """
 
     def __init__(self, run_dir: str) -> None:
-        self.file = RunFolder(Path(run_dir)).history_file
+        self.folder = RunFolder(Path(run_dir))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        rows = RunFolder(self.file.parent).read_history()
+        rows = self.folder.read_history()
         kept = [row for row in rows if row["step"] <= trainer.global_step]
         if len(kept) != len(rows):
             self._write(kept, mode="w")
@@ -39,9 +39,9 @@ class EpochHistory(Checkpoint):
         self._write([{"epoch": trainer.current_epoch, "step": trainer.global_step, **row}], mode="a")
 
     def _write(self, rows: list[dict[str, float]], mode: str) -> None:
-        new_file = mode == "w" or not self.file.is_file()
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        with self.file.open("w" if new_file else "a", newline="") as handle:
+        new_file = mode == "w" or not self.folder.history_file.is_file()
+        self.folder.path.mkdir(parents=True, exist_ok=True)
+        with self.folder.history_file.open("w" if new_file else "a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
