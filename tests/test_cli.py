@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import SWEPT_MODELS, run_inline, run_script, tensorboard_run, tiny_data_overrides
+from vaelab.evaluation import figure_labels
 
 EXPECTED_FIGURES = {
     "vae": ["latent_scatter", "latent_grid", "centre_decode"],
@@ -124,6 +126,28 @@ def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path,
         assert (folder / "comparison.png").stat().st_size > 10_000
         assert (folder / "results_table.md").read_text().count("\n") == 4
     assert len([p for p in (tmp_path / "eval").iterdir() if (p / "metrics.json").is_file()]) == 2
+
+
+def test_comparison_labels_say_what_sets_runs_of_one_setting_apart(tmp_path: Path) -> None:
+    def run(name: str, setting: str, *overrides: str) -> tuple[dict[str, str], Path]:
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+        return {"setting": setting, "run": f"{setting}-{name}"}, tmp_path / name / "checkpoints" / "best.ckpt"
+
+    runs = [
+        run("a", "capacity conv_vae", "+experiment=capacity", "model=conv_vae"),
+        run("b", "capacity conv_vae", "+experiment=capacity", "model=conv_vae", "trainer.max_epochs=10"),
+        run("c", "reference vae", "+experiment=reference", "model=vae"),
+        run("d", "vae", "seed=1"),
+        run("e", "vae", "seed=1"),
+    ]
+    assert figure_labels([r for r, _ in runs], [s for _, s in runs]) == [
+        "capacity conv_vae",
+        "capacity conv_vae trainer.max_epochs=10",
+        "reference vae",
+        "vae-d",
+        "vae-e",
+    ]
 
 
 def test_evaluate_on_a_corrupt_checkpoint_is_one_line(tmp_path: Path) -> None:

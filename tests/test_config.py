@@ -8,6 +8,7 @@ import hydra.utils
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from torch import nn
 
 from helpers import PROJECT_ROOT, compose_config
 from vaelab.data import MNISTDataModule
@@ -80,23 +81,37 @@ def test_eval_config_needs_a_checkpoint(tmp_path: Path) -> None:
         assert compose(config_name="eval").ckpt_path is None
 
 
-EXPERIMENT_MODELS = [(experiment, model) for experiment in options("experiment") for model in options("model")
-                     if not (experiment == "tuned_conv" and model == "vae")]  # fmt: skip
+CONV_MODELS = ["conv_vae", "cond_conv_vae"]
+# experiment -> (the models it takes, epochs, batch size, lr, cosine schedule, out_features of the encoder's and the
+# decoder's Linear layers where it sets them)
+EXPERIMENTS = {
+    "reference": (options("model"), 30, 128, 1e-3, False, {}),
+    "tuned": (options("model"), 10, 128, 3e-3, True, {}),
+    "tuned_conv": (CONV_MODELS, 10, 128, 3e-3, True, {"encoder": [256, 2, 2], "decoder": [256, 3136]}),
+    "capacity": (CONV_MODELS, 30, 64, 0.0019, True, {"encoder": [256, 2, 2], "decoder": [512, 3136]}),
+    "capacity_dense": (["vae"], 30, 64, 0.0019, True, {"encoder": [1024, 512, 2, 2], "decoder": [512, 1024, 784]}),
+}
 
 
-@pytest.mark.parametrize(("experiment", "model"), EXPERIMENT_MODELS)
-def test_experiments_take_any_model_and_keep_a_2d_latent(experiment: str, model: str, tmp_path: Path) -> None:
+def test_every_experiment_is_checked() -> None:
+    assert sorted(EXPERIMENTS) == options("experiment")
+
+
+@pytest.mark.parametrize(("experiment", "model"), [(e, m) for e, spec in EXPERIMENTS.items() for m in spec[0]])
+def test_experiments_build_their_setting_with_a_2d_latent(experiment: str, model: str, tmp_path: Path) -> None:
+    _, epochs, batch_size, lr, cosine, widths = EXPERIMENTS[experiment]
     cfg = compose_config("train", [f"+experiment={experiment}", f"model={model}"], tmp_path)
     built = build_model(cfg.model)
-    assert built.latent_dim == 2 and cfg.data.batch_size == 128 and built.model_name == model
+    assert built.latent_dim == 2 and built.model_name == model
+    assert (cfg.trainer.max_epochs, cfg.data.batch_size) == (epochs, batch_size)
     optimizer = built.configure_optimizers()
-    if experiment.startswith("tuned"):
-        assert cfg.trainer.max_epochs == 10
-        assert type(optimizer["lr_scheduler"]["scheduler"]).__name__ == "CosineAnnealingLR"
-    else:
-        assert cfg.trainer.max_epochs == 30 and optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
-    if experiment == "tuned_conv":
-        assert built.encoder.dense[0].out_features == 256 and built.decoder.dense[0].out_features == 256
+    scheduler = optimizer["lr_scheduler"]["scheduler"] if cosine else None
+    assert type(scheduler).__name__ == ("CosineAnnealingLR" if cosine else "NoneType")
+    assert (scheduler.optimizer if cosine else optimizer).param_groups[0]["initial_lr" if cosine else "lr"] == (
+        pytest.approx(lr)
+    )
+    for side, layer_widths in widths.items():
+        assert [m.out_features for m in getattr(built, side).modules() if isinstance(m, nn.Linear)] == layer_widths
 
 
 @pytest.mark.parametrize(
@@ -121,9 +136,16 @@ def test_bad_values_are_caught_before_training_and_name_the_key(override: str, k
     assert error is not None and str(error).startswith(key)
 
 
-@pytest.mark.parametrize("search", options("hparams_search"))
-@pytest.mark.parametrize("model", ["conv_vae", "cond_conv_vae"])
-def test_every_searched_key_exists_in_the_conv_models(search: str, model: str) -> None:
+# search -> the models it is meant for (its own default model first)
+SEARCHES = {"optuna": options("model"), "conv_capacity": CONV_MODELS, "dense_capacity": ["vae"]}
+
+
+def test_every_search_is_checked() -> None:
+    assert sorted(SEARCHES) == options("hparams_search")
+
+
+@pytest.mark.parametrize(("search", "model"), [(s, m) for s, models in SEARCHES.items() for m in models])
+def test_every_searched_key_exists_in_the_models_searched(search: str, model: str) -> None:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"hparams_search={search}", f"model={model}"],
                       return_hydra_config=True)  # fmt: skip

@@ -189,14 +189,27 @@ def validation_curve(folder: RunFolder | None) -> tuple[list[int], list[float]] 
     return ([epoch for epoch, _ in points], [loss for _, loss in points]) if points else None
 
 
+def figure_labels(results: list[dict[str, Any]], sources: list[Path]) -> list[str]:
+    """Short names for the comparison figure: each run's setting (``capacity conv_vae``); where runs share one,
+    with the command-line overrides that set each apart (``capacity conv_vae trainer.max_epochs=10``); the run
+    label where even those are the same."""
+    settings = [result["setting"] for result in results]
+    overrides = [set(folder.overrides()) if (folder := RunFolder.of_checkpoint(s)) else set() for s in sources]
+    labels = []
+    for index, setting in enumerate(settings):
+        twins = [i for i, other in enumerate(settings) if other == setting]
+        shared = set.intersection(*(overrides[i] for i in twins))
+        labels.append(" ".join([setting, *sorted(overrides[index] - shared)]))
+    return [label if labels.count(label) == 1 else result["run"] for label, result in zip(labels, results)]
+
+
 def write_comparison(
     results: list[dict[str, Any]], sources: list[Path], output_dir: Path, report_dir: str | None
 ) -> None:
     """``results.csv`` and ``results.md`` (one row per run) and ``comparison.png``; copies into ``report_dir``."""
     rows = [{column: result[column] for column in RESULT_COLUMNS} for result in results]
     table = markdown_table(rows, RESULT_COLUMNS)
-    settings = [r["setting"] for r in results]
-    names = settings if len(set(settings)) == len(settings) else [r["run"] for r in results]  # short when unique
+    names = figure_labels(results, sources)
     curves = {
         name: curve
         for name, source in zip(names, sources)
