@@ -26,6 +26,7 @@ from vaelab.tables import markdown_table, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
                   "epochs", "best_epoch", "seconds_per_epoch")  # fmt: skip
+EPOCH_COLUMNS = {"epochs", "best_epoch"}
 STUDY_FILE = "optuna_study.yaml"  # written by the vaelab Optuna sweeper
 
 
@@ -63,6 +64,8 @@ def collect_jobs(
         varying = " ".join(o for o in overrides[job] if o not in common)
         row: dict[str, Any] = {"job": job.name, "overrides": varying, "status": status, "error": error}
         row.update({column: _number(metrics.get(column)) for column in metric_columns})
+        for column in EPOCH_COLUMNS & row.keys():  # counts print as 4, not 4.00
+            row[column] = row[column] if math.isnan(row[column]) else int(row[column])
         jobs.append(row)
     return jobs, common
 
