@@ -104,7 +104,8 @@ def describe_device(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"CPU {model_name}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU {model_name}, {threads} thread{'s' if threads > 1 else ''}"
 
 
 def _not_a_tip(record: logging.LogRecord) -> bool:
