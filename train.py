@@ -1,12 +1,14 @@
 """Train a VAE on MNIST. `python train.py --help` lists the config groups and options."""
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 import vaelab  # noqa: F401  (registers the config resolvers)
+from vaelab.resume import with_run_overrides
 
 os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))
 
@@ -22,4 +24,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = with_run_overrides(sys.argv)  # resume=<run> goes on with the run's own overrides
     main()

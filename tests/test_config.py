@@ -139,7 +139,12 @@ def test_bad_values_are_caught_before_training_and_name_the_key(override: str, k
 
 
 # search -> the models it is meant for
-SEARCHES = {"optuna": options("model"), "conv_capacity": CONV_MODELS, "dense_capacity": ["vae"]}
+SEARCHES = {
+    "optuna": options("model"),
+    "conv_capacity": CONV_MODELS,
+    "conv_depth": CONV_MODELS,
+    "dense_capacity": ["vae"],
+}
 
 
 def test_every_search_is_checked() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -160,12 +161,55 @@ def test_sigterm_leaves_a_resumable_checkpoint(tiny_mnist: Path, tmp_path: Path)
     # Resumed mid-epoch: no finished step is lost or repeated; it ends where an uninterrupted run would.
     steps_per_epoch = 50  # 500 training images in batches of 10
     epochs = checkpoint["epoch"] + 2
-    resumed = run_script("train.py", *command[2:-1], f"trainer.max_epochs={epochs}", f"resume={run_dir}")
+    # As the message says: resume= alone (the model, batch size and data come from the run's own overrides).
+    resumed = run_script("train.py", f"trainer.max_epochs={epochs}", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == epochs * steps_per_epoch
     adam_steps = {float(state["step"]) for state in final["optimizer_states"][0]["state"].values()}
     assert adam_steps == {float(epochs * steps_per_epoch)}
+
+
+def write_run_record(run_dir: Path, overrides: object) -> Path:
+    """A run folder's record of its command-line overrides, as Hydra writes it."""
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    return run_dir
+
+
+def composed(*overrides: str) -> tuple[dict, dict, str]:
+    """The job config and Hydra's config ``train.py`` composes for a command line, and its stderr."""
+    job, hydra = (
+        run_inline("train.py", *overrides, "--cfg", "job"),
+        run_inline("train.py", *overrides, "--cfg", "hydra"),
+    )
+    assert job.returncode == hydra.returncode == 0, job.stderr + hydra.stderr
+    return yaml.safe_load(job.stdout), yaml.safe_load(hydra.stdout)["hydra"], job.stderr
+
+
+def test_resume_goes_on_with_the_runs_own_overrides(tmp_path: Path) -> None:
+    """resume=<run> re-applies the run's overrides (a sweep job's too, as a single run); the command line's win."""
+    run = write_run_record(tmp_path / "job", ["hparams_search=optuna", "model=vae", "model.beta=0.5",
+                                              "~callbacks.figures", "+note=first", "resume=/elsewhere"])  # fmt: skip
+    job, hydra, stderr = composed(f"resume={run}")
+    assert job["model"]["_target_"] == "vaelab.models.VAE" and job["model"]["beta"] == 0.5
+    assert "figures" not in job["callbacks"] and job["note"] == "first" and job["resume"] == str(run)
+    assert job["optimized_metric"] == "val/nelbo" and hydra["mode"] == "RUN"  # the search's settings, one run
+    assert "going on with the run's overrides hparams_search=optuna model=vae" in stderr
+    # Overrides given with resume= replace the run's for the same key, in any form (~key or +key=value twice fail).
+    job, _, _ = composed("model.beta=2", "~callbacks.figures", "+note=second", f"resume={run}")
+    assert job["model"]["beta"] == 2 and "figures" not in job["callbacks"] and job["note"] == "second"
+    job, _, _ = composed("note=changed", f"resume={run}")  # a key the run added (+note) changed: added first
+    assert job["note"] == "changed"
+
+
+def test_resume_with_an_unreadable_record_of_overrides_is_one_line(tmp_path: Path) -> None:
+    run = write_run_record(tmp_path / "run", {"model": "vae"})
+    result = run_inline("train.py", f"resume={run}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {run}/.hydra/overrides.yaml: not a list of overrides; repeat the run's own overrides instead"
+    ]
 
 
 def test_same_seed_same_losses(tiny_mnist: Path, tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+"""``python train.py resume=<run folder>`` goes on with the settings the run was started with.
+
+Hydra composes a config from the command line alone, so before it does, the run's own overrides
+(``<run>/.hydra/overrides.yaml``) are put in front of the command line's: ``resume=<run>`` alone rebuilds the
+model, data and schedule the run trained with (``model=``, ``+experiment=``, a sweep job's parameters), and an
+override given with it (``trainer.max_epochs=30``) replaces the run's own for that key. The run's ``hydra.*``
+overrides (its folder, a sweep's settings) and its ``resume``/``ckpt_path`` are not taken over, and a sweep job
+resumes as a single run (``hydra.mode=RUN``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, OverrideType
+from hydra.errors import HydraException
+
+from vaelab.run_folder import JOB_RECORD, RunFolder
+
+# Hydra's command-line flags that take a value: the token after them is not an override.
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                    "--config-dir", "-cd", "--experimental-rerun"}  # fmt: skip
+NOT_TAKEN_OVER = ("resume", "ckpt_path")
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def with_run_overrides(argv: list[str]) -> list[str]:
+    """``argv`` (``sys.argv``) with the overrides of the run that ``resume=`` names put before the command line's
+    own; ``argv`` itself when there is no ``resume=`` or that folder has no record of its overrides."""
+    positions = override_positions(argv)
+    given = {index: parsed for index in positions if (parsed := parse(argv[index])) is not None}
+    resume = next((o.value() for o in reversed(given.values()) if o.key_or_group == "resume"), None)
+    if not isinstance(resume, str) or not (Path(resume) / JOB_RECORD).is_file():
+        return argv
+    taken_over = run_overrides(RunFolder(Path(resume)), list(given.values()))
+    if not taken_over:
+        return argv
+    print(f"resume={resume}: going on with the run's overrides {' '.join(taken_over)}", file=sys.stderr)
+    first, after_last = positions[0], positions[-1] + 1  # argparse wants the overrides in one run of tokens
+    run_mode = [] if any(flag in argv for flag in MULTIRUN_FLAGS) else ["hydra.mode=RUN"]
+    return [*argv[:first], *taken_over, *argv[first:after_last], *run_mode, *argv[after_last:]]
+
+
+def run_overrides(run: RunFolder, given: list[Override]) -> list[str]:
+    """The run's recorded overrides that the command line does not set itself (a key set twice can fail:
+    ``~key`` or ``+key=`` twice), without its ``hydra.*``, ``resume`` and ``ckpt_path``."""
+    try:
+        recorded = run.overrides()
+    except yaml.YAMLError:
+        recorded = None
+    if not isinstance(recorded, list) or not all(isinstance(line, str) for line in recorded):
+        print(
+            f"error: {run.path / JOB_RECORD}: not a list of overrides; repeat the run's own overrides instead",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    set_here = {(o.key_or_group, o.package) for o in given if o.type != OverrideType.CHANGE}
+    changed_here = {(o.key_or_group, o.package) for o in given if o.type == OverrideType.CHANGE}
+    kept = []
+    for line in recorded:
+        override = parse(line)
+        if override is None or override.key_or_group.split(".")[0].split("/")[0] == "hydra":
+            continue
+        key = (override.key_or_group, override.package)
+        adds = override.type in (OverrideType.ADD, OverrideType.FORCE_ADD)
+        # A key the run added (+key=) and the command line only changes (key=) must still be added first.
+        if override.key_or_group in NOT_TAKEN_OVER or key in set_here or (key in changed_here and not adds):
+            continue
+        kept.append(line)
+    return kept
+
+
+def override_positions(argv: list[str]) -> list[int]:
+    """Indexes of the override tokens of a command line (not the script, flags or flag values)."""
+    positions, index = [], 1
+    while index < len(argv):
+        token = argv[index]
+        if token.startswith("-") and not token.startswith("~"):
+            index += 2 if token in FLAGS_WITH_VALUE else 1
+            continue
+        positions.append(index)
+        index += 1
+    return positions
+
+
+def parse(line: str) -> Override | None:
+    """One override, or None for text Hydra's grammar rejects (Hydra reports it when it composes)."""
+    try:
+        return OverridesParser.create().parse_overrides([line])[0]
+    except HydraException:
+        return None
