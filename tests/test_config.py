@@ -127,10 +127,16 @@ def test_experiments_build_their_setting_with_a_2d_latent(experiment: str, model
         ("data.batch_size=0", "data.batch_size"),
         ("data.batch_size=1.5", "data.batch_size"),
         ("data.val_size=-5", "data.val_size"),
+        ("model=vae model.hidden_dims=abc", "model.hidden_dims"),
+        ("model=vae model.hidden_dims=[512,0]", "model.hidden_dims[1]"),
+        ("model.hidden_dim=-3", "model.hidden_dim"),
+        ("model.decoder_hidden_dim=1.5", "model.decoder_hidden_dim"),
+        ("model.encoder_channels=[32]", "model.encoder_channels"),
+        ("model=cond_conv_vae model.decoder_channels=[64,x]", "model.decoder_channels[1]"),
     ],
 )
 def test_bad_values_are_caught_before_training_and_name_the_key(override: str, key: str, tmp_path: Path) -> None:
-    cfg = compose_config("train", [override], tmp_path)
+    cfg = compose_config("train", override.split(), tmp_path)
     with pytest.raises(Exception) as raised:
         build_model(cfg.model)
         hydra.utils.instantiate(cfg.data)

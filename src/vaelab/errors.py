@@ -1,5 +1,7 @@
 """Errors a user can cause: the entry points print their message as one line, no traceback."""
 
+from collections.abc import Sequence
+
 from hydra.errors import InstantiationException
 
 
@@ -19,6 +21,18 @@ def check_number(key: str, value: object, minimum: float, integer: bool = False,
         raise VaelabError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}.")
     if value < minimum or (strict and value == minimum):
         raise VaelabError(f"{key} must be {'>' if strict else '>='} {minimum:g}, got {value!r}.")
+
+
+def check_sizes(key: str, values: object, length: int | None = None) -> list[int]:
+    """``values`` as a list of layer sizes (integers >= 1, ``length`` of them if given), or a ``VaelabError``
+    naming ``key``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise VaelabError(f"{key} must be a list of integers, got {values!r}.")
+    if length is not None and len(values) != length:
+        raise VaelabError(f"{key} must hold {length} integers, got {list(values)!r}.")
+    for index, value in enumerate(values):
+        check_number(f"{key}[{index}]", value, minimum=1, integer=True)
+    return list(values)
 
 
 def user_error(error: BaseException | None) -> VaelabError | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from vaelab.errors import check_number
+from vaelab.errors import check_number, check_sizes
 from vaelab.models.base import ELBOModule
 from vaelab.models.networks import ConvDecoder, ConvEncoder
 
@@ -39,10 +39,13 @@ class ConvVAE(ELBOModule):
     ) -> None:
         super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs)
         check_number("model.residual_blocks", residual_blocks, minimum=0, integer=True)
-        self.encoder = ConvEncoder(latent_dim, list(encoder_channels), hidden_dim, self.num_classes, residual_blocks)
-        self.decoder = ConvDecoder(
-            latent_dim, list(decoder_channels), self.num_classes, decoder_hidden_dim, residual_blocks
-        )
+        check_number("model.hidden_dim", hidden_dim, minimum=1, integer=True)
+        if decoder_hidden_dim is not None:  # 0 or null: no such layer
+            check_number("model.decoder_hidden_dim", decoder_hidden_dim, minimum=0, integer=True)
+        encoder_channels = check_sizes("model.encoder_channels", encoder_channels, length=2)
+        decoder_channels = check_sizes("model.decoder_channels", decoder_channels, length=2)
+        self.encoder = ConvEncoder(latent_dim, encoder_channels, hidden_dim, self.num_classes, residual_blocks)
+        self.decoder = ConvDecoder(latent_dim, decoder_channels, self.num_classes, decoder_hidden_dim, residual_blocks)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vaelab.errors import check_sizes
 from vaelab.models.base import ELBOModule
 from vaelab.models.networks import DenseDecoder, DenseEncoder
 
@@ -24,5 +25,6 @@ class VAE(ELBOModule):
         kl_warmup_epochs: float = 0,
     ) -> None:
         super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs)
-        self.encoder = DenseEncoder(latent_dim, list(hidden_dims), self.num_classes)
-        self.decoder = DenseDecoder(latent_dim, list(reversed(hidden_dims)), self.num_classes)
+        hidden_dims = check_sizes("model.hidden_dims", hidden_dims)
+        self.encoder = DenseEncoder(latent_dim, hidden_dims, self.num_classes)
+        self.decoder = DenseDecoder(latent_dim, hidden_dims[::-1], self.num_classes)
