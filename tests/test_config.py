@@ -133,6 +133,7 @@ def test_experiments_build_their_setting_with_a_2d_latent(experiment: str, model
         ("model.decoder_hidden_dim=1.5", "model.decoder_hidden_dim"),
         ("model.encoder_channels=[32]", "model.encoder_channels"),
         ("model=cond_conv_vae model.decoder_channels=[64,x]", "model.decoder_channels[1]"),
+        ("+experiment=capacity model=vae", "model.hidden_dim is not a setting of VAE (model=vae)"),
     ],
 )
 def test_bad_values_are_caught_before_training_and_name_the_key(override: str, key: str, tmp_path: Path) -> None:

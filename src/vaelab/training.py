@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import warnings
@@ -148,7 +149,28 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 def build_model(model_cfg: DictConfig) -> pl.LightningModule:
     """The model, with plain-Python arguments; the optimizer config stays a config for the module to build."""
+    check_model_settings(model_cfg)
     return hydra.utils.instantiate(model_cfg, _recursive_=False, _convert_="all")
+
+
+def check_model_settings(model_cfg: DictConfig) -> None:
+    """A key the model class does not take (an experiment for another model: ``+experiment=capacity model=vae``)
+    is one line naming it and the class's settings, not a TypeError inside Hydra's instantiate."""
+    try:
+        model_class = hydra.utils.get_class(str(model_cfg.get("_target_")))
+    except Exception:  # a bad _target_: Hydra's own error says which
+        return
+    parameters = inspect.signature(model_class.__init__).parameters
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    settings = [name for name in parameters if name != "self"]
+    unknown = [key for key in model_cfg if not str(key).startswith("_") and key not in settings]
+    if unknown:
+        name = getattr(model_class, "model_name", model_class.__name__)
+        raise VaelabError(
+            f"model.{unknown[0]} is not a setting of {model_class.__name__} (model={name}); "
+            f"its settings: {', '.join(settings)}"
+        )
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
