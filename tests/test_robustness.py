@@ -190,11 +190,12 @@ def composed(*overrides: str) -> tuple[dict, dict, str]:
 def test_resume_goes_on_with_the_runs_own_overrides(tmp_path: Path) -> None:
     """resume=<run> re-applies the run's overrides (a sweep job's too, as a single run); the command line's win."""
     run = write_run_record(tmp_path / "job", ["hparams_search=optuna", "model=vae", "model.beta=0.5",
-                                              "~callbacks.figures", "+note=first", "resume=/elsewhere"])  # fmt: skip
+                                              "~callbacks.figures", "+note=first", "launcher=joblib", "resume=/elsewhere"])  # fmt: skip
     job, hydra, stderr = composed(f"resume={run}")
     assert job["model"]["_target_"] == "vaelab.models.VAE" and job["model"]["beta"] == 0.5
     assert "figures" not in job["callbacks"] and job["note"] == "first" and job["resume"] == str(run)
     assert job["optimized_metric"] == "val/nelbo" and hydra["mode"] == "RUN"  # the search's settings, one run
+    assert "Joblib" not in hydra["launcher"]["_target_"]  # a sweep's launcher would split a single run's threads
     assert "going on with the run's overrides hparams_search=optuna model=vae" in stderr
     # Overrides given with resume= replace the run's for the same key, in any form (~key or +key=value twice fail).
     job, _, _ = composed("model.beta=2", "~callbacks.figures", "+note=second", f"resume={run}")

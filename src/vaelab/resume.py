@@ -4,8 +4,8 @@ Hydra composes a config from the command line alone, so before it does, the run'
 (``<run>/.hydra/overrides.yaml``) are put in front of the command line's: ``resume=<run>`` alone rebuilds the
 model, data and schedule the run trained with (``model=``, ``+experiment=``, a sweep job's parameters), and an
 override given with it (``trainer.max_epochs=30``) replaces the run's own for that key. The run's ``hydra.*``
-overrides (its folder, a sweep's settings) and its ``resume``/``ckpt_path`` are not taken over, and a sweep job
-resumes as a single run (``hydra.mode=RUN``).
+overrides (its folder, a sweep's settings), ``launcher`` and its ``resume``/``ckpt_path`` are not taken over, and a
+sweep job resumes as a single run (``hydra.mode=RUN``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from vaelab.run_folder import JOB_RECORD, RunFolder
 # Hydra's command-line flags that take a value: the token after them is not an override.
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                     "--config-dir", "-cd", "--experimental-rerun"}  # fmt: skip
-NOT_TAKEN_OVER = ("resume", "ckpt_path")
+NOT_TAKEN_OVER = ("resume", "ckpt_path", "launcher")  # `launcher` only says how a sweep ran its jobs
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
