@@ -31,11 +31,11 @@ def with_run_overrides(argv: list[str]) -> list[str]:
     """``argv`` (``sys.argv``) with the overrides of the run that ``resume=`` names put before the command line's
     own; ``argv`` itself when there is no ``resume=`` or that folder has no record of its overrides."""
     positions = override_positions(argv)
-    given = {index: parsed for index in positions if (parsed := parse(argv[index])) is not None}
-    resume = next((o.value() for o in reversed(given.values()) if o.key_or_group == "resume"), None)
+    given = [parsed for index in positions if (parsed := parse(argv[index])) is not None]
+    resume = next((o.value() for o in reversed(given) if o.key_or_group == "resume"), None)
     if not isinstance(resume, str) or not (Path(resume) / JOB_RECORD).is_file():
         return argv
-    taken_over = run_overrides(RunFolder(Path(resume)), list(given.values()))
+    taken_over = run_overrides(RunFolder(Path(resume)), given)
     if not taken_over:
         return argv
     print(f"resume={resume}: going on with the run's overrides {' '.join(taken_over)}", file=sys.stderr)
@@ -46,7 +46,7 @@ def with_run_overrides(argv: list[str]) -> list[str]:
 
 def run_overrides(run: RunFolder, given: list[Override]) -> list[str]:
     """The run's recorded overrides that the command line does not set itself (a key set twice can fail:
-    ``~key`` or ``+key=`` twice), without its ``hydra.*``, ``resume`` and ``ckpt_path``."""
+    ``~key`` or ``+key=`` twice), without its ``hydra.*`` ones and those in ``NOT_TAKEN_OVER``."""
     try:
         recorded = run.overrides()
     except yaml.YAMLError:
