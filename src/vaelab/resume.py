@@ -11,6 +11,7 @@ sweep job resumes as a single run (``hydra.mode=RUN``).
 from __future__ import annotations
 
 import sys
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,8 @@ def with_run_overrides(argv: list[str]) -> list[str]:
     """``argv`` (``sys.argv``) with the overrides of the run that ``resume=`` names put before the command line's
     own; ``argv`` itself when there is no ``resume=`` or that folder has no record of its overrides."""
     positions = override_positions(argv)
+    if not any("resume=" in argv[index] for index in positions):  # the usual start: nothing to parse
+        return argv
     given = [parsed for index in positions if (parsed := parse(argv[index])) is not None]
     resume = next((o.value() for o in reversed(given) if o.key_or_group == "resume"), None)
     if not isinstance(resume, str) or not (Path(resume) / JOB_RECORD).is_file():
@@ -86,9 +89,14 @@ def override_positions(argv: list[str]) -> list[int]:
     return positions
 
 
+@cache
+def _parser() -> OverridesParser:
+    return OverridesParser.create()
+
+
 def parse(line: str) -> Override | None:
     """One override, or None for text Hydra's grammar rejects (Hydra reports it when it composes)."""
     try:
-        return OverridesParser.create().parse_overrides([line])[0]
+        return _parser().parse_overrides([line])[0]
     except HydraException:
         return None
