@@ -90,6 +90,7 @@ EXPERIMENTS = {
     "tuned": (options("model"), 10, 128, 3e-3, True, {}),
     "tuned_conv": (CONV_MODELS, 10, 128, 3e-3, True, {"encoder": [256, 2, 2], "decoder": [256, 3136]}),
     "capacity": (CONV_MODELS, 30, 64, 0.0019, True, {"encoder": [256, 2, 2], "decoder": [512, 3136]}),
+    "cond_capacity": (["cond_conv_vae"], 30, 64, 0.0019, True, {"encoder": [512, 2, 2], "decoder": [256, 3136]}),
     "capacity_dense": (["vae"], 30, 64, 0.0019, True, {"encoder": [1024, 512, 2, 2], "decoder": [512, 1024, 784]}),
 }
 

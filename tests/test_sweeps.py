@@ -28,9 +28,10 @@ from helpers import (
     tensorboard_run,
     tiny_data_overrides,
 )
+from vaelab import plotting
 from vaelab.runtime import job_threads
 from vaelab.studies import open_study, storage_file
-from vaelab.sweeps import summarise
+from vaelab.sweeps import short_overrides, summarise
 
 TINY_JOB = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
             *NO_FIGURES, "test=false"]  # fmt: skip
@@ -75,6 +76,14 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
     assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
     job0 = next(row for row in jobs if row["job"] == "0")
     assert events.Scalars("hp/val_loss")[-1].value == pytest.approx(job0["val/loss"])
+
+
+def test_the_summary_chart_labels_jobs_by_short_overrides() -> None:
+    overrides = "model.optimizer.lr=0.001872400004563013 data.batch_size=64 a.beta=1e-3 b.beta=2 ~model.x y=1e400"
+    assert short_overrides(overrides) == "lr=0.00187 batch_size=64 a.beta=1e-3 b.beta=2 ~model.x y=1e400"
+    labels = ["0: lr=0.00187", "1: " + "a" * 120]
+    short, long = (plotting.ranked_bars(ls, [1.0] * len(ls), "val/loss") for ls in (labels[:1], labels))
+    assert long.get_figwidth() > short.get_figwidth() + 7  # room for the long label beside the bars
 
 
 def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path, mlflow_store: str) -> None:

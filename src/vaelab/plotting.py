@@ -119,8 +119,9 @@ def comparison(
 
 
 def ranked_bars(labels: Sequence[str], values: Sequence[float], metric: str, title: str = "Sweep") -> Figure:
-    """Horizontal bars, one per job, best (lowest) at the top."""
-    fig = Figure(figsize=(9, 0.4 * len(labels) + 1.5), dpi=100)
+    """Horizontal bars, one per job, best (lowest) at the top; the figure is as wide as its longest label needs."""
+    label_width = 0.07 * max((len(label) for label in labels), default=0)  # inches at 8 pt
+    fig = Figure(figsize=(6 + label_width, 0.4 * len(labels) + 1.5), dpi=100)
     ax = fig.add_subplot()
     positions = np.arange(len(labels))[::-1]
     ax.barh(positions, values)

@@ -78,6 +78,27 @@ def _job_order(job: RunFolder) -> tuple[int, str]:
     return (int(job.name), "") if job.name.isdigit() else (1 << 30, job.name)
 
 
+def short_overrides(overrides: str) -> str:
+    """A job's overrides as a chart label: each key by its last part where that is unique among them
+    (``model.optimizer.lr`` -> ``lr``), long numbers to 3 significant digits (``0.0018724000045`` -> ``0.00187``)."""
+    pairs = [item.partition("=") for item in overrides.split()]
+    last_parts = [key.rsplit(".", 1)[-1] for key, _, _ in pairs]
+    short = []
+    for (key, equals, value), last in zip(pairs, last_parts, strict=True):
+        name = last if last_parts.count(last) == 1 and not key.startswith(("+", "~")) else key
+        short.append(f"{name}{equals}{_short_number(value)}")
+    return " ".join(short)
+
+
+def _short_number(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    text = f"{number:.3g}"
+    return text if math.isfinite(number) and len(text) < len(value) else value
+
+
 def sort_by(jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     """Best first; jobs without the metric (failed, pruned early, unfinished) last."""
     return sorted(jobs, key=lambda row: (math.isnan(row[metric]), row[metric] if not math.isnan(row[metric]) else 0))
@@ -98,7 +119,7 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     failures = f"\n## Failed jobs\n\n{failures}" if failed else ""
     (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}{table}{failures}")
     write_csv(sweep_dir / "summary.csv", jobs, list(jobs[0]))
-    labels = [f"{row['job']}: {row['overrides']}" for row in jobs]
+    labels = [f"{row['job']}: {short_overrides(row['overrides'])}" for row in jobs]
     plotting.ranked_bars(labels, [row[metric] for row in jobs], metric, title=f"Sweep {sweep_dir.name}").savefig(
         sweep_dir / "summary.png"
     )
