@@ -10,7 +10,7 @@ class VaelabError(Exception):
 
 
 class Interrupted(VaelabError):
-    """The run was stopped from outside (SIGTERM) after saving a resumable checkpoint."""
+    """The run was stopped from outside (Ctrl-C, SIGTERM) after saving a resumable checkpoint."""
 
 
 def check_number(key: str, value: object, minimum: float, integer: bool = False, strict: bool = False) -> None:

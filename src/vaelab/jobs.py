@@ -69,7 +69,7 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
             raise SystemExit(1) from None
         line = error_line(error)
         log.error("error: %s", line)
-        if isinstance(cause, Interrupted):  # SIGTERM (a cluster's pre-emption): stop the sweep, do not go on
+        if isinstance(cause, Interrupted):  # Ctrl-C or SIGTERM (a cluster's pre-emption): stop the sweep, do not go on
             RunFolder(Path(cfg.paths.output_dir)).write_metrics({"status": "interrupted", "error": line})
             raise SystemExit(1) from None
         record_failure(Path(cfg.paths.output_dir), line, "" if cause is not None else traceback.format_exc())

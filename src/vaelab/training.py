@@ -98,11 +98,15 @@ def build(cfg: DictConfig) -> Run:
 
 
 def fit(run: Run) -> dict[str, float]:
-    """``trainer.fit``, with a SIGTERM and a diverged loss turned into one-line errors; the final metrics."""
+    """``trainer.fit``, with Ctrl-C, SIGTERM and a diverged loss turned into one-line errors; the final metrics."""
     try:
         run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume_from, weights_only=True)
     except SIGTERMException:
         raise Interrupted(f"stopped by SIGTERM; resume with resume={run.folder.path}") from None
+    except SystemExit:  # Lightning's exit after Ctrl-C, once InterruptCheckpoint has saved the state
+        if not run.trainer.interrupted:
+            raise
+        raise Interrupted(f"stopped by Ctrl-C; resume with resume={run.folder.path}") from None
     except NonFiniteLossError as error:
         last = run.folder.last_checkpoint if run.folder.last_checkpoint.is_file() else "none saved yet"
         raise VaelabError(f"{error}; last good checkpoint: {last}") from None
