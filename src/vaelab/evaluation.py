@@ -3,7 +3,9 @@
 One checkpoint (``ckpt_path=``): ``metrics.json`` (recon, KL, ELBO per image, the IWAE estimate of the
 test log-likelihood) and figures in the eval run folder, and the test-set latent codes in
 TensorBoard's Projector. Several (``runs=[...]``, run folders, checkpoints or a multirun folder):
-the same for each, in a sub-folder per run, plus ``results.csv``, ``results.md`` and ``comparison.png``.
+the same for each, in a sub-folder per run, plus ``results.csv``, ``results_table.md`` and ``comparison.png``,
+where runs that differ only by seed (``vaelab.replicas``) make one row: the mean of each metric, ``seeds`` (how
+many runs the row stands for), the loss's standard deviation, 95 % confidence half-width and best single run.
 """
 
 from __future__ import annotations
@@ -29,14 +31,17 @@ from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means
 from vaelab.models.probability import iwae_log_likelihood
 from vaelab.projector import write_projector
+from vaelab.replicas import group_replicas, setting_of, spread, without_seeds
 from vaelab.run_folder import RunFolder
-from vaelab.runtime import describe_device, tune_malloc
+from vaelab.runtime import machine_facts, tune_malloc
 from vaelab.tables import markdown_table, write_csv
 
 RESULT_COLUMNS = (
-    "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss",
-    "loss_kl_averaged", "iwae_nll", "seconds_per_epoch", "device",
+    "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss", "loss_kl_averaged", "iwae_nll",
+    "seeds", "loss_std", "loss_ci95", "loss_best", "seconds_per_epoch", "device",
 )  # fmt: skip
+# Averaged over the replicas of a setting in its results row.
+MEAN_COLUMNS = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll", "seconds_per_epoch")
 
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -137,8 +142,11 @@ def evaluate_checkpoint(
         "iwae_samples": cfg.iwae_samples,
         "iwae_nll": float("nan"),
         "seconds_per_epoch": training.get("seconds_per_epoch", float("nan")),
-        "device": training.get("device", describe_device(trainer.strategy.root_device)),
+        "device": training.get("device", ""),
+        # Where these numbers were computed (the training run's own facts are in its metrics.json).
+        "evaluated_on": machine_facts(trainer.strategy.root_device),
     }
+    metrics["device"] = metrics["device"] or metrics["evaluated_on"]["device"]
     if cfg.iwae_samples > 0:
         log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None, cfg.iwae_samples)
         metrics["iwae_nll"] = -log_likelihood.mean().item()
@@ -183,18 +191,14 @@ def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, Figure], step: i
             writer.add_figure(f"figures/{name}", figure, global_step=step, close=False)
 
 
-def validation_curve(folder: RunFolder | None) -> tuple[list[int], list[float]] | None:
-    """``val/loss`` per epoch from a run's ``history.csv``."""
-    points = folder.validation_losses() if folder else []
-    return ([epoch for epoch, _ in points], [loss for _, loss in points]) if points else None
-
-
 def figure_labels(results: list[dict[str, Any]], sources: list[Path]) -> list[str]:
     """Short names for the comparison figure: each run's setting (``capacity conv_vae``); where runs share one,
-    with the command-line overrides that set each apart (``capacity conv_vae trainer.max_epochs=10``); the run
-    label where even those are the same."""
+    with the command-line overrides that set each apart, seeds left out (``capacity conv_vae
+    trainer.max_epochs=10``); the run label where even those are the same."""
     settings = [result["setting"] for result in results]
-    overrides = [set(folder.overrides()) if (folder := RunFolder.of_checkpoint(s)) else set() for s in sources]
+    overrides = [
+        set(without_seeds(folder.overrides())) if (folder := RunFolder.of_checkpoint(s)) else set() for s in sources
+    ]
     labels = []
     for index, setting in enumerate(settings):
         twins = [i for i, other in enumerate(settings) if other == setting]
@@ -203,19 +207,59 @@ def figure_labels(results: list[dict[str, Any]], sources: list[Path]) -> list[st
     return [label if labels.count(label) == 1 else result["run"] for label, result in zip(labels, results)]
 
 
+def replica_groups(sources: list[Path]) -> list[list[int]]:
+    """Indices of ``sources`` grouped by setting: runs that differ only by seed share a group; a checkpoint
+    outside a run folder is a group of its own."""
+    folders = [RunFolder.of_checkpoint(source) for source in sources]
+    return group_replicas(
+        range(len(sources)), key=lambda i: setting_of(folders[i]) if folders[i] else f"checkpoint {sources[i]}"
+    )
+
+
+def setting_row(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results row of one setting: its runs' mean metrics, ``seeds`` runs, the loss's spread."""
+    first, loss = members[0], spread(member["loss"] for member in members)
+    row = {column: first[column] for column in RESULT_COLUMNS if column in first}
+    row.update({column: spread(member[column] for member in members).mean for column in MEAN_COLUMNS})
+    epochs = sorted({member["epochs"] for member in members})
+    row.update(
+        run=" ".join(member["run"] for member in members),
+        epochs=epochs[0] if len(epochs) == 1 else " ".join(map(str, epochs)),
+        seeds=len(members), loss_std=loss.std, loss_ci95=loss.ci95, loss_best=loss.best,
+        device="; ".join(sorted({str(member["device"]) for member in members})),
+    )  # fmt: skip
+    return row
+
+
+def validation_band(folders: list[RunFolder | None]) -> tuple[list[int], list[float], list[float]] | None:
+    """Mean and standard deviation of ``val/loss`` per epoch over replicas (epochs every run reached)."""
+    curves = [dict(folder.validation_losses()) for folder in folders if folder]
+    curves = [curve for curve in curves if curve]
+    if not curves:
+        return None
+    epochs = sorted(set.intersection(*(set(curve) for curve in curves)))
+    spreads = [spread(curve[epoch] for curve in curves) for epoch in epochs]
+    return epochs, [s.mean for s in spreads], [s.std if s.n > 1 else 0.0 for s in spreads]
+
+
 def write_comparison(
     results: list[dict[str, Any]], sources: list[Path], output_dir: Path, report_dir: str | None
 ) -> None:
-    """``results.csv`` and ``results.md`` (one row per run) and ``comparison.png``; copies into ``report_dir``."""
-    rows = [{column: result[column] for column in RESULT_COLUMNS} for result in results]
+    """``results.csv`` and ``results_table.md`` (one row per setting, replicas averaged) and ``comparison.png``;
+    copies into ``report_dir``."""
+    groups = replica_groups(sources)
+    rows = [setting_row([results[i] for i in group]) for group in groups]
     table = markdown_table(rows, RESULT_COLUMNS)
-    names = figure_labels(results, sources)
+    names = figure_labels([results[group[0]] for group in groups], [sources[group[0]] for group in groups])
+    names = [name + (f" (n={len(group)})" if len(group) > 1 else "") for name, group in zip(names, groups)]
     curves = {
-        name: curve
-        for name, source in zip(names, sources)
-        if (curve := validation_curve(RunFolder.of_checkpoint(source)))
+        name: band
+        for name, group in zip(names, groups)
+        if (band := validation_band([RunFolder.of_checkpoint(sources[i]) for i in group]))
     }
-    figure = plotting.comparison(names, [r["recon"] for r in results], [r["kl"] for r in results], curves)
+    figure = plotting.comparison(
+        names, [r["recon"] for r in rows], [r["kl"] for r in rows], curves, errors=[r["loss_std"] for r in rows]
+    )
     for folder in [output_dir, *([Path(report_dir)] if report_dir else [])]:
         folder.mkdir(parents=True, exist_ok=True)
         write_csv(folder / "results.csv", rows, RESULT_COLUMNS)

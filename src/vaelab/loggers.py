@@ -156,13 +156,14 @@ def check_mlflow(tracking_uri: str | None) -> None:
 
 
 def default_run_name() -> str:
-    """``conv_vae 2026-11-25_19-40-01-...`` for a run, ``conv_vae <sweep folder> #3`` for a sweep job."""
+    """``conv_vae 2026-11-25_19-40-01-...`` for a run, ``conv_vae <sweep folder> #3`` for a sweep job (its folder's
+    name: the job number, or ``<trial>_<replica>`` for the Optuna sweeper's replicas)."""
     if not HydraConfig.initialized():
         return "vaelab"
     hydra_cfg = HydraConfig.get()
     model = hydra_cfg.runtime.choices.get("model", "model")
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        return f"{model} {Path(hydra_cfg.sweep.dir).name} #{hydra_cfg.job.num}"
+        return f"{model} {Path(hydra_cfg.sweep.dir).name} #{Path(hydra_cfg.runtime.output_dir).name}"
     return f"{model} {Path(hydra_cfg.runtime.output_dir).name}"
 
 
@@ -173,7 +174,7 @@ def sweep_tags() -> dict[str, str]:
     hydra_cfg = HydraConfig.get()
     tags = {
         "sweep": str(hydra_cfg.sweep.dir),
-        "job": str(hydra_cfg.job.num),
+        "job": Path(hydra_cfg.runtime.output_dir).name,
         "overrides": " ".join(hydra_cfg.overrides.task)[:5000],
     }
     parent = Path(hydra_cfg.sweep.dir) / SWEEP_RUN_FILE

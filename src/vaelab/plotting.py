@@ -93,23 +93,32 @@ def comparison(
     names: Sequence[str],
     recon: Sequence[float],
     kl: Sequence[float],
-    val_curves: dict[str, tuple[Sequence[int], Sequence[float]]],
+    val_curves: dict[str, tuple[Sequence[int], Sequence[float], Sequence[float]]],
+    errors: Sequence[float] | None = None,
 ) -> Figure:
-    """Left: stacked per-image recon + KL bars per model. Right: validation loss per epoch of each run."""
+    """Left: stacked per-image recon + KL bars per setting, with ``errors`` (the loss's standard deviation over
+    seeds; NaN for a single run) as error bars. Right: validation loss per epoch of each setting, ``(epochs, mean,
+    std)``, the band ±1 std where it has several seeds."""
     fig = Figure(figsize=(13, 4.8), dpi=100, layout="constrained")  # makes room for the legend outside the axes
     bars, curves = fig.subplots(1, 2)
     positions = np.arange(len(names))
+    totals = np.asarray(recon, dtype=float) + np.asarray(kl, dtype=float)
+    spreads = np.nan_to_num(np.asarray(errors if errors is not None else [np.nan] * len(names), dtype=float))
     bars.bar(positions, recon, label="recon (BCE)")
-    bars.bar(positions, kl, bottom=recon, label="KL")
-    for x, r, k in zip(positions, recon, kl):
-        bars.text(x, r + k, f"{r + k:.1f}", ha="center", va="bottom", fontsize=9)
+    bars.bar(positions, kl, bottom=recon, label="KL", yerr=spreads if spreads.any() else None, capsize=4)
+    for x, total, std in zip(positions, totals, spreads):
+        text = f"{total:.1f}" + (f"±{std:.1f}" if std else "")
+        bars.text(x, total + std, text, ha="center", va="bottom", fontsize=9)
     bars.set_xticks(positions, names, rotation=20, ha="right")
-    bars.set_ylabel("nats per image (test)")
+    bars.set_ylabel("nats per image (test; mean ± std over seeds)")
     bars.set_title("Test negative ELBO")
-    bars.set_ylim(0, 1.18 * max((r + k for r, k in zip(recon, kl)), default=1.0))  # headroom for the legend
+    bars.set_ylim(0, 1.18 * max(totals + spreads, default=1.0))  # headroom for the legend
     bars.legend(loc="upper center", ncol=2, frameon=False)
-    for name, (epochs, losses) in val_curves.items():
-        curves.plot(epochs, losses, marker=".", label=name)
+    for name, (epochs, losses, stds) in val_curves.items():
+        (line,) = curves.plot(epochs, losses, marker=".", label=name)
+        if any(stds):
+            low, high = np.subtract(losses, stds), np.add(losses, stds)
+            curves.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     curves.set_xlabel("epoch")
     curves.set_ylabel("val/loss (nats per image)")
     curves.set_title("Validation loss")
@@ -118,20 +127,34 @@ def comparison(
     return fig
 
 
-def ranked_bars(labels: Sequence[str], values: Sequence[float], metric: str, title: str = "Sweep") -> Figure:
-    """Horizontal bars, one per job, best (lowest) at the top; the figure is as wide as its longest label needs."""
+def ranked_bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    metric: str,
+    title: str = "Sweep",
+    errors: Sequence[float] | None = None,
+    points: Sequence[Sequence[float]] | None = None,
+) -> Figure:
+    """Horizontal bars, one per job or setting, best (lowest) at the top; the figure is as wide as its longest label
+    needs. ``errors``: a half-width per bar drawn as an error bar (e.g. the 95 % CI of a mean; NaN draws none);
+    ``points``: the single runs behind each bar, drawn as dots on it."""
     label_width = 0.07 * max((len(label) for label in labels), default=0)  # inches at 8 pt
     fig = Figure(figsize=(6 + label_width, 0.4 * len(labels) + 1.5), dpi=100)
     ax = fig.add_subplot()
     positions = np.arange(len(labels))[::-1]
-    ax.barh(positions, values)
+    half_widths = np.nan_to_num(np.asarray(errors, dtype=float), nan=0.0) if errors is not None else None
+    ax.barh(positions, values, xerr=half_widths, capsize=3 if errors is not None else 0, color="tab:blue", alpha=0.8)
+    for position, runs in zip(positions, points or []):
+        ax.plot(list(runs), [position] * len(runs), "k.", markersize=5)
     ax.set_yticks(positions, labels, fontsize=8)
-    finite = [v for v in values if np.isfinite(v)]
-    if finite:
-        ax.set_xlim(
-            min(finite) - 0.05 * (max(finite) - min(finite) + 1), max(finite) + 0.05 * (max(finite) - min(finite) + 1)
-        )
-    ax.set_xlabel(metric)
+    ends = [v for v in values if np.isfinite(v)]
+    if half_widths is not None:
+        ends += [v + s * e for v, e in zip(values, half_widths) for s in (-1, 1) if np.isfinite(v)]
+    ends += [v for runs in points or [] for v in runs if np.isfinite(v)]
+    if ends:
+        margin = 0.05 * (max(ends) - min(ends) + 1)
+        ax.set_xlim(min(ends) - margin, max(ends) + margin)
+    ax.set_xlabel(metric + (" (mean, 95 % CI, single runs as dots)" if errors is not None else ""))
     ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -100,6 +100,11 @@ class RunFolder:
         """The command-line overrides of the job (``.hydra/overrides.yaml``), or [] without a record."""
         return _read_yaml(self.path / JOB_RECORD) or []
 
+    def config(self) -> dict[str, Any]:
+        """The job's composed config as Hydra saved it (``.hydra/config.yaml``, interpolations unresolved), or {}."""
+        config = _read_yaml(self.path / ".hydra" / "config.yaml")
+        return config if isinstance(config, dict) else {}
+
     def config_choices(self) -> dict[str, str]:
         """The config group choices of the job (``model: conv_vae``, ``experiment: ...``)."""
         hydra = _read_yaml(self.path / ".hydra" / "hydra.yaml") or {}

@@ -108,6 +108,23 @@ def describe_device(device: torch.device) -> str:
     return f"CPU {model_name}, {threads} thread{'s' if threads > 1 else ''}"
 
 
+def machine_facts(device: torch.device) -> dict[str, str | int]:
+    """What makes a run's numbers specific to its machine, for ``metrics.json``: the device, the torch build,
+    the CPU instruction set oneDNN's kernels use (their rounding differs between AVX2 and AVX-512, so a
+    seeded run ends elsewhere on another kind of CPU: docs/results.md) and the intra-op threads."""
+    facts: dict[str, str | int] = {
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):  # a cap the user set on oneDNN's instruction set
+        facts["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
+    if device.type == "cuda":
+        facts["cuda"] = str(torch.version.cuda)
+    return facts
+
+
 def _not_a_tip(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("💡 Tip:")
 

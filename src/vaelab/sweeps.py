@@ -2,11 +2,14 @@
 
     python -m vaelab.sweeps logs/train/multiruns/<date>_<time> [--metric val/loss]
 
-Writes ``summary.md``, ``summary.csv`` and ``summary.png`` into the sweep folder and prints the table.
-Failed jobs are listed with their error line. For an Optuna sweep (``hparams_search=optuna``) it also
-reads the whole study from its storage (every sweep that added to it) and writes ``study.md``,
-``study.csv``, Optuna's optimisation history (``optuna_history.png``) and parameter importances
-(``optuna_importances.png``).
+Writes ``summary.md``, ``summary.csv`` and ``summary.png`` (one row per job) into the sweep folder and prints the
+table. Failed jobs are listed with their error line. Jobs that differ only by their seed (``seed=1,2,3`` in a grid,
+or the Optuna sweeper's replicas) are replicas of one setting (``vaelab.replicas``): ``settings.md``,
+``settings.csv`` and ``settings.png`` give each setting's n, mean, standard deviation, 95 % confidence interval
+and best run of the metric, ranked by mean, and say which settings differ from the best beyond the noise.
+For an Optuna sweep (``hparams_search=optuna``) it also reads the whole study from its storage (every sweep that
+added to it) and writes ``study.md``, ``study.csv``, Optuna's optimisation history (``optuna_history.png``) and
+parameter importances (``optuna_importances.png``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import yaml
 
 from vaelab import plotting
 from vaelab.errors import VaelabError
+from vaelab.replicas import differ_beyond_noise, group_replicas, setting_of, spread, without_seeds
 from vaelab.run_folder import RunFolder
 from vaelab.tables import markdown_table, write_csv
 
@@ -62,7 +66,9 @@ def collect_jobs(
         status, error = job_status(job, metrics)
         metrics["best_epoch"] = best_epoch(job)
         varying = " ".join(o for o in overrides[job] if o not in common)
-        row: dict[str, Any] = {"job": job.name, "overrides": varying, "status": status, "error": error}
+        seed = job.config().get("seed")
+        row: dict[str, Any] = {"job": job.name, "overrides": varying, "seed": seed if seed is not None else "",
+                               "status": status, "error": error, "setting_key": setting_of(job)}  # fmt: skip
         row.update({column: _number(metrics.get(column)) for column in metric_columns})
         for column in EPOCH_COLUMNS & row.keys():  # counts print as 4, not 4.00
             row[column] = row[column] if math.isnan(row[column]) else int(row[column])
@@ -74,8 +80,10 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
-def _job_order(job: RunFolder) -> tuple[int, str]:
-    return (int(job.name), "") if job.name.isdigit() else (1 << 30, job.name)
+def _job_order(job: RunFolder) -> tuple[tuple[int, ...], str]:
+    """Job folders in number order: ``2`` before ``10``; a replica's ``<trial>_<replica>`` after its trial's."""
+    parts = job.name.split("_")
+    return (tuple(map(int, parts)), "") if all(part.isdigit() for part in parts) else ((1 << 30,), job.name)
 
 
 def short_overrides(overrides: str) -> str:
@@ -118,18 +126,62 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     failures = "".join(f"- job {row['job']}: {row['error']}\n" for row in failed)
     failures = f"\n## Failed jobs\n\n{failures}" if failed else ""
     (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}{table}{failures}")
-    write_csv(sweep_dir / "summary.csv", jobs, list(jobs[0]))
+    write_csv(sweep_dir / "summary.csv", jobs, [column for column in jobs[0] if column != "setting_key"])
     labels = [f"{row['job']}: {short_overrides(row['overrides'])}" for row in jobs]
     plotting.ranked_bars(labels, [row[metric] for row in jobs], metric, title=f"Sweep {sweep_dir.name}").savefig(
         sweep_dir / "summary.png"
     )
     print(table + failures + f"\nWritten: {sweep_dir / 'summary.md'}, summary.csv, summary.png")
+    summarise_settings(sweep_dir, jobs, metric)
     if (sweep_dir / STUDY_FILE).is_file():
         try:
             summarise_study(sweep_dir)
         except (KeyError, VaelabError) as error:  # the storage moved or was deleted: the job table still stands
             print(f"Could not read the Optuna study of this sweep: {error}")
     return jobs
+
+
+def settings_table(jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """One row per setting (jobs that differ only by seed), best mean first: n, mean, std, ci95 and best of
+    ``metric`` over its jobs that have it, which jobs and seeds, and whether its mean differs from the best
+    setting's beyond the noise (Welch's t-test at 5 %; ``-`` below two runs on either side)."""
+    rows = []
+    for group in group_replicas(jobs, key=lambda row: row["setting_key"]):
+        values = [row[metric] for row in group]
+        summary = spread(values)
+        best_row = min((row for row in group if math.isfinite(row[metric])), key=lambda row: row[metric], default=None)
+        label = " ".join(without_seeds(group[0]["overrides"].split())) or "(no varying overrides)"
+        rows.append({"setting": label, **summary.as_row(), "best_job": best_row["job"] if best_row else "",
+                     "not_counted": len(group) - summary.n, "jobs": " ".join(row["job"] for row in group),
+                     "seeds": " ".join(str(row["seed"]) for row in group), "spread": summary})  # fmt: skip
+    rows.sort(key=lambda row: (row["n"] == 0, row["mean"] if row["n"] else 0.0))
+    for row in rows:
+        verdict = differ_beyond_noise(row["spread"], rows[0]["spread"]) if row is not rows[0] else None
+        row["vs_best"] = "best" if row is rows[0] else {True: "worse", False: "within noise", None: "-"}[verdict]
+    return rows
+
+
+SETTING_COLUMNS = ("setting", "n", "mean", "std", "ci95", "best", "best_job", "vs_best", "not_counted", "jobs",
+                   "seeds")  # fmt: skip
+
+
+def summarise_settings(sweep_dir: Path, jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Write ``settings.{md,csv,png}``: the sweep's settings ranked by their mean ``metric`` over seeds."""
+    rows = settings_table(jobs, metric)
+    table = markdown_table(rows, SETTING_COLUMNS)
+    notes = (f"Jobs that differ only by seed are one setting. n: jobs with a finite {metric} (not_counted: failed, "
+             "pruned or unfinished ones); std: sample standard deviation; ci95: half-width of the 95 % confidence "
+             "interval of the mean (Student t); vs_best: whether the mean differs from the best setting's beyond "
+             "the noise (Welch's t-test, 5 %; '-' below two runs).\n\n")  # fmt: skip
+    (sweep_dir / "settings.md").write_text(f"# Settings of sweep {sweep_dir.name}, {metric}\n\n{notes}{table}")
+    write_csv(sweep_dir / "settings.csv", rows, SETTING_COLUMNS)
+    plotting.ranked_bars(
+        [short_overrides(row["setting"]) for row in rows], [row["mean"] for row in rows], metric,
+        title=f"Sweep {sweep_dir.name}: settings", errors=[row["ci95"] for row in rows],
+        points=[[job[metric] for job in jobs if job["job"] in row["jobs"].split()] for row in rows],
+    ).savefig(sweep_dir / "settings.png")  # fmt: skip
+    print(f"\n{table}Written: {sweep_dir / 'settings.md'}, settings.csv, settings.png")
+    return rows
 
 
 def summarise_study(sweep_dir: Path) -> list[dict[str, Any]]:

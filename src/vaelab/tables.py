@@ -25,7 +25,12 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """The ``columns`` of ``rows`` as CSV; a missing number (NaN: a single run's std, a skipped estimate) is an
+    empty cell, which spreadsheets and pandas read as missing."""
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            {key: "" if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
+            for row in rows
+        )

@@ -108,7 +108,7 @@ def run_name() -> str:
     model = hydra_cfg.runtime.choices.get("model", "model")
     if hydra_cfg.mode == RunMode.MULTIRUN:
         varied = " ".join(short_number(override) for override in swept_overrides())
-        name = f"{model} {Path(hydra_cfg.sweep.dir).name} #{hydra_cfg.job.num} {varied}"
+        name = f"{model} {Path(hydra_cfg.sweep.dir).name} #{Path(hydra_cfg.runtime.output_dir).name} {varied}"
     else:
         name = f"{model} {Path(hydra_cfg.runtime.output_dir).name}"
     return re.sub(r"[/\\\x00-\x1f]", "_", name).strip()[:150]

@@ -12,7 +12,6 @@ from typing import Any
 
 import hydra.utils
 import lightning.pytorch as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
@@ -30,7 +29,7 @@ from vaelab.jobs import rerun_only_this_job_in_ddp_processes
 from vaelab.loggers import before_test, describe, finish_run, start_run
 from vaelab.models.base import LOGGED_TERMS, STAGES, NonFiniteLossError
 from vaelab.run_folder import RunFolder
-from vaelab.runtime import describe_device, set_job_threads, tune_malloc
+from vaelab.runtime import machine_facts, set_job_threads, tune_malloc
 from vaelab.studies import TRIAL_ENV, trial_of_this_job
 
 log = logging.getLogger(__name__)
@@ -134,8 +133,7 @@ def report(run: Run, metrics: dict[str, float], checkpoints: dict[str, str]) -> 
         "fit_seconds": round(run.timer.seconds, 1),
         # Wall time per epoch of this fit: training, validation and the figures callback included.
         "seconds_per_epoch": round(run.timer.seconds_per_epoch, 1),
-        "device": describe_device(trainer.strategy.root_device),
-        "threads": torch.get_num_threads(),
+        **machine_facts(trainer.strategy.root_device),
     }
     finish_run(trainer.loggers, run.config, metrics, checkpoints["best"], trainer.global_step)
     if trainer.is_global_zero:

@@ -26,6 +26,15 @@ class OptunaSweeperConf:
     # Seconds between heartbeats of running trials (RDB storages): a sweep that was killed leaves RUNNING
     # trials, which the next sweep on the storage marks FAIL once they missed two heartbeats. null: off.
     heartbeat_interval: int | None = 60
+    # Seeds per trial: each trial runs as this many jobs (folders <trial>_<replica>), one per seed, and its value is
+    # their mean; each seed's value stays on the trial (user attributes seeds, replica_values). Pruning decides on
+    # the first seed, which every trial shares, and a trial that survives it runs its other seeds unpruned.
+    replicas: int = 1
+    # The seeds of a trial's replicas (as many as `replicas`); null: the config's seed, seed + 1, ...
+    replica_seeds: list[int] | None = None
+    # > 0: search nothing; re-run the study's best `rerun_top` completed trials over `replicas` fresh seeds (the
+    # ones after the largest seed the study has used, or replica_seeds) and rank them by mean with 95 % intervals.
+    rerun_top: int = 0
     # The search space in Hydra's override syntax: key -> choice(...), range(...), interval(...), tag(log, ...).
     params: dict[str, str] | None = None
 

@@ -4,6 +4,13 @@ Each batch of ``n_jobs`` trials is asked from the study, launched as Hydra jobs 
 launcher, and told back: the job's returned metric for a completed trial, ``PRUNED`` when the job stopped
 on the pruner's word (its ``metrics.json`` says so), ``FAIL`` otherwise. Job folders are named by trial
 number, so sweeps that continue a study, or run beside each other on one storage, never share a folder.
+
+With ``replicas: k`` each trial runs once per seed (folders ``<trial>_<replica>``): first every trial's first
+seed, which reports to the pruner, then the other seeds of the trials that survived; the trial's value is the
+mean, and each seed's value stays on it (user attributes ``seeds``, ``replica_values``, ``value_std``,
+``value_ci95``). With ``rerun_top: m`` the sweeper searches nothing: it runs the study's best m trials again
+over k fresh seeds and ranks them by mean with 95 % intervals (``rerun.md``, ``rerun.csv``; kept in the study as
+user attributes ``rerun_of_trial_<n>``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
+from vaelab.replicas import differ_beyond_noise, spread
 from vaelab.run_folder import RunFolder
 from vaelab.studies import (
     TRIAL_ENV,
@@ -35,10 +43,14 @@ from vaelab.studies import (
     split_search_space,
     trial_overrides,
 )
+from vaelab.tables import markdown_table, write_csv
 
 log = logging.getLogger(__name__)
 STUDY_FILE = "optuna_study.yaml"  # in the sweep folder: where the study lives, for `python -m vaelab.sweeps`
 RESULTS_FILE = "optimization_results.yaml"
+RERUN_PREFIX = "rerun_of_trial_"  # study user attributes: a trial's re-runs (seeds, values, mean, std, ci95)
+RERUN_COLUMNS = ("rank", "trial", "params", "n", "mean", "std", "ci95", "best", "search_value", "vs_best", "seeds",
+                 "jobs")  # fmt: skip
 
 
 class OptunaSweeper(Sweeper):
@@ -53,6 +65,9 @@ class OptunaSweeper(Sweeper):
         pruner: Any,
         params: dict[str, str] | None,
         heartbeat_interval: int | None = 60,
+        replicas: int = 1,
+        replica_seeds: Sequence[int] | None = None,
+        rerun_top: int = 0,
     ) -> None:
         self.storage = storage
         self.study_name = study_name
@@ -63,6 +78,9 @@ class OptunaSweeper(Sweeper):
         self.pruner_config = _plain(pruner)
         self.params = dict(params or {})
         self.heartbeat_interval = heartbeat_interval
+        self.replicas = replicas
+        self.replica_seeds = list(replica_seeds) if replica_seeds is not None else None
+        self.rerun_top = rerun_top
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -84,9 +102,17 @@ class OptunaSweeper(Sweeper):
             raise VaelabError(
                 "hydra.sweeper.storage is not set: give an Optuna storage, e.g. sqlite:///logs/optuna/vaelab.db"
             )
-        for key, value in (("n_trials", self.n_trials), ("n_jobs", self.n_jobs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise VaelabError(f"hydra.sweeper.{key} must be an integer >= 1, got {value!r}.")
+        for key, value, least in (("n_trials", self.n_trials, 1), ("n_jobs", self.n_jobs, 1),
+                                  ("replicas", self.replicas, 1), ("rerun_top", self.rerun_top, 0)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise VaelabError(f"hydra.sweeper.{key} must be an integer >= {least}, got {value!r}.")
+        if self.replica_seeds is not None and (
+            len(self.replica_seeds) != self.replicas or not all(isinstance(s, int) for s in self.replica_seeds)
+        ):
+            raise VaelabError(
+                f"hydra.sweeper.replica_seeds must be {self.replicas} integers (hydra.sweeper.replicas), "
+                f"got {self.replica_seeds!r}."
+            )
         space, fixed = split_search_space([f"{key}={value}" for key, value in self.params.items()] + list(arguments))
         if not space:
             raise VaelabError("nothing to search: hydra.sweeper.params is empty and no override is a sweep.")
@@ -104,6 +130,8 @@ class OptunaSweeper(Sweeper):
         (self.sweep_dir / STUDY_FILE).write_text(
             OmegaConf.to_yaml({"storage": self.storage, "study_name": self.study_name, "direction": self.direction})
         )
+        if self.rerun_top:
+            return self._rerun(study, fixed)
         log.info(
             f"Study {self.study_name} in {self.storage}: {len(study.trials)} trials so far, {self.n_trials} to run"
         )
@@ -138,37 +166,71 @@ class OptunaSweeper(Sweeper):
         return instantiate_setting("hydra.sweeper.sampler", config)
 
     def _run_batch(self, study: optuna.Study, trials: Sequence[optuna.Trial], fixed: list[str]) -> bool:
-        """Launch the trials (consecutive numbers in one launch, so job folders carry the trial numbers); True when
-        the sampler has run its whole search space (a grid or brute-force sampler)."""
+        """Launch the trials, each over its seeds; True when the sampler has run its whole search space (a grid or
+        brute-force sampler)."""
+        seeds = self.replica_seeds or [self._base_seed() + replica for replica in range(self.replicas)]
+        for trial in trials:
+            trial.set_user_attr("job_dir", str(self.sweep_dir / self._folder(trial.number, 0)))
+            trial.set_user_attr("seeds", seeds)
+        try:
+            with heartbeats(study, list(trials), self.heartbeat_interval):
+                # The first seed reports each epoch to the pruner; the others run for the trials it kept.
+                first = self._launch([(trial, seeds[0], 0, True) for trial in trials], fixed)
+                kept = [trial for trial, job in zip(trials, first) if _outcome(job)[0] == "completed"]
+                others = self._launch(
+                    [(trial, seed, replica, False) for trial in kept for replica, seed in enumerate(seeds[1:], 1)],
+                    fixed,
+                )
+        except BaseException:
+            for trial in trials:  # interrupted: leave no trial RUNNING forever
+                study.tell(trial, state=TrialState.FAIL)
+            raise
         exhausted = False
-        for group in _consecutive_runs(trials):
-            overrides = [
-                [*fixed, *trial_overrides(trial.params), f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}"]
-                for trial in group
-            ]
-            for trial in group:
-                trial.set_user_attr("job_dir", str(self.sweep_dir / str(trial.number)))
-            try:
-                with heartbeats(study, group, self.heartbeat_interval):
-                    returns = self.launcher.launch(overrides, initial_job_idx=group[0].number)
-            except BaseException:
-                for trial in group:  # interrupted: leave no trial RUNNING forever
-                    study.tell(trial, state=TrialState.FAIL)
-                raise
-            for trial, job in zip(group, returns):
-                exhausted = self._tell(study, trial, job) or exhausted  # every trial is told
+        for trial, job in zip(trials, first):
+            replica_jobs = [job, *others[: len(seeds) - 1]] if trial in kept else [job]
+            others = others[len(seeds) - 1 :] if trial in kept else others
+            exhausted = self._tell(study, trial, seeds, replica_jobs) or exhausted  # every trial is told
         return exhausted
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, job: Any) -> bool:
-        """Tell the study the job's outcome; True when the sampler has run its whole search space."""
-        metrics = RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).read_metrics() if job.hydra_cfg else {}
-        status = metrics.get("status", "completed") if metrics else "failed"  # no metrics.json: the job died
-        value = job.return_value if job.status == JobStatus.COMPLETED else None
-        if status == "pruned":
+    def _launch(self, jobs: Sequence[tuple[optuna.Trial, int, int, bool]], fixed: list[str]) -> Sequence[Any]:
+        """Launch ``(trial, seed, replica, reports)`` jobs in one batch of the launcher; returns their JobReturns."""
+        if not jobs:
+            return []
+        overrides = []
+        for trial, seed, replica, reports in jobs:
+            job = [
+                *fixed,
+                *trial_overrides(trial.params),
+                f"hydra.sweep.subdir='{self._folder(trial.number, replica)}'",
+            ]
+            job += [f"seed={seed}"] if self.replicas > 1 else []
+            job += [f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}"] if reports else []
+            overrides.append(job)
+        return self.launcher.launch(overrides, initial_job_idx=jobs[0][0].number * self.replicas + jobs[0][2])
+
+    def _folder(self, trial_number: int, replica: int) -> str:
+        """The job folder's name (quoted in the override: Hydra reads an unquoted ``1_0`` as the number 10)."""
+        return f"{trial_number}_{replica}" if self.replicas > 1 else str(trial_number)
+
+    def _base_seed(self) -> int:
+        seed = self.config.get("seed")
+        return int(seed) if isinstance(seed, int) else 0
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, seeds: Sequence[int], jobs: Sequence[Any]) -> bool:
+        """Tell the study the trial's outcome over its replicas; True when the sampler has run its whole space."""
+        outcomes = [_outcome(job) for job in jobs]
+        values = [value for status, value in outcomes if status == "completed"]
+        if self.replicas > 1:
+            replica_values = {str(seed): value for seed, (_, value) in zip(seeds, outcomes)}
+            summary = spread(values)
+            trial.set_user_attr("replica_values", replica_values)
+            trial.set_user_attr("value_std", summary.std if math.isfinite(summary.std) else None)
+            trial.set_user_attr("value_ci95", summary.ci95 if math.isfinite(summary.ci95) else None)
+        if outcomes[0][0] == "pruned":
             outcome: dict[str, Any] = {"state": TrialState.PRUNED}
-        elif status == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
-            outcome = {"values": float(value)}
-        else:
+        elif len(values) == self.replicas:
+            outcome = {"values": math.fsum(values) / len(values)}
+        else:  # a seed failed or diverged: the setting is not reliable
             outcome = {"state": TrialState.FAIL}
         try:
             study.tell(trial, **outcome)
@@ -181,8 +243,58 @@ class OptunaSweeper(Sweeper):
             exhausted = True
         else:
             exhausted = False
-        log.info(f"Trial {trial.number}: {study.trials[trial.number].state.name} {trial.params} value={value}")
+        state = study.trials[trial.number].state.name
+        log.info(f"Trial {trial.number}: {state} {trial.params} values={[value for _, value in outcomes]}")
         return exhausted
+
+    def _rerun(self, study: optuna.Study, fixed: list[str]) -> list[optuna.trial.FrozenTrial]:
+        """Run the study's best ``rerun_top`` completed trials again over fresh seeds; rank them by mean."""
+        if self.replicas < 2:
+            raise VaelabError("hydra.sweeper.rerun_top needs hydra.sweeper.replicas >= 2 (seeds per trial).")
+        completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        if not completed:
+            raise VaelabError(f"study {self.study_name!r} in {self.storage} has no completed trial to re-run.")
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        top = sorted(completed, key=lambda t: -t.value if maximize else t.value)[: self.rerun_top]
+        seeds = self.replica_seeds or [self._fresh_seed(study) + replica for replica in range(self.replicas)]
+        log.info(f"Re-running trials {[t.number for t in top]} of study {self.study_name} with seeds {seeds}")
+        jobs = [(trial, seed, replica, False) for trial in top for replica, seed in enumerate(seeds)]
+        returns = self._launch(jobs, fixed)
+        rows = []
+        for index, trial in enumerate(top):
+            outcomes = [_outcome(job) for job in returns[index * len(seeds) : (index + 1) * len(seeds)]]
+            values = [value if status == "completed" else None for status, value in outcomes]
+            summary = spread(value for value in values if value is not None)
+            record = study.user_attrs.get(f"{RERUN_PREFIX}{trial.number}", {"seeds": [], "values": []})
+            record = {"seeds": record["seeds"] + seeds, "values": record["values"] + values}
+            record.update(spread(v for v in record["values"] if v is not None).as_row())
+            study.set_user_attr(f"{RERUN_PREFIX}{trial.number}", _finite_or_none(record))
+            rows.append({"trial": trial.number, "params": " ".join(trial_overrides(trial.params)),
+                         **summary.as_row(), "search_value": trial.value, "seeds": " ".join(map(str, seeds)),
+                         "jobs": " ".join(self._folder(trial.number, r) for r in range(len(seeds))),
+                         "spread": summary})  # fmt: skip
+        rows.sort(key=lambda row: (row["n"] == 0, (-row["mean"] if maximize else row["mean"]) if row["n"] else 0))
+        for rank, row in enumerate(rows, 1):
+            verdict = differ_beyond_noise(row["spread"], rows[0]["spread"]) if rank > 1 else None
+            row.update(rank=rank, vs_best="best" if rank == 1 else {True: "worse", False: "within noise", None: "-"}[
+                verdict])  # fmt: skip
+        table = markdown_table(rows, RERUN_COLUMNS)
+        (self.sweep_dir / "rerun.md").write_text(
+            f"# Study {self.study_name}: its best {len(top)} trials re-run over seeds {seeds}\n\n"
+            "Ranked by the mean over the new seeds; std: sample standard deviation; ci95: half-width of the 95 % "
+            "confidence interval of the mean (Student t); search_value: the trial's value in the search; vs_best: "
+            "whether the mean differs from the best one's beyond the noise (Welch's t-test, 5 %).\n\n" + table
+        )
+        write_csv(self.sweep_dir / "rerun.csv", rows, RERUN_COLUMNS)
+        print(table + f"\nWritten: {self.sweep_dir / 'rerun.md'}, rerun.csv", flush=True)
+        return study.trials
+
+    def _fresh_seed(self, study: optuna.Study) -> int:
+        """The first seed after every seed the study's trials and re-runs have used."""
+        used = [seed for t in study.trials for seed in t.user_attrs.get("seeds", [self._base_seed()])]
+        used += [seed for key, record in study.user_attrs.items() if key.startswith(RERUN_PREFIX)
+                 for seed in record.get("seeds", [])]  # fmt: skip
+        return max(used) + 1
 
     def _write_results(self, study: optuna.Study) -> None:
         completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -194,6 +306,21 @@ class OptunaSweeper(Sweeper):
             )
         (self.sweep_dir / RESULTS_FILE).write_text(OmegaConf.to_yaml(results))
         log.info(f"Best of study {self.study_name}: {results.get('best_params')} -> {results.get('best_value')}")
+
+
+def _outcome(job: Any) -> tuple[str, float | None]:
+    """``(status, value)`` of a launched job: completed (with its finite returned metric), pruned or failed."""
+    metrics = RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).read_metrics() if job.hydra_cfg else {}
+    status = metrics.get("status", "completed") if metrics else "failed"  # no metrics.json: the job died
+    value = job.return_value if job.status == JobStatus.COMPLETED else None
+    if status == "completed" and not (isinstance(value, (int, float)) and math.isfinite(value)):
+        status = "failed"
+    return status, float(value) if status == "completed" else None
+
+
+def _finite_or_none(record: dict[str, Any]) -> dict[str, Any]:
+    """NaN (std of one run) as None: study attributes are stored as JSON."""
+    return {key: None if isinstance(v, float) and not math.isfinite(v) else v for key, v in record.items()}
 
 
 def _plain(config: Any) -> Any:
@@ -214,13 +341,3 @@ def _example(distribution: optuna.distributions.BaseDistribution) -> Any:
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return distribution.choices[0]
     return distribution.low
-
-
-def _consecutive_runs(trials: Sequence[optuna.Trial]) -> list[list[optuna.Trial]]:
-    groups: list[list[optuna.Trial]] = []
-    for trial in trials:
-        if groups and trial.number == groups[-1][-1].number + 1:
-            groups[-1].append(trial)
-        else:
-            groups.append([trial])
-    return groups
