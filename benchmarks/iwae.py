@@ -1,34 +1,60 @@
-"""Time the IWAE estimate (K=100) over the 10k MNIST test images of a checkpoint, in chunks of 300 decodes (the
-default) and of 10,000 (the chunking before, whose buffers glibc unmapped on every call).
+"""Time the IWAE estimate (K=100) over the 10k MNIST test images, with the fp32 matmul peak of the same run: the
+decoder's last layer as vaelab runs it without autograd (``PixelLogits``: one matmul and shifted adds) and as the
+plain transposed convolution it replaced (the time before).
 
-    python benchmarks/iwae.py <checkpoint.ckpt> [data_dir]
+    python benchmarks/iwae.py <checkpoint.ckpt | conv_vae | cond_conv_vae | vae> [data_dir] [samples]
+
+A model name times untrained weights (the arithmetic is the same; the estimate is not a result).
 """
 
 import sys
 import time
 
 import torch
+from torch import nn
 
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
+from vaelab.models import VAE, CondConvVAE, ConvVAE
+from vaelab.models.networks import PixelLogits
 from vaelab.models.probability import iwae_log_likelihood
 from vaelab.runtime import tune_malloc
+
+UNTRAINED = {"vae": VAE, "conv_vae": ConvVAE, "cond_conv_vae": CondConvVAE}
+
+
+def fp32_peak(size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a float32 ``size`` x ``size`` matrix product on this process's threads."""
+    a = torch.randn(size, size)
+    a @ a
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return repeats * 2 * size**3 / (time.perf_counter() - started) / 1e9
 
 
 def main() -> None:
     tune_malloc()
-    model = load_model(sys.argv[1]).eval()
+    source = sys.argv[1]
+    model = (UNTRAINED[source]() if source in UNTRAINED else load_model(source)).eval()
     data = MNISTDataModule(data_dir=sys.argv[2] if len(sys.argv) > 2 else "../shared/data", download=False)
+    samples = int(sys.argv[3]) if len(sys.argv) > 3 else 100
     data.prepare_data()
     data.setup("test")
     images, labels = data.test_set.images, data.test_set.labels
-    for max_decodes in (300, 10_000):
+    print(f"{torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, "
+          f"fp32 peak {fp32_peak():.1f} GFLOP/s", flush=True)  # fmt: skip
+    fast_forward = PixelLogits.forward
+    for name, forward in (("PixelLogits (now)", fast_forward), ("ConvTranspose2d (before)", nn.ConvTranspose2d.forward)):
+        PixelLogits.forward = forward  # type: ignore[method-assign]
         torch.manual_seed(42)
         started = time.perf_counter()
-        log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None, 100, max_decodes)
+        log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None, samples)
         seconds = time.perf_counter() - started
-        print(f"max_decodes={max_decodes}: {seconds:.1f} s, iwae_nll {-log_likelihood.mean().item():.3f} "
-              f"over {len(log_likelihood)} images", flush=True)  # fmt: skip
+        print(f"{name}: {seconds:.1f} s, iwae_nll {-log_likelihood.mean().item():.3f} over {len(log_likelihood)} "
+              f"images, K={samples}", flush=True)  # fmt: skip
+    PixelLogits.forward = fast_forward  # type: ignore[method-assign]
+    print(f"fp32 peak after: {fp32_peak():.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from torch import nn
 
 from helpers import PROJECT_ROOT, small_batch, train_steps
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
 from vaelab.errors import VaelabError
 from vaelab.models import VAE, CondConvVAE, ConvVAE, ELBOModule
+from vaelab.models.networks import PixelLogits
 from vaelab.models.probability import bernoulli_nll, gaussian_kl
 
 MODEL_CLASSES = [VAE, ConvVAE, CondConvVAE]
@@ -90,6 +92,21 @@ def test_channels_last_gives_the_same_outputs() -> None:
         assert torch.allclose(fast_out, plain_out, atol=1e-5)
     z = torch.randn(8, 2)
     assert torch.allclose(fast.decode(z), plain.decode(z), atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_pixel_layer_without_autograd_is_the_transposed_convolution(channels_last: bool) -> None:
+    torch.manual_seed(0)
+    layer = PixelLogits(32)
+    features = torch.randn(5, 32, 28, 28) * 3
+    features = features.contiguous(memory_format=torch.channels_last) if channels_last else features
+    convolution = nn.ConvTranspose2d.forward(layer, features)  # the training path
+    with torch.no_grad():
+        fast = layer(features)
+    assert fast.shape == convolution.shape == (5, 1, 28, 28)
+    assert torch.allclose(fast, convolution, atol=1e-4, rtol=1e-5)  # corner and edge pixels included
+    with torch.enable_grad():
+        assert layer(features).requires_grad  # with autograd: the convolution, which has a backward
 
 
 @pytest.mark.parametrize(
