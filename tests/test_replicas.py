@@ -129,3 +129,10 @@ def test_optuna_trials_over_seeds_and_a_rerun_of_the_best(tiny_mnist: Path, tmp_
     rows = list(csv.DictReader((tmp_path / "rerun" / "rerun.csv").open()))
     assert [(row["rank"], row["trial"], row["n"]) for row in rows] == [("1", str(best.number), "2")]
     assert float(rows[0]["ci95"]) == pytest.approx(T_975[1] * statistics.stdev(values) / math.sqrt(2))
+    # The study's table shows each trial's spread over its seeds and its re-run.
+    summarise(tmp_path / "rerun", "val/nelbo")
+    study_rows = {row["trial"]: row for row in csv.DictReader((tmp_path / "rerun" / "study.csv").open())}
+    assert {row["seeds"] for row in study_rows.values()} == {"2"}
+    assert float(study_rows[str(best.number)]["value_std"]) == pytest.approx(best.user_attrs["value_std"])
+    assert float(study_rows[str(best.number)]["rerun_mean"]) == pytest.approx(statistics.mean(values))
+    assert [row["n"] for row in csv.DictReader((tmp_path / "rerun" / "settings.csv").open())] == ["2"]

@@ -28,6 +28,9 @@ PLACE_KEYS = (
     "data.fallback_data_dirs", "data.download", "data.num_workers", "data.pin_memory", "data.eval_batch_size",
 )  # fmt: skip
 
+# The study user attribute that holds the re-runs of trial <n> (seeds, values, mean, std, ci95).
+RERUN_PREFIX = "rerun_of_trial_"
+
 Item = TypeVar("Item")
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from vaelab import plotting
 from vaelab.errors import VaelabError
-from vaelab.replicas import differ_beyond_noise, group_replicas, setting_of, spread, without_seeds
+from vaelab.replicas import RERUN_PREFIX, differ_beyond_noise, group_replicas, setting_of, spread, without_seeds
 from vaelab.run_folder import RunFolder
 from vaelab.tables import markdown_table, write_csv
 
@@ -184,6 +184,17 @@ def summarise_settings(sweep_dir: Path, jobs: list[dict[str, Any]], metric: str)
     return rows
 
 
+def replica_columns(trial: Any, rerun: dict[str, Any] | None) -> dict[str, Any]:
+    """A trial's spread over its seeds (Optuna sweeper with ``replicas``) and over its re-runs, if it has them."""
+    attrs, columns = trial.user_attrs, {}
+    if "replica_values" in attrs:
+        columns = {"seeds": len(attrs["replica_values"]), "value_std": _number(attrs.get("value_std")),
+                   "value_ci95": _number(attrs.get("value_ci95"))}  # fmt: skip
+    if rerun:
+        columns.update({f"rerun_{key}": _number(rerun.get(key)) for key in ("mean", "std")}, rerun_n=rerun.get("n"))
+    return columns
+
+
 def summarise_study(sweep_dir: Path) -> list[dict[str, Any]]:
     """The Optuna study behind a sweep folder: every trial (state, value, parameters, job folder), the best
     parameters, and Optuna's optimisation-history and parameter-importance plots, written beside the summary."""
@@ -199,6 +210,7 @@ def summarise_study(sweep_dir: Path) -> list[dict[str, Any]]:
     study = optuna.load_study(study_name=reference["study_name"], storage=open_storage(reference["storage"]))
     rows = [
         {"trial": t.number, "state": t.state.name, "value": t.value if t.value is not None else float("nan"),
+         **replica_columns(t, study.user_attrs.get(f"{RERUN_PREFIX}{t.number}")),
          "epochs_reported": len(t.intermediate_values), **t.params, "job_dir": t.user_attrs.get("job_dir", "")}
         for t in study.trials
     ]  # fmt: skip

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
-from vaelab.replicas import differ_beyond_noise, spread
+from vaelab.replicas import RERUN_PREFIX, differ_beyond_noise, spread
 from vaelab.run_folder import RunFolder
 from vaelab.studies import (
     TRIAL_ENV,
@@ -48,7 +48,6 @@ from vaelab.tables import markdown_table, write_csv
 log = logging.getLogger(__name__)
 STUDY_FILE = "optuna_study.yaml"  # in the sweep folder: where the study lives, for `python -m vaelab.sweeps`
 RESULTS_FILE = "optimization_results.yaml"
-RERUN_PREFIX = "rerun_of_trial_"  # study user attributes: a trial's re-runs (seeds, values, mean, std, ci95)
 RERUN_COLUMNS = ("rank", "trial", "params", "n", "mean", "std", "ci95", "best", "search_value", "vs_best", "seeds",
                  "jobs")  # fmt: skip
 
