@@ -45,7 +45,8 @@ def main() -> None:
     print(f"{torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, "
           f"fp32 peak {fp32_peak():.1f} GFLOP/s", flush=True)  # fmt: skip
     fast_forward = PixelLogits.forward
-    for name, forward in (("PixelLogits (now)", fast_forward), ("ConvTranspose2d (before)", nn.ConvTranspose2d.forward)):
+    variants = (("PixelLogits (now)", fast_forward), ("ConvTranspose2d (before)", nn.ConvTranspose2d.forward))
+    for name, forward in variants:
         PixelLogits.forward = forward  # type: ignore[method-assign]
         torch.manual_seed(42)
         started = time.perf_counter()

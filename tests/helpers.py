@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -189,3 +190,19 @@ def train_steps(
         terms["loss"].mean().backward()
         optimizer.step()
         yield terms
+
+
+def start_long_run(tiny_mnist: Path, run_dir: Path) -> subprocess.Popen:
+    """A dense-VAE run of 1000 short epochs, returned once it is past its first epoch."""
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "model=vae", "trainer.limit_val_batches=1",
+               "callbacks.figures.grid_size=4", "test=false", "data.batch_size=10", "trainer.max_epochs=1000",
+               *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run_dir}"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # Ctrl-C as in a terminal, whatever pytest ignores
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while not list((run_dir / "checkpoints").glob("best*.ckpt")) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(1.0)  # into a later epoch
+    return process

@@ -7,8 +7,6 @@ import json
 import math
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from helpers import (
     compose_config,
     run_inline,
     run_script,
+    start_long_run,
     tensorboard_run,
     tiny_data_overrides,
 )
@@ -139,21 +138,6 @@ def test_a_misspelled_metric_or_figure_is_one_line_naming_the_choices(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line) and choice in lines[0].split("choose from ")[1]
-
-
-def start_long_run(tiny_mnist: Path, run_dir: Path) -> subprocess.Popen:
-    """A dense-VAE run of 1000 short epochs, returned once it is past its first epoch."""
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "model=vae", *FAST, "data.batch_size=10",
-               "trainer.max_epochs=1000", *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run_dir}"]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # Ctrl-C as in a terminal, whatever pytest ignores
-    )  # fmt: skip
-    deadline = time.time() + 120
-    while not list((run_dir / "checkpoints").glob("best*.ckpt")) and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(1.0)  # into a later epoch
-    return process
 
 
 def stop_run(process: subprocess.Popen, stop: int, name: str, run_dir: Path) -> dict:

@@ -1,22 +1,41 @@
-"""Read vaelab checkpoints safely and rebuild the model they hold from the file alone.
+"""Read vaelab checkpoints safely, rebuild the model they hold from the file alone, and write them whole.
 
 No checkpoint runs code: files are read with ``weights_only=True`` (tensors and plain Python values
 only), and the model class a checkpoint names is looked up among vaelab's own models, never imported.
+Every checkpoint Lightning saves goes through ``AtomicCheckpointIO``: a checkpoint's name holds a whole file.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from vaelab.errors import VaelabError
 from vaelab.models import VAE, CondConvVAE, ConvVAE
 from vaelab.models.base import ELBOModule
+from vaelab.run_folder import write_atomic
 
 # The classes a checkpoint may name, by the dotted path ``ELBOModule.on_save_checkpoint`` writes.
 KNOWN_MODELS: dict[str, type[ELBOModule]] = {cls.checkpoint_name(): cls for cls in (VAE, ConvVAE, CondConvVAE)}
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but written into a temporary file beside the checkpoint and renamed over it.
+
+    Lightning's own (``_atomic_save``) streams through an fsspec transaction whose temporary file lies in /tmp and
+    is then copied: on a full disk that copy leaves a truncated file under the checkpoint's name.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options.")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(Path(path), buffer.getvalue())
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Errors a user can cause: the entry points print their message as one line, no traceback."""
 
+import math
 from collections.abc import Sequence
 
 from hydra.errors import InstantiationException
@@ -19,8 +20,20 @@ def check_number(key: str, value: object, minimum: float, integer: bool = False,
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise VaelabError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}.")
+    if not math.isfinite(value):
+        raise VaelabError(f"{key} must be a finite number, got {value!r}.")
     if value < minimum or (strict and value == minimum):
         raise VaelabError(f"{key} must be {'>' if strict else '>='} {minimum:g}, got {value!r}.")
+
+
+def check_finite(config: object, key: str = "") -> None:
+    """Raise a ``VaelabError`` naming the first key of a resolved config (dicts and lists) that holds NaN or an
+    infinity: no setting of vaelab, Lightning or torch means anything with one."""
+    if isinstance(config, float) and not math.isfinite(config):
+        raise VaelabError(f"{key} must be a finite number, got {config!r}.")
+    items = config.items() if isinstance(config, dict) else enumerate(config) if isinstance(config, list) else ()
+    for name, value in items:
+        check_finite(value, f"{key}[{name}]" if isinstance(name, int) else f"{key}.{name}" if key else str(name))
 
 
 def check_sizes(key: str, values: object, length: int | None = None) -> list[int]:

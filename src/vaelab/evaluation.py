@@ -10,7 +10,6 @@ many runs the row stands for), the loss's standard deviation, 95 % confidence ha
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,13 @@ import hydra.utils
 import lightning.pytorch as pl
 import torch
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from vaelab import plotting
 from vaelab.checkpoints import model_from_checkpoint, read_checkpoint
 from vaelab.data import MNISTDataModule
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, check_finite, check_number
 from vaelab.model_figures import FIGURES, FigureSettings, draw_figures
 from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means
@@ -47,6 +46,9 @@ MEAN_COLUMNS = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll", "seconds_
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` or every run in ``cfg.runs`` on the test split; returns one metrics dict each."""
     tune_malloc()
+    check_finite(OmegaConf.to_container(cfg, resolve=True))
+    # 0 skips the estimate; a fraction or a negative count has no meaning.
+    check_number("iwae_samples", cfg.get("iwae_samples"), minimum=0, integer=True)
     sources = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
     output_dir = Path(cfg.paths.output_dir)
     datamodule: MNISTDataModule = hydra.utils.instantiate(cfg.data)
@@ -121,7 +123,9 @@ def evaluate_checkpoint(
     model = model_from_checkpoint(checkpoint, checkpoint_path)
     (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
     model = model.to(trainer.strategy.root_device).eval()
-    images, labels = datamodule.test_set.images, datamodule.test_set.labels
+    # Every number of the report on the images the test saw (trainer.limit_test_batches may take the first few).
+    tested = min(len(datamodule.test_set.labels), int(trainer.num_test_batches[0]) * datamodule.eval_batch_size)
+    images, labels = datamodule.test_set.images[:tested], datamodule.test_set.labels[:tested]
     folder = RunFolder.of_checkpoint(checkpoint_path)
     training = folder.read_metrics() if folder else {}
     metrics: dict[str, Any] = {
@@ -152,7 +156,7 @@ def evaluate_checkpoint(
         metrics["iwae_nll"] = -log_likelihood.mean().item()
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    RunFolder(output_dir).write_metrics(metrics)
     drawn = save_figures(model, images, labels, output_dir / "figures", cfg.figures)
     # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
     log_dir = output_dir / "tensorboard" / f"eval {label} epoch {metrics['epochs']}"

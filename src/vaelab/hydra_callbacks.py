@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError
 from vaelab.loggers import SWEEP_RUN_FILE, check_mlflow
 from vaelab.run_folder import FAILED_FILE, JOB_RECORD
+from vaelab.run_guard import claim, is_ddp_child, release
 
 
 def failed_jobs(sweep_dir: Path, since: float) -> tuple[list[Path], list[Path]]:
@@ -49,6 +51,44 @@ class OutputDirCheck(Callback):
                 file=sys.stderr,
             )
             sys.exit(1)
+
+
+class RunFolderGuard(Callback):
+    """One writer per run folder, and no silent reuse (``vaelab.run_guard``): a single run claims its folder before
+    Hydra writes its record there; a multirun refuses a sweep folder that already holds jobs, and each of its jobs
+    claims its own folder. Lightning's DDP processes 1..n-1 leave it to rank 0."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not is_ddp_child():
+            resuming = OmegaConf.select(config, "resume") is not None
+            _or_exit(lambda: claim(Path(str(OmegaConf.select(config, "hydra.run.dir"))), resuming))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
+        jobs = [record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")]
+        if not is_ddp_child() and (jobs or (sweep_dir / "multirun.yaml").is_file()):
+            _or_exit(lambda: _raise(f"{sweep_dir} already holds a sweep ({len(jobs)} job folders); pass another "
+                                    "hydra.sweep.dir (by default every sweep gets a new one)."))  # fmt: skip
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN and not is_ddp_child():
+            claim(Path(str(config.hydra.runtime.output_dir)), resuming=False, new_job=True)
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release(Path(str(config.hydra.runtime.output_dir)))
+
+
+def _raise(message: str) -> None:
+    raise VaelabError(message)
+
+
+def _or_exit(check: Any) -> None:
+    """Run ``check``; a ``VaelabError`` is one line on stderr and exit status 1, before Hydra writes anything."""
+    try:
+        check()
+    except VaelabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 class FailedJobsReport(Callback):

@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
+from vaelab import run_guard
 from vaelab.errors import Interrupted, user_error
 from vaelab.run_folder import RunFolder
 from vaelab.runtime import quiet_lightning
@@ -58,8 +59,9 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
     quiet_lightning()
     try:
         return task(cfg)
-    except Exception as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except BaseException as error:
+        run_guard.restore(Path(cfg.paths.output_dir))  # failed before it trained: the folder's record as it was
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(error, Exception):
             raise
         cause = user_error(error)
         if not in_multirun():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,8 @@ class RunFolder:
         return self.path / FAILED_FILE
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+        """``metrics.json``, strict JSON (a missing or non-finite number is null), written whole or not at all."""
+        write_atomic(self.metrics_file, json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
 
     def read_metrics(self) -> dict[str, Any]:
         """``metrics.json``, or {} when it is missing or unreadable (a job that never finished)."""
@@ -111,13 +112,72 @@ class RunFolder:
         choices = hydra.get("hydra", {}).get("runtime", {}).get("choices", {}) if isinstance(hydra, dict) else {}
         return {key: value for key, value in choices.items() if isinstance(value, str)}
 
+    def unreadable_files(self) -> list[str]:
+        """The record files (``metrics.json``, ``history.csv``, ``.hydra/*.yaml``) present but not readable as such."""
+        bad = []
+        if self.metrics_file.is_file() and not self.read_metrics():
+            bad.append(METRICS_FILE)
+        for name in (JOB_RECORD, ".hydra/config.yaml", ".hydra/hydra.yaml"):
+            if (self.path / name).is_file() and _read_yaml(self.path / name, strict=True) is _UNREADABLE:
+                bad.append(name)
+        if self.history_file.is_file():
+            try:
+                with self.history_file.open(newline="") as handle:
+                    header = next(csv.reader(handle), [])
+            except (OSError, UnicodeDecodeError, csv.Error):
+                header = []
+            if "epoch" not in header:
+                bad.append(HISTORY_FILE)
+        return bad
+
     def is_job(self) -> bool:
         """True for a folder Hydra ran a job in (it has ``.hydra/overrides.yaml``)."""
         return (self.path / JOB_RECORD).is_file()
 
 
-def _read_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+def write_atomic(path: Path, content: bytes | str) -> None:
+    """Write ``path`` whole or not at all: into a temporary file beside it, flushed to disk, then renamed over it.
+
+    A failure (a full disk) removes the temporary file and leaves ``path`` as it was.
+    """
+    data = content.encode() if isinstance(content, str) else content
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)  # a failed write() names no file: name the one it was for
+        raise
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity (in dicts and lists) as None, which JSON writes as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+_UNREADABLE = object()
+
+
+def _read_yaml(path: Path, strict: bool = False) -> Any:
+    """The file's YAML, None when it is missing; an unreadable file is None too (``_UNREADABLE`` if ``strict``)."""
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return _UNREADABLE if strict else None
 
 
 def _number(text: str | None) -> float:

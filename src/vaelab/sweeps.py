@@ -35,9 +35,13 @@ STUDY_FILE = "optuna_study.yaml"  # written by the vaelab Optuna sweeper
 
 
 def job_status(job: RunFolder, metrics: dict[str, Any]) -> tuple[str, str]:
-    """``(status, error line)`` of a job folder: completed, pruned, failed, interrupted, or unfinished (no record)."""
+    """``(status, error line)`` of a job folder: completed, pruned, failed, interrupted, unreadable (a record file
+    that cannot be read, named in the line) or unfinished (no record)."""
     if job.failed_file.is_file():
-        return "failed", next(iter(job.failed_file.read_text().splitlines()), "")
+        return "failed", next(iter(job.failed_file.read_text(errors="replace").splitlines()), "")
+    unreadable = job.unreadable_files()
+    if unreadable:
+        return "unreadable", f"cannot read {', '.join(str(job.path / name) for name in unreadable)}"
     if metrics:
         return str(metrics.get("status", "completed")), ""
     return "unfinished", ""
@@ -122,7 +126,7 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     jobs = sort_by(jobs, metric)
     table = markdown_table(jobs, ["job", "status", "overrides", *metric_columns])
     shared = f"Overrides of every job: `{' '.join(common)}`\n\n" if common else ""
-    failed = [row for row in jobs if row["status"] == "failed"]
+    failed = [row for row in jobs if row["status"] in ("failed", "unreadable")]
     failures = "".join(f"- job {row['job']}: {row['error']}\n" for row in failed)
     failures = f"\n## Failed jobs\n\n{failures}" if failed else ""
     (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}{table}{failures}")

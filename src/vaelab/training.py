@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging
 import os
@@ -19,12 +20,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab import run_guard
 from vaelab.callbacks import FigureLogger, FitTimer
 from vaelab.callbacks.history import EpochHistory
 from vaelab.callbacks.pruning import OptunaPruning
 from vaelab.checkpoints import check_resumable, read_checkpoint
 from vaelab.config_tree import print_config_tree, run_tags
-from vaelab.errors import Interrupted, VaelabError
+from vaelab.errors import Interrupted, VaelabError, check_finite, check_number
 from vaelab.jobs import rerun_only_this_job_in_ddp_processes
 from vaelab.loggers import before_test, describe, finish_run, start_run
 from vaelab.models.base import LOGGED_TERMS, STAGES, NonFiniteLossError
@@ -58,6 +60,7 @@ class Run:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
     run = build(cfg)
+    run_guard.commit(run.folder.path)  # it trains: a failure from here on keeps the folder's new record
     with rerun_only_this_job_in_ddp_processes(run.folder.path, run.trainer.world_size):
         metrics = fit(run)
         # Read before testing: restoring the best checkpoint resets the callback's state.
@@ -71,16 +74,17 @@ def build(cfg: DictConfig) -> Run:
     """The process settings (allocator, threads, seed), then data, model, callbacks, loggers and trainer."""
     tune_malloc()
     set_job_threads()
-    check_optimized_metric(cfg)
+    check_settings(cfg)
     folder = RunFolder(Path(cfg.paths.output_dir))
-    if cfg.get("print_config") and rank_zero_only.rank == 0:
-        print_config_tree(cfg, folder.path / "config_tree.log")
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg.model)
     resume_from, resumed_step = resume_checkpoint(cfg, model)
+    # After the checks: a bad value is one line, not the tree and then a line.
+    if cfg.get("print_config") and rank_zero_only.rank == 0:
+        print_config_tree(cfg, folder.path / "config_tree.log")
     timer, pruning = FitTimer(), pruning_callback(cfg)
     # history.csv before the checkpoints: an epoch's row is on disk before its last.ckpt, so a resume never lacks
     # one (a row past the checkpoint it resumes from is dropped).
@@ -106,6 +110,13 @@ def fit(run: Run) -> dict[str, float]:
         if not run.trainer.interrupted:
             raise
         raise Interrupted(f"stopped by Ctrl-C; resume with resume={run.folder.path}") from None
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        raise VaelabError(
+            f"cannot write {error.filename or run.folder.path}: {error.strerror}; the files already there are intact "
+            f"(each is written whole or not at all): free space, then resume={run.folder.path}"
+        ) from None
     except NonFiniteLossError as error:
         last = run.folder.last_checkpoint if run.folder.last_checkpoint.is_file() else "none saved yet"
         raise VaelabError(f"{error}; last good checkpoint: {last}") from None
@@ -153,6 +164,13 @@ def build_model(model_cfg: DictConfig) -> pl.LightningModule:
     """The model, with plain-Python arguments; the optimizer config stays a config for the module to build."""
     check_model_settings(model_cfg)
     return hydra.utils.instantiate(model_cfg, _recursive_=False, _convert_="all")
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Values no run can use, each one line naming the key, before anything is built or printed."""
+    check_finite(OmegaConf.to_container(cfg, resolve=True))
+    check_number("trainer.max_epochs", cfg.trainer.get("max_epochs"), minimum=1, integer=True)
+    check_optimized_metric(cfg)
 
 
 def check_model_settings(model_cfg: DictConfig) -> None:

@@ -35,6 +35,8 @@ class OptunaSweeperConf:
     # > 0: search nothing; re-run the study's best `rerun_top` completed trials over `replicas` fresh seeds (the
     # ones after the largest seed the study has used, or replica_seeds) and rank them by mean with 95 % intervals.
     rerun_top: int = 0
+    # A study belongs to the model and search space that made it; true adds this sweep's trials to a study of another.
+    allow_other_setting: bool = False
     # The search space in Hydra's override syntax: key -> choice(...), range(...), interval(...), tag(log, ...).
     params: dict[str, str] | None = None
 

@@ -48,6 +48,7 @@ from vaelab.tables import markdown_table, write_csv
 log = logging.getLogger(__name__)
 STUDY_FILE = "optuna_study.yaml"  # in the sweep folder: where the study lives, for `python -m vaelab.sweeps`
 RESULTS_FILE = "optimization_results.yaml"
+SETTING_ATTR = "vaelab_setting"  # study user attribute: the model and search space the study belongs to
 RERUN_COLUMNS = ("rank", "trial", "params", "n", "mean", "std", "ci95", "best", "search_value", "vs_best", "seeds",
                  "jobs")  # fmt: skip
 
@@ -67,6 +68,7 @@ class OptunaSweeper(Sweeper):
         replicas: int = 1,
         replica_seeds: Sequence[int] | None = None,
         rerun_top: int = 0,
+        allow_other_setting: bool = False,
     ) -> None:
         self.storage = storage
         self.study_name = study_name
@@ -80,6 +82,7 @@ class OptunaSweeper(Sweeper):
         self.replicas = replicas
         self.replica_seeds = list(replica_seeds) if replica_seeds is not None else None
         self.rerun_top = rerun_top
+        self.allow_other_setting = allow_other_setting
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -121,6 +124,7 @@ class OptunaSweeper(Sweeper):
         sampler = self._sampler(offset=0)  # built before any trial is asked: a bad target leaves no trial behind
         pruner = build_pruner(self.pruner_config)
         study = open_study(self.storage, self.study_name, self.direction, sampler, pruner, self.heartbeat_interval)
+        self._check_setting(study, space)
         stale = fail_stale_trials(study)
         if stale:
             log.info(f"Trials {stale} had no heartbeat (their sweep was killed): marked FAIL")
@@ -157,6 +161,23 @@ class OptunaSweeper(Sweeper):
             launched += len(trials)
         self._write_results(study)
         return study.trials
+
+    def _check_setting(self, study: optuna.Study, space: dict[str, Any]) -> None:
+        """A study belongs to the model and the searched keys that made it (user attribute ``vaelab_setting``; their
+        ranges may change between sweeps): trials of another would become its best. Refused unless
+        ``allow_other_setting``; a study without the record gets it."""
+        setting = {"model": str(self.config.hydra.runtime.choices.get("model")), "space": sorted(space)}
+        recorded = study.user_attrs.get(SETTING_ATTR)
+        if recorded is None:
+            study.set_user_attr(SETTING_ATTR, setting)
+        elif recorded != setting and not self.allow_other_setting:
+            what = "model" if recorded.get("model") != setting["model"] else "search space"
+            raise VaelabError(
+                f"study {self.study_name!r} in {self.storage} belongs to model={recorded.get('model')} searching "
+                f"{recorded.get('space')}, and this sweep has another {what} (model={setting['model']} searching "
+                f"{setting['space']}); pass another hydra.sweeper.study_name, or "
+                "hydra.sweeper.allow_other_setting=true to add these trials to it."
+            )
 
     def _sampler(self, offset: int) -> optuna.samplers.BaseSampler:
         config = dict(self.sampler_config or {"_target_": "optuna.samplers.TPESampler"})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
-from vaelab.run_folder import HISTORY_COLUMNS, RunFolder
+from vaelab.run_folder import HISTORY_COLUMNS, RunFolder, write_atomic
 
 
 class EpochHistory(Checkpoint):
@@ -39,10 +40,13 @@ class EpochHistory(Checkpoint):
         self._write([{"epoch": trainer.current_epoch, "step": trainer.global_step, **row}], mode="a")
 
     def _write(self, rows: list[dict[str, float]], mode: str) -> None:
-        new_file = mode == "w" or not self.folder.history_file.is_file()
-        self.folder.path.mkdir(parents=True, exist_ok=True)
-        with self.folder.history_file.open("w" if new_file else "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerows({key: "" if math.isnan(value) else value for key, value in row.items()} for row in rows)
+        """Append (or with ``mode="w"`` replace) rows; the file is rewritten whole, so a failed write (a full disk)
+        leaves the rows it had."""
+        append = mode == "a" and self.folder.history_file.is_file()
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\r\n")
+        if not append:
+            writer.writeheader()
+        writer.writerows({key: "" if math.isnan(value) else value for key, value in row.items()} for row in rows)
+        before = self.folder.history_file.read_bytes().decode() if append else ""  # as written: \r\n kept
+        write_atomic(self.folder.history_file, before + text.getvalue())

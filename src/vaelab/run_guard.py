@@ -1,0 +1,137 @@
+"""Who may write a run folder: one process at a time, never a finished run's folder by accident, and a command
+that fails before it trains leaves the folder's record as it found it.
+
+``claim`` is called by ``vaelab.hydra_callbacks.RunFolderGuard`` before Hydra writes anything into the folder:
+it refuses a folder that already holds a run unless the command resumes it, takes the folder's lock
+(``.vaelab.lock``, an ``fcntl`` lock the kernel drops when the process ends, however it ends) or refuses naming
+the process that holds it, and keeps a copy of what a resume rewrites before it trains (Hydra's ``.hydra/``
+record, ``config_tree.log``, the length of the log). ``training`` calls ``commit`` once the run is about to
+train; ``jobs.run_job`` calls ``restore`` when the command fails before that.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vaelab.errors import VaelabError
+from vaelab.run_folder import RunFolder, write_atomic
+
+LOCK_FILE = ".vaelab.lock"
+RECORD_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config_tree.log")
+LOG_SUFFIX = ".log"
+
+
+@dataclass
+class _Claim:
+    folder: Path
+    lock: int  # the open lock file's descriptor
+    record: dict[str, bytes | None] = field(default_factory=dict)  # file -> content before (None: absent)
+    log_sizes: dict[Path, int] = field(default_factory=dict)
+
+
+_claims: dict[Path, _Claim] = {}
+
+
+def is_ddp_child() -> bool:
+    """True in the processes 1..n-1 that Lightning's DDP starts for a run: rank 0 owns the folder for them."""
+    ranks = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+    return any(os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0 for name in ranks)
+
+
+def holds_run(folder: Path) -> bool:
+    """True when ``folder`` has what a run leaves: its Hydra record, metrics, history or a checkpoint."""
+    run = RunFolder(folder)
+    return (
+        (folder / ".hydra" / "config.yaml").is_file()
+        or run.metrics_file.is_file()
+        or run.history_file.is_file()
+        or any(run.checkpoints.glob("*.ckpt"))
+    )
+
+
+def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
+    """Make this process the one writer of ``folder`` (see the module docstring); raises ``VaelabError``.
+
+    ``new_job``: a multirun job's folder, which Hydra has just made inside a sweep folder checked to be new.
+    """
+    folder = folder.resolve()
+    release(folder)  # this process claiming again (a test, or a resume run in-process): one lock per folder
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_holder(descriptor)
+        os.close(descriptor)
+        raise VaelabError(f"{folder} is in use by {holder}; wait for it to end, or pass another folder.") from None
+    if not resuming and not new_job and holds_run(folder):
+        os.close(descriptor)
+        raise VaelabError(
+            f"{folder} already holds a run; pass resume={folder} to continue it, or another folder "
+            "(by default every run gets a new one)."
+        )
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, json.dumps(_holder()).encode() + b"\n")
+    claimed = _Claim(folder, descriptor)
+    if resuming:
+        claimed.record = {name: _read(folder / name) for name in RECORD_FILES}
+        claimed.log_sizes = {log: log.stat().st_size for log in folder.glob(f"*{LOG_SUFFIX}") if log.is_file()}
+    _claims[folder] = claimed
+
+
+def commit(folder: Path) -> None:
+    """The run is about to train: from here on its new record is the folder's."""
+    claimed = _claims.get(folder.resolve())
+    if claimed is not None:
+        claimed.record, claimed.log_sizes = {}, {}
+
+
+def restore(folder: Path) -> None:
+    """The command failed before it trained: put back the record and logs ``claim`` kept a copy of."""
+    claimed = _claims.get(folder.resolve())
+    if claimed is None:
+        return
+    for name, content in claimed.record.items():
+        path = claimed.folder / name
+        if content is None:
+            path.unlink(missing_ok=True)
+        elif _read(path) != content:
+            write_atomic(path, content)
+    for log, size in claimed.log_sizes.items():
+        if log.is_file() and log.stat().st_size > size:
+            os.truncate(log, size)
+    claimed.record, claimed.log_sizes = {}, {}
+
+
+def release(folder: Path) -> None:
+    """Drop this process's lock on ``folder`` (the kernel drops it at exit anyway)."""
+    claimed = _claims.pop(folder.resolve(), None)
+    if claimed is not None:
+        os.close(claimed.lock)
+
+
+def _holder() -> dict[str, object]:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv)[:500]}  # fmt: skip
+
+
+def _read_holder(descriptor: int) -> str:
+    try:
+        holder = json.loads(os.pread(descriptor, 4096, 0) or b"{}")
+        return f"process {holder['pid']} on {holder['host']} (since {holder['started']}: {holder['command']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None

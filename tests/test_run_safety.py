@@ -1,0 +1,194 @@
+"""A run's folder is never silently overwritten, shared or damaged: reuse is refused, one process owns a folder,
+a failed command leaves the files as they were, a full disk leaves no truncated checkpoint, records are strict
+JSON, and settings no run can use are one line before anything is printed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+
+from helpers import NO_FIGURES, run_inline, start_long_run, tiny_data_overrides
+from vaelab.checkpoints import load_model
+from vaelab.run_guard import LOCK_FILE
+from vaelab.sweeps import summarise
+
+TINY = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+        "data.batch_size=50", "logger=csv", *NO_FIGURES]  # fmt: skip
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (but the lock, the owner's note) with a hash of its bytes."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != LOCK_FILE
+    }
+
+
+def strict_json(path: Path) -> dict:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
+    """The command's one ``error:`` line (a resume may say first which overrides it goes on with)."""
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("resume=")]
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "Traceback" not in result.stderr and "CONFIG" not in result.stdout  # no config tree before the line
+    return lines[0]
+
+
+@pytest.fixture
+def finished_run(tiny_mnist: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    result = run_inline("train.py", *TINY, *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run
+
+
+def test_a_finished_runs_folder_is_not_reused(finished_run: Path, tiny_mnist: Path) -> None:
+    before = snapshot(finished_run)
+    again = run_inline("train.py", *TINY, "model.beta=2", *tiny_data_overrides(tiny_mnist),
+                       f"hydra.run.dir={finished_run}")  # fmt: skip
+    one_error_line(again, str(finished_run.resolve()), "already holds a run", f"resume={finished_run.resolve()}")
+    assert snapshot(finished_run) == before
+    # evaluate.py into a folder that holds an evaluation: refused the same way.
+    evaluation = [f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=2", "projector=false",
+                  "figures.num_points=50", "figures.grid_size=3", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    eval_dir = finished_run.parent / "eval"
+    assert run_inline("evaluate.py", *evaluation, f"hydra.run.dir={eval_dir}").returncode == 0
+    assert strict_json(eval_dir / "metrics.json")["images"] == 200
+    one_error_line(run_inline("evaluate.py", *evaluation, f"hydra.run.dir={eval_dir}"), "already holds a run")
+
+
+def test_a_sweep_folder_is_not_reused(tiny_mnist: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    command = ["-m", *TINY, "model.beta=1,2", *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}"]
+    assert run_inline("train.py", *command).returncode == 0
+    before = snapshot(sweep)
+    one_error_line(run_inline("train.py", *command), str(sweep), "already holds a sweep (2 job folders)")
+    assert snapshot(sweep) == before
+
+
+def test_a_failed_resume_leaves_the_folder_as_it_was(finished_run: Path) -> None:
+    before = snapshot(finished_run)
+    failed = run_inline("train.py", f"resume={finished_run}", "model=conv_vae")
+    one_error_line(failed, "holds a VAE, this run builds a ConvVAE")
+    assert snapshot(finished_run) == before  # .hydra/, config_tree.log and train.log included
+    resumed = run_inline("train.py", f"resume={finished_run}", "trainer.max_epochs=2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [row.split(",")[0] for row in (finished_run / "history.csv").read_text().splitlines()[1:]] == ["0", "1"]
+
+
+def test_two_processes_are_never_in_one_folder(tiny_mnist: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    training = start_long_run(tiny_mnist, run)
+    try:
+        before = (run / "history.csv").read_text()
+        second = run_inline("train.py", f"resume={run}")
+        one_error_line(second, f"{run.resolve()} is in use by process {training.pid}", "wait for it")
+        plain = run_inline("train.py", "model=vae", *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run}")
+        one_error_line(plain, "is in use by process")
+        assert (run / "history.csv").read_text().startswith(before)  # the first run's rows, no one else's
+        assert training.poll() is None  # still training
+    finally:
+        training.send_signal(signal.SIGTERM)
+        training.communicate(timeout=120)
+    assert sorted(path.name for path in (run / "checkpoints").glob("*.ckpt"))[-1] == "last.ckpt"
+    assert len(list((run / "checkpoints").glob("best*.ckpt"))) == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MB file system (tmpfs; needs root, as CI runs), unmounted after the test."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_leaves_no_truncated_checkpoint(small_disk: Path, tiny_mnist: Path) -> None:
+    run = small_disk / "run"
+    # The dense VAE's checkpoint (weights and Adam state, ~13 MB) cannot fit in 4 MB.
+    result = run_inline("train.py", "model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                        "trainer.limit_val_batches=1", "data.batch_size=50", "logger=none", *NO_FIGURES,
+                        *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run}")  # fmt: skip
+    line = one_error_line(result, "No space left on device", f"resume={run.resolve()}")
+    assert "ckpt" in line
+    leftovers = [path.name for path in (run / "checkpoints").iterdir()] if (run / "checkpoints").is_dir() else []
+    assert leftovers == []  # neither a truncated checkpoint nor a temporary file
+    assert "Traceback" not in result.stderr
+
+
+def test_records_are_strict_json_and_say_what_they_cover(finished_run: Path, tiny_mnist: Path) -> None:
+    assert strict_json(finished_run / "metrics.json")["status"] == "completed"
+    eval_dir = finished_run.parent / "eval"
+    result = run_inline("evaluate.py", f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=0",
+                        "projector=false", "figures.num_points=50", "figures.grid_size=3", "data.eval_batch_size=50",
+                        "trainer.limit_test_batches=1", *tiny_data_overrides(tiny_mnist),
+                        f"hydra.run.dir={eval_dir}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = strict_json(eval_dir / "metrics.json")
+    assert metrics["iwae_nll"] is None  # skipped: null, not NaN
+    assert metrics["images"] == 50 and metrics["split"] == "test"  # the one test batch the ELBO saw
+
+
+@pytest.mark.parametrize(
+    "script, setting, words",
+    [
+        ("train.py", "model.latent_dim=-3", ["model.latent_dim must be >= 1"]),
+        ("train.py", "trainer.max_epochs=0", ["trainer.max_epochs must be >= 1"]),
+        ("train.py", "model.beta=nan", ["model.beta must be a finite number"]),
+        ("train.py", "model.optimizer.lr=inf", ["model.optimizer.lr must be a finite number"]),
+        ("evaluate.py", "iwae_samples=-5", ["iwae_samples must be >= 0"]),
+        ("evaluate.py", "iwae_samples=nan", ["iwae_samples must be a finite number"]),
+        ("evaluate.py", "iwae_samples=1.5", ["iwae_samples must be an integer"]),
+    ],
+)
+def test_bad_settings_are_one_line_before_anything_else(
+    script: str, setting: str, words: list[str], tiny_mnist: Path, tmp_path: Path
+) -> None:
+    extra = ["ckpt_path=none.ckpt"] if script == "evaluate.py" else TINY
+    result = run_inline(script, *extra, setting, *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={tmp_path / 'r'}")
+    one_error_line(result, *words)
+    assert not (tmp_path / "r" / "config_tree.log").exists()
+
+
+def test_a_study_of_another_model_is_refused(tiny_mnist: Path, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    search = ["hparams_search=optuna", *TINY[1:], f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=vae",
+              "hydra.sweeper.n_trials=1", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    first = run_inline("train.py", *search, "model=vae", f"hydra.sweep.dir={tmp_path / 'a'}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    other = run_inline("train.py", *search, "model=conv_vae", f"hydra.sweep.dir={tmp_path / 'b'}")
+    one_error_line(other, "study 'vae'", "belongs to model=vae", "model=conv_vae", "allow_other_setting=true")
+    assert len(optuna.load_study(study_name="vae", storage=storage).trials) == 1  # no conv trial joined it
+
+
+def test_a_sweep_summary_names_the_files_it_cannot_read(tiny_mnist: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    command = ["-m", *TINY, "model.beta=1,2", *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}"]
+    assert run_inline("train.py", *command).returncode == 0
+    (sweep / "1" / "metrics.json").write_text('{"val/loss": 12')  # cut off
+    rows = {row["job"]: row for row in summarise(sweep)}
+    assert rows["1"]["status"] == "unreadable" and str(sweep / "1" / "metrics.json") in rows["1"]["error"]
+    assert rows["0"]["status"] == "completed" and not math.isnan(rows["0"]["val/loss"])
+    assert str(sweep / "1" / "metrics.json") in (sweep / "summary.md").read_text()
+    assert load_model(sweep / "0" / "checkpoints" / "last.ckpt") is not None
