@@ -76,7 +76,7 @@ def test_a_grid_over_two_lrs_and_three_seeds_makes_two_settings(tiny_mnist: Path
     assert (sweep / "settings.png").stat().st_size > 5000
     # metrics.json says what makes the numbers machine-specific.
     metrics = json.loads((sweep / "0" / "metrics.json").read_text())
-    assert {"torch", "cpu_capability", "threads", "device"} <= set(metrics)
+    assert {"torch", "cpu_capability", "cpu_features", "threads", "device"} <= set(metrics)
 
     # evaluate.py groups the same runs: one results row per setting, with its seeds and the loss's spread.
     evaluation = run_script("evaluate.py", f"runs=[{sweep}]", "iwae_samples=2", "projector=false",

@@ -116,6 +116,8 @@ def machine_facts(device: torch.device) -> dict[str, str | int]:
         "device": describe_device(device),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # oneDNN picks its kernels by finer features than the capability: two AVX512 machines can differ here.
+        "cpu_features": " ".join(cpu_features()),
         "threads": torch.get_num_threads(),
     }
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):  # a cap the user set on oneDNN's instruction set
@@ -123,6 +125,19 @@ def machine_facts(device: torch.device) -> dict[str, str | int]:
     if device.type == "cuda":
         facts["cuda"] = str(torch.version.cuda)
     return facts
+
+
+ONEDNN_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list[str]:
+    """The instruction-set extensions among ``ONEDNN_FEATURES`` that /proc/cpuinfo lists ([] elsewhere)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    present = set(flags.split(":", 1)[1].split())
+    return [feature for feature in ONEDNN_FEATURES if feature in present]
 
 
 def _not_a_tip(record: logging.LogRecord) -> bool:
