@@ -78,6 +78,18 @@ def differ_beyond_noise(a: Spread, b: Spread) -> bool | None:
     return bool(stats.ttest_ind_from_stats(a.mean, a.std, a.n, b.mean, b.std, b.n, equal_var=False).pvalue < 0.05)
 
 
+def rank_by_mean(rows: list[dict[str, Any]], maximize: bool = False) -> list[dict[str, Any]]:
+    """``rows`` (each with a ``spread``) best mean first, those without a value last; each gets ``rank`` and
+    ``vs_best``: ``best``, ``worse`` (beyond the noise, ``differ_beyond_noise``), ``within noise``, or ``-``."""
+    ranked = sorted(rows, key=lambda row: (row["spread"].n == 0, (-1 if maximize else 1) * row["spread"].mean
+                                           if row["spread"].n else 0.0))  # fmt: skip
+    verdicts = {True: "worse", False: "within noise", None: "-"}
+    for rank, row in enumerate(ranked, 1):
+        verdict = "best" if rank == 1 else verdicts[differ_beyond_noise(row["spread"], ranked[0]["spread"])]
+        row.update(rank=rank, vs_best=verdict)
+    return ranked
+
+
 def setting_key(config: Any) -> str:
     """A run's config (as saved in ``.hydra/config.yaml``) without its seeds and place keys, as canonical text:
     equal for replicas of one setting."""

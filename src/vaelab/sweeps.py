@@ -24,7 +24,7 @@ import yaml
 
 from vaelab import plotting
 from vaelab.errors import VaelabError
-from vaelab.replicas import RERUN_PREFIX, differ_beyond_noise, group_replicas, setting_of, spread, without_seeds
+from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds
 from vaelab.run_folder import RunFolder
 from vaelab.tables import markdown_table, write_csv
 
@@ -158,11 +158,7 @@ def settings_table(jobs: list[dict[str, Any]], metric: str) -> list[dict[str, An
         rows.append({"setting": label, **summary.as_row(), "best_job": best_row["job"] if best_row else "",
                      "not_counted": len(group) - summary.n, "jobs": " ".join(row["job"] for row in group),
                      "seeds": " ".join(str(row["seed"]) for row in group), "spread": summary})  # fmt: skip
-    rows.sort(key=lambda row: (row["n"] == 0, row["mean"] if row["n"] else 0.0))
-    for row in rows:
-        verdict = differ_beyond_noise(row["spread"], rows[0]["spread"]) if row is not rows[0] else None
-        row["vs_best"] = "best" if row is rows[0] else {True: "worse", False: "within noise", None: "-"}[verdict]
-    return rows
+    return rank_by_mean(rows)
 
 
 SETTING_COLUMNS = ("setting", "n", "mean", "std", "ci95", "best", "best_job", "vs_best", "not_counted", "jobs",

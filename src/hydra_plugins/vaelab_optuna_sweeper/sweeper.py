@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
-from vaelab.replicas import RERUN_PREFIX, differ_beyond_noise, spread
+from vaelab.replicas import RERUN_PREFIX, rank_by_mean, spread
 from vaelab.run_folder import RunFolder
 from vaelab.studies import (
     TRIAL_ENV,
@@ -293,11 +293,7 @@ class OptunaSweeper(Sweeper):
                          **summary.as_row(), "search_value": trial.value, "seeds": " ".join(map(str, seeds)),
                          "jobs": " ".join(self._folder(trial.number, r) for r in range(len(seeds))),
                          "spread": summary})  # fmt: skip
-        rows.sort(key=lambda row: (row["n"] == 0, (-row["mean"] if maximize else row["mean"]) if row["n"] else 0))
-        for rank, row in enumerate(rows, 1):
-            verdict = differ_beyond_noise(row["spread"], rows[0]["spread"]) if rank > 1 else None
-            row.update(rank=rank, vs_best="best" if rank == 1 else {True: "worse", False: "within noise", None: "-"}[
-                verdict])  # fmt: skip
+        rows = rank_by_mean(rows, maximize)
         table = markdown_table(rows, RERUN_COLUMNS)
         (self.sweep_dir / "rerun.md").write_text(
             f"# Study {self.study_name}: its best {len(top)} trials re-run over seeds {seeds}\n\n"
