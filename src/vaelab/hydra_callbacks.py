@@ -61,14 +61,19 @@ class RunFolderGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_ddp_child():
             resuming = OmegaConf.select(config, "resume") is not None
-            _or_exit(lambda: claim(Path(str(OmegaConf.select(config, "hydra.run.dir"))), resuming))
+            try:
+                claim(Path(str(OmegaConf.select(config, "hydra.run.dir"))), resuming)
+            except VaelabError as error:
+                _exit(str(error))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
         jobs = [record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")]
         if not is_ddp_child() and (jobs or (sweep_dir / "multirun.yaml").is_file()):
-            _or_exit(lambda: _raise(f"{sweep_dir} already holds a sweep ({len(jobs)} job folders); pass another "
-                                    "hydra.sweep.dir (by default every sweep gets a new one)."))  # fmt: skip
+            _exit(
+                f"{sweep_dir} already holds a sweep ({len(jobs)} job folders); pass another hydra.sweep.dir (by "
+                "default every sweep gets a new one)."
+            )
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN and not is_ddp_child():
@@ -78,17 +83,10 @@ class RunFolderGuard(Callback):
         release(Path(str(config.hydra.runtime.output_dir)))
 
 
-def _raise(message: str) -> None:
-    raise VaelabError(message)
-
-
-def _or_exit(check: Any) -> None:
-    """Run ``check``; a ``VaelabError`` is one line on stderr and exit status 1, before Hydra writes anything."""
-    try:
-        check()
-    except VaelabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+def _exit(message: str) -> None:
+    """One ``error:`` line on stderr and exit status 1, before Hydra writes anything."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
 
 
 class FailedJobsReport(Callback):
