@@ -45,12 +45,10 @@ class OutputDirCheck(Callback):
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            print(
-                f"error: cannot create the run folder {folder} ({error.strerror}); "
-                "pass paths.log_dir=<a writable folder> or hydra.run.dir=<folder>.",
-                file=sys.stderr,
+            _exit(
+                f"cannot create the run folder {folder} ({error.strerror}); "
+                "pass paths.log_dir=<a writable folder> or hydra.run.dir=<folder>."
             )
-            sys.exit(1)
 
 
 class RunFolderGuard(Callback):
@@ -130,8 +128,7 @@ class MLflowSweepRun(Callback):
         try:
             check_mlflow(settings.tracking_uri)
         except VaelabError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(1)
+            _exit(str(error))
         from lightning.pytorch.loggers import MLFlowLogger  # Lightning's own: finds or creates the experiment
 
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
