@@ -85,7 +85,7 @@ def test_hostile_checkpoints_are_refused_everywhere(
     for name, overrides in (
         ("train", [*TINY, f"ckpt_path={path}", f"paths.output_dir={tmp_path / 'a'}", *data]),
         ("train", [*TINY, f"resume={tmp_path / 'run'}", f"paths.output_dir={tmp_path / 'b'}", *data]),
-        ("eval", [f"ckpt_path={path}", f"paths.output_dir={tmp_path / 'c'}", "iwae_samples=0", *data]),
+        ("eval", [f"ckpt_path={path}", f"paths.output_dir={tmp_path / 'c'}", "iwae_samples=null", *data]),
     ):
         with pytest.raises(VaelabError) as error:
             (train if name == "train" else evaluate)(compose_config(name, overrides))

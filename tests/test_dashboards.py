@@ -63,7 +63,7 @@ def test_tensorboard_serves_a_sweep_and_an_evaluation(trained_sweep: Path, tiny_
     shutil.copytree(trained_sweep, logs / "sweep", ignore=shutil.ignore_patterns("*.ckpt"))
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
     evaluated = run_inline("evaluate.py", f"ckpt_path={trained_sweep / '0' / 'checkpoints' / 'last.ckpt'}", *data,
-                           "iwae_samples=0", "figures.grid_size=5", f"hydra.run.dir={logs / 'eval'}")  # fmt: skip
+                           "iwae_samples=null", "figures.grid_size=5", f"hydra.run.dir={logs / 'eval'}")  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
 
     port = free_port()

@@ -140,7 +140,7 @@ def test_a_full_disk_leaves_no_truncated_checkpoint(small_disk: Path, tiny_mnist
 def test_records_are_strict_json_and_say_what_they_cover(finished_run: Path, tiny_mnist: Path) -> None:
     assert strict_json(finished_run / "metrics.json")["status"] == "completed"
     eval_dir = finished_run.parent / "eval"
-    result = run_inline("evaluate.py", f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=0",
+    result = run_inline("evaluate.py", f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=null",
                         "projector=false", "figures.num_points=50", "figures.grid_size=3", "data.eval_batch_size=50",
                         "trainer.limit_test_batches=1", *tiny_data_overrides(tiny_mnist),
                         f"hydra.run.dir={eval_dir}")  # fmt: skip
@@ -157,7 +157,8 @@ def test_records_are_strict_json_and_say_what_they_cover(finished_run: Path, tin
         ("train.py", "trainer.max_epochs=0", ["trainer.max_epochs must be >= 1"]),
         ("train.py", "model.beta=nan", ["model.beta must be a finite number"]),
         ("train.py", "model.optimizer.lr=inf", ["model.optimizer.lr must be a finite number"]),
-        ("evaluate.py", "iwae_samples=-5", ["iwae_samples must be >= 0"]),
+        ("evaluate.py", "iwae_samples=-5", ["iwae_samples must be >= 1"]),
+        ("evaluate.py", "iwae_samples=0", ["iwae_samples must be >= 1"]),
         ("evaluate.py", "iwae_samples=nan", ["iwae_samples must be a finite number"]),
         ("evaluate.py", "iwae_samples=1.5", ["iwae_samples must be an integer"]),
     ],
@@ -192,3 +193,14 @@ def test_a_sweep_summary_names_the_files_it_cannot_read(tiny_mnist: Path, tmp_pa
     assert rows["0"]["status"] == "completed" and not math.isnan(rows["0"]["val/loss"])
     assert str(sweep / "1" / "metrics.json") in (sweep / "summary.md").read_text()
     assert load_model(sweep / "0" / "checkpoints" / "last.ckpt") is not None
+
+
+def test_a_run_that_trains_no_batch_is_untrained_and_not_tested(tiny_mnist: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_inline("train.py", *TINY, "trainer.limit_train_batches=0", *tiny_data_overrides(tiny_mnist),
+                        f"hydra.run.dir={run}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = strict_json(run / "metrics.json")
+    assert metrics["status"] == "untrained" and metrics["epochs"] == 0
+    assert not any(name.startswith("test/") for name in metrics)  # untrained weights are not reported as a result
+    assert "no batch was trained" in result.stderr + result.stdout

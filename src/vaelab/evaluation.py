@@ -47,8 +47,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` or every run in ``cfg.runs`` on the test split; returns one metrics dict each."""
     tune_malloc()
     check_finite(OmegaConf.to_container(cfg, resolve=True))
-    # 0 skips the estimate; a fraction or a negative count has no meaning.
-    check_number("iwae_samples", cfg.get("iwae_samples"), minimum=0, integer=True)
+    # null skips the estimate; zero, a fraction or a negative count of samples has no meaning.
+    if cfg.get("iwae_samples") is not None:
+        check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
     sources = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
     output_dir = Path(cfg.paths.output_dir)
     datamodule: MNISTDataModule = hydra.utils.instantiate(cfg.data)
@@ -151,7 +152,7 @@ def evaluate_checkpoint(
         "evaluated_on": machine_facts(trainer.strategy.root_device),
     }
     metrics["device"] = metrics["device"] or metrics["evaluated_on"]["device"]
-    if cfg.iwae_samples > 0:
+    if cfg.iwae_samples is not None:
         log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None, cfg.iwae_samples)
         metrics["iwae_nll"] = -log_likelihood.mean().item()
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, read_write
 
 from vaelab import run_guard
 from vaelab.errors import Interrupted, user_error
-from vaelab.run_folder import RunFolder
+from vaelab.run_folder import RunFolder, RunStatus
 from vaelab.runtime import quiet_lightning
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def in_multirun() -> bool:
 def record_failure(output_dir: Path, line: str, details: str = "") -> None:
     """Mark a job folder failed: ``FAILED`` holds the error line (and the traceback of an unexpected error)."""
     run = RunFolder(output_dir)
-    run.write_metrics({"status": "failed", "error": line})
+    run.write_metrics({"status": RunStatus.FAILED, "error": line})
     run.failed_file.write_text(line + "\n" + (f"\n{details}" if details else ""))
 
 
@@ -72,7 +72,7 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
         line = error_line(error)
         log.error("error: %s", line)
         if isinstance(cause, Interrupted):  # Ctrl-C or SIGTERM (a cluster's pre-emption): stop the sweep, do not go on
-            RunFolder(Path(cfg.paths.output_dir)).write_metrics({"status": "interrupted", "error": line})
+            RunFolder(Path(cfg.paths.output_dir)).write_metrics({"status": RunStatus.INTERRUPTED, "error": line})
             raise SystemExit(1) from None
         record_failure(Path(cfg.paths.output_dir), line, "" if cause is not None else traceback.format_exc())
         return None

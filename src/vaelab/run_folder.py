@@ -3,7 +3,7 @@
     <run>/.hydra/                  Hydra's record of the job: config.yaml, hydra.yaml (choices), overrides.yaml
     <run>/checkpoints/             best-epochNNN.ckpt (lowest val/loss), last.ckpt (end of the latest epoch)
     <run>/history.csv              one row per epoch: epoch, step and the epoch means of train/* and val/*
-    <run>/metrics.json             the final metrics and facts, with "status" (completed, pruned, failed, ...)
+    <run>/metrics.json             the final metrics and facts, with "status" (a ``RunStatus``)
     <run>/FAILED                   a failed sweep job's error line (and traceback)
     <run>/figures/ tensorboard/ csv/ mlflow/   what the callbacks and loggers write
 
@@ -18,6 +18,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,16 @@ FAILED_FILE = "FAILED"
 JOB_RECORD = ".hydra/overrides.yaml"  # every folder Hydra ran a job in has one
 HISTORY_COLUMNS = ("epoch", "step", "train/recon", "train/kl", "train/loss", "train/nelbo", "train/kl_weight",
                    "val/recon", "val/kl", "val/loss", "val/nelbo")  # fmt: skip
+
+
+class RunStatus(StrEnum):
+    """What happened to a run, as ``metrics.json`` records it (and sweep summaries show it)."""
+
+    COMPLETED = "completed"  # trained at least one batch, tested unless ``test=false``
+    UNTRAINED = "untrained"  # ended without one optimizer step (``trainer.limit_train_batches=0``): not tested
+    PRUNED = "pruned"  # stopped early by an Optuna pruner
+    FAILED = "failed"  # an error ended it (a sweep job; the line is in FAILED)
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; resumable from last.ckpt
 
 
 @dataclass(frozen=True)

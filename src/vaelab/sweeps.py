@@ -25,7 +25,7 @@ import yaml
 from vaelab import plotting
 from vaelab.errors import VaelabError
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds
-from vaelab.run_folder import RunFolder
+from vaelab.run_folder import RunFolder, RunStatus
 from vaelab.tables import markdown_table, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
@@ -35,15 +35,15 @@ STUDY_FILE = "optuna_study.yaml"  # written by the vaelab Optuna sweeper
 
 
 def job_status(job: RunFolder, metrics: dict[str, Any]) -> tuple[str, str]:
-    """``(status, error line)`` of a job folder: completed, pruned, failed, interrupted, unreadable (a record file
-    that cannot be read, named in the line) or unfinished (no record)."""
+    """``(status, error line)`` of a job folder: a ``RunStatus``, unreadable (a record file that cannot be read,
+    named in the line) or unfinished (no record)."""
     if job.failed_file.is_file():
-        return "failed", next(iter(job.failed_file.read_text(errors="replace").splitlines()), "")
+        return RunStatus.FAILED, next(iter(job.failed_file.read_text(errors="replace").splitlines()), "")
     unreadable = job.unreadable_files()
     if unreadable:
         return "unreadable", f"cannot read {', '.join(str(job.path / name) for name in unreadable)}"
     if metrics:
-        return str(metrics.get("status", "completed")), ""
+        return str(metrics.get("status", RunStatus.COMPLETED)), ""
     return "unfinished", ""
 
 
@@ -126,7 +126,7 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     jobs = sort_by(jobs, metric)
     table = markdown_table(jobs, ["job", "status", "overrides", *metric_columns])
     shared = f"Overrides of every job: `{' '.join(common)}`\n\n" if common else ""
-    failed = [row for row in jobs if row["status"] in ("failed", "unreadable")]
+    failed = [row for row in jobs if row["status"] in (RunStatus.FAILED, "unreadable")]
     failures = "".join(f"- job {row['job']}: {row['error']}\n" for row in failed)
     failures = f"\n## Failed jobs\n\n{failures}" if failed else ""
     (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}{table}{failures}")

@@ -30,7 +30,7 @@ from vaelab.errors import Interrupted, VaelabError, check_finite, check_number
 from vaelab.jobs import rerun_only_this_job_in_ddp_processes
 from vaelab.loggers import before_test, describe, finish_run, start_run
 from vaelab.models.base import LOGGED_TERMS, STAGES, NonFiniteLossError
-from vaelab.run_folder import RunFolder
+from vaelab.run_folder import RunFolder, RunStatus
 from vaelab.runtime import machine_facts, set_job_threads, tune_malloc
 from vaelab.studies import TRIAL_ENV, trial_of_this_job
 
@@ -65,7 +65,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics = fit(run)
         # Read before testing: restoring the best checkpoint resets the callback's state.
         checkpoints = checkpoint_paths(run)
-        if cfg.get("test") and not run.pruned:
+        if run.trainer.global_step == 0:
+            log.warning("no batch was trained (trainer.limit_train_batches=0?): status untrained, nothing tested")
+        elif cfg.get("test") and not run.pruned:
             metrics.update(test(run, checkpoints["best"] or None))
     return report(run, metrics, checkpoints)
 
@@ -139,7 +141,11 @@ def report(run: Run, metrics: dict[str, float], checkpoints: dict[str, str]) -> 
     """The run's outcome to the loggers, ``metrics.json`` and the closing lines; returns metrics and facts."""
     trainer = run.trainer
     facts = {
-        "status": "pruned" if run.pruned else "completed",
+        "status": RunStatus.PRUNED
+        if run.pruned
+        else RunStatus.COMPLETED
+        if trainer.global_step
+        else RunStatus.UNTRAINED,
         "epochs": trainer.current_epoch,
         "fit_seconds": round(run.timer.seconds, 1),
         # Wall time per epoch of this fit: training, validation and the figures callback included.

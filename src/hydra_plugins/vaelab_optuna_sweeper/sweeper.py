@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
 from vaelab.replicas import RERUN_PREFIX, rank_by_mean, spread
-from vaelab.run_folder import RunFolder
+from vaelab.run_folder import RunFolder, RunStatus
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,
@@ -196,7 +196,7 @@ class OptunaSweeper(Sweeper):
             with heartbeats(study, list(trials), self.heartbeat_interval):
                 # The first seed reports each epoch to the pruner; the others run for the trials it kept.
                 first = self._launch([(trial, seeds[0], 0, True) for trial in trials], fixed)
-                kept = [trial for trial, job in zip(trials, first) if _outcome(job)[0] == "completed"]
+                kept = [trial for trial, job in zip(trials, first) if _outcome(job)[0] == RunStatus.COMPLETED]
                 others = self._launch(
                     [(trial, seed, replica, False) for trial in kept for replica, seed in enumerate(seeds[1:], 1)],
                     fixed,
@@ -239,14 +239,14 @@ class OptunaSweeper(Sweeper):
     def _tell(self, study: optuna.Study, trial: optuna.Trial, seeds: Sequence[int], jobs: Sequence[Any]) -> bool:
         """Tell the study the trial's outcome over its replicas; True when the sampler has run its whole space."""
         outcomes = [_outcome(job) for job in jobs]
-        values = [value for status, value in outcomes if status == "completed"]
+        values = [value for status, value in outcomes if status == RunStatus.COMPLETED]
         if self.replicas > 1:
             replica_values = {str(seed): value for seed, (_, value) in zip(seeds, outcomes)}
             summary = spread(values)
             trial.set_user_attr("replica_values", replica_values)
             trial.set_user_attr("value_std", summary.std if math.isfinite(summary.std) else None)
             trial.set_user_attr("value_ci95", summary.ci95 if math.isfinite(summary.ci95) else None)
-        if outcomes[0][0] == "pruned":
+        if outcomes[0][0] == RunStatus.PRUNED:
             outcome: dict[str, Any] = {"state": TrialState.PRUNED}
         elif len(values) == self.replicas:
             outcome = {"values": math.fsum(values) / len(values)}
@@ -283,7 +283,7 @@ class OptunaSweeper(Sweeper):
         rows = []
         for index, trial in enumerate(top):
             outcomes = [_outcome(job) for job in returns[index * len(seeds) : (index + 1) * len(seeds)]]
-            values = [value if status == "completed" else None for status, value in outcomes]
+            values = [value if status == RunStatus.COMPLETED else None for status, value in outcomes]
             summary = spread(value for value in values if value is not None)
             record = study.user_attrs.get(f"{RERUN_PREFIX}{trial.number}", {"seeds": [], "values": []})
             record = {"seeds": record["seeds"] + seeds, "values": record["values"] + values}
@@ -325,13 +325,14 @@ class OptunaSweeper(Sweeper):
 
 
 def _outcome(job: Any) -> tuple[str, float | None]:
-    """``(status, value)`` of a launched job: completed (with its finite returned metric), pruned or failed."""
+    """``(status, value)`` of a launched job: completed (with its finite returned metric), pruned, untrained or
+    failed."""
     metrics = RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).read_metrics() if job.hydra_cfg else {}
-    status = metrics.get("status", "completed") if metrics else "failed"  # no metrics.json: the job died
+    status = RunStatus(metrics.get("status", RunStatus.COMPLETED)) if metrics else RunStatus.FAILED  # the job died
     value = job.return_value if job.status == JobStatus.COMPLETED else None
-    if status == "completed" and not (isinstance(value, (int, float)) and math.isfinite(value)):
-        status = "failed"
-    return status, float(value) if status == "completed" else None
+    if status == RunStatus.COMPLETED and not (isinstance(value, (int, float)) and math.isfinite(value)):
+        status = RunStatus.FAILED
+    return status, float(value) if status == RunStatus.COMPLETED else None
 
 
 def _finite_or_none(record: dict[str, Any]) -> dict[str, Any]:
