@@ -206,3 +206,18 @@ def start_long_run(tiny_mnist: Path, run_dir: Path) -> subprocess.Popen:
         time.sleep(0.5)
     time.sleep(1.0)  # into a later epoch
     return process
+
+
+class StopAt:
+    """A callback that raises KeyboardInterrupt (what Ctrl-C raises) in ``hook`` at ``epoch``/``batch``: a Ctrl-C
+    landing at an exact point of a run, for ``+callbacks.stop={_target_:helpers.StopAt,...}``."""
+
+    def __new__(cls, hook: str, epoch: int, batch: int):  # a Lightning Callback built on demand: torch loads late
+        import lightning.pytorch as pl
+
+        def stop(self, trainer, module, outputs_or_batch, batch_or_index, *rest) -> None:
+            index = rest[0] if hook.endswith("_end") else batch_or_index
+            if trainer.current_epoch == epoch and index == batch and not trainer.sanity_checking:
+                raise KeyboardInterrupt
+
+        return type("StopAtHook", (pl.Callback,), {hook: stop})()

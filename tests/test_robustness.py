@@ -27,6 +27,7 @@ from helpers import (
 )
 from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
+from vaelab.errors import Interrupted
 from vaelab.models.base import EVAL_NOISE_SEED
 from vaelab.run_folder import RunFolder
 from vaelab.training import train
@@ -284,3 +285,33 @@ def test_ddp_on_cpu_with_two_processes(tiny_mnist: Path, tmp_path: Path) -> None
         ]
     assert metrics["val/loss"] == pytest.approx(torch.cat(losses).mean().item(), rel=1e-5)
     assert not any(p.name.startswith("train_ddp_process") for p in PROJECT_ROOT.iterdir())
+
+
+@pytest.mark.parametrize(
+    "hook, batch",
+    [
+        ("on_validation_batch_start", 0),  # in validation, between fetching a batch and its step
+        ("on_validation_batch_end", 0),  # a validation batch done, its end hooks not
+    ],
+)
+def test_ctrl_c_during_validation_resumes_to_the_uninterrupted_history(
+    hook: str, batch: int, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    """One history row per epoch, none missing, none repeated, each equal to the uninterrupted run's, wherever in
+    the epoch's validation the Ctrl-C landed: the validation runs again on resume, and the epoch's training means
+    come from the checkpoint."""
+    common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
+              "test=false", "logger=none", *NO_FIGURES, *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(compose_config("train", [*common, "trainer.max_epochs=3"], straight))
+    stop = f"+callbacks.stop={{_target_:helpers.StopAt,hook:{hook},epoch:1,batch:{batch}}}"
+    handler = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a Ctrl-C: put back pytest's
+    with pytest.raises(Interrupted):
+        train(compose_config("train", [*common, "trainer.max_epochs=3", stop], resumed))
+    signal.signal(signal.SIGINT, handler)
+    assert [row["epoch"] for row in RunFolder(resumed).read_history()] == [0]
+    train(compose_config("train", [*common, "trainer.max_epochs=3", f"resume={resumed}"], resumed))
+    rows = {run: RunFolder(run).read_history() for run in (straight, resumed)}
+    assert [(r["epoch"], r["step"]) for r in rows[resumed]] == [(0, 4), (1, 8), (2, 12)]
+    for name in ("train/loss", "train/kl", "val/loss", "val/recon", "val/kl", "val/nelbo"):
+        assert [r.get(name) for r in rows[resumed]] == pytest.approx([r[name] for r in rows[straight]], abs=1e-4), name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -21,5 +22,22 @@ class InterruptCheckpoint(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.sanity_checking:
             return
+        if trainer.state.fn == TrainerFn.FITTING and trainer.validating:
+            validation_restarts_on_resume(trainer)
         trainer.save_checkpoint(self.path, weights_only=False)  # the full training state (saving, not loading)
         rank_zero_info(f"Interrupted: training state saved to {self.path}")
+
+
+def validation_restarts_on_resume(trainer: pl.Trainer) -> None:
+    """Make an interrupted validation run again, whole, when the run resumes.
+
+    Lightning (2.6) reruns it only when the interrupt landed inside ``validation_step``, which its validation loop's
+    progress shows as one batch started and not processed; a Ctrl-C between two batches (fetching one, or in the
+    batch hooks) reads like a finished validation, and that epoch's validation would never run. No public API sets
+    this: the one place vaelab writes Lightning's loop state. Tested by
+    ``tests/test_robustness.py::test_ctrl_c_during_validation_resumes_to_the_uninterrupted_history``, which fails
+    if Lightning moves it.
+    """
+    progress = trainer.fit_loop.epoch_loop.val_loop.batch_progress.total
+    progress.ready = progress.started = progress.completed + 1
+    progress.processed = progress.completed

@@ -237,6 +237,10 @@ class ELBOModule(pl.LightningModule):
         checkpoint["vaelab_model_class"] = self.checkpoint_name()
         if "train" in self._noise:
             checkpoint["vaelab_train_noise_state"] = self._noise["train"].get_state()
+        states = {term: mean.metric_state for term, mean in self.epoch_means("train").items()}
+        checkpoint["vaelab_train_means"] = {
+            term: {name: value.detach().cpu() for name, value in state.items()} for term, state in states.items()
+        }
 
     @classmethod
     def checkpoint_name(cls) -> str:
@@ -247,3 +251,17 @@ class ELBOModule(pl.LightningModule):
         state = checkpoint.get("vaelab_train_noise_state")
         self._noise.pop("train", None)
         self._restored_train_noise = state if isinstance(state, torch.Tensor) and state.dtype == torch.uint8 else None
+        self._restore_train_means(checkpoint.get("vaelab_train_means"))
+
+    def _restore_train_means(self, saved: object) -> None:
+        """The training means of the epoch a checkpoint was saved in. Lightning starts the next epoch (and
+        ``on_train_epoch_start`` resets them) unless the run resumes inside that epoch: a Ctrl-C mid-epoch or during
+        its validation, whose row then averages every batch of the epoch. Per process, so a single one only."""
+        if self._trainer is None or self.trainer.world_size != 1 or not isinstance(saved, dict):
+            return
+        if not all(isinstance(saved.get(term), dict) for term in LOGGED_TERMS):
+            return
+        for term, mean in self.epoch_means("train").items():
+            mean.reset()
+            mean.update(torch.empty(0, device=self.device))  # marks it updated, adds nothing
+            mean.merge_state({name: torch.as_tensor(value).to(self.device) for name, value in saved[term].items()})
