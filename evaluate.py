@@ -13,8 +13,8 @@ os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> list[dict] | None:
+    from vaelab.cli import run_job
     from vaelab.evaluation import evaluate
-    from vaelab.jobs import run_job
 
     return run_job(evaluate, cfg)  # the metrics of every checkpoint evaluated (one, or each run compared)
 

@@ -8,14 +8,14 @@ import hydra
 from omegaconf import DictConfig
 
 import vaelab  # noqa: F401  (registers the config resolvers)
-from vaelab.resume import with_run_overrides
+from vaelab.run.resume import with_run_overrides
 
 os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from vaelab.jobs import run_job
+    from vaelab.cli import run_job
     from vaelab.training import train
 
     metrics = run_job(train, cfg)  # None: a sweep job that failed (recorded in its folder)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from helpers import NO_FIGURES, compose_config, run_inline, tiny_data_overrides
-from vaelab.checkpoints import read_checkpoint
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate
+from vaelab.run.checkpoints import read_checkpoint
 from vaelab.training import train
 
 TINY = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",

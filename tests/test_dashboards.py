@@ -19,8 +19,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import SWEPT_MODELS, free_port, get_json, run_inline, tiny_data_overrides
-from vaelab.projector import BOOKMARK, CONFIG_FILE, write_projector
-from vaelab.tensorboard_logger import TensorBoardLogger
+from vaelab.figures.projector import BOOKMARK, CONFIG_FILE, write_projector
+from vaelab.loggers.tensorboard import TensorBoardLogger
 
 
 @pytest.mark.parametrize("latent_dim", [1, 2, 5])
@@ -44,7 +44,7 @@ def test_projector_files_draw_every_latent_dim(tmp_path: Path, latent_dim: int) 
 def test_test_metrics_are_drawn_at_the_best_checkpoint(tmp_path: Path) -> None:
     logger = TensorBoardLogger(str(tmp_path), run="r")
     logger.log_metrics({"val/loss": 5.0, "epoch": 0}, step=3)
-    logger.attach_test_to(step=3, epoch=0)  # the best checkpoint: epoch 0, step 3; training went on to step 9
+    logger.before_test(step=3, epoch=0)  # the best checkpoint: epoch 0, step 3; training went on to step 9
     logger.log_metrics({"test/loss": 4.0, "epoch": 2}, step=9)
     logger.finalize("success")
     events = EventAccumulator(str(tmp_path / "r"))

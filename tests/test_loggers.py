@@ -121,9 +121,9 @@ def test_mlflow_store_folder_is_made_and_a_missing_mlflow_is_one_line(tmp_path: 
 def test_tags_reach_an_mlflow_run_resumed_in_place(tmp_path: Path, mlflow_store: str) -> None:
     settings = {"tracking_uri": mlflow_store, "experiment_name": "vaelab"}
     first = MLFlowLogger(run_dir=str(tmp_path), **settings)
-    first.add_tags(["baseline"])
+    first.start_run({}, ["baseline"], None)
     resumed = MLFlowLogger(run_dir=str(tmp_path), **settings)  # finds the run id the first one left
-    resumed.add_tags(["resumed"])
+    resumed.start_run({}, ["resumed"], None)
     assert resumed.run_id == first.run_id
     tags = resumed.experiment.get_run(resumed.run_id).data.tags
     assert tags["baseline"] == tags["resumed"] == "true"

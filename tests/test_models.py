@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from helpers import PROJECT_ROOT, small_batch, train_steps
-from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
 from vaelab.errors import VaelabError
 from vaelab.models import VAE, CondConvVAE, ConvVAE, ELBOModule
 from vaelab.models.networks import PixelLogits
 from vaelab.models.probability import bernoulli_nll, gaussian_kl
+from vaelab.run.checkpoints import load_model
 
 MODEL_CLASSES = [VAE, ConvVAE, CondConvVAE]
 

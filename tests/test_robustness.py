@@ -25,11 +25,11 @@ from helpers import (
     tensorboard_run,
     tiny_data_overrides,
 )
-from vaelab.checkpoints import load_model
 from vaelab.data import MNISTDataModule
 from vaelab.errors import Interrupted
 from vaelab.models.base import EVAL_NOISE_SEED
-from vaelab.run_folder import RunFolder
+from vaelab.run.checkpoints import load_model
+from vaelab.run.folder import RunFolder
 from vaelab.training import train
 
 FAST = ["trainer.limit_val_batches=1", "data.batch_size=50", "callbacks.figures.grid_size=4", "test=false"]

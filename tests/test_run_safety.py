@@ -17,8 +17,8 @@ import optuna
 import pytest
 
 from helpers import NO_FIGURES, run_inline, start_long_run, tiny_data_overrides
-from vaelab.checkpoints import load_model
-from vaelab.run_guard import LOCK_FILE
+from vaelab.run.checkpoints import load_model
+from vaelab.run.guard import LOCK_FILE
 from vaelab.sweeps import summarise
 
 TINY = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",

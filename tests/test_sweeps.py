@@ -28,8 +28,8 @@ from helpers import (
     tensorboard_run,
     tiny_data_overrides,
 )
-from vaelab import plotting
-from vaelab.runtime import job_threads
+from vaelab.cli import job_threads
+from vaelab.figures import plots
 from vaelab.studies import open_study, storage_file
 from vaelab.sweeps import short_overrides, summarise
 
@@ -82,7 +82,7 @@ def test_the_summary_chart_labels_jobs_by_short_overrides() -> None:
     overrides = "model.optimizer.lr=0.001872400004563013 data.batch_size=64 a.beta=1e-3 b.beta=2 ~model.x y=1e400"
     assert short_overrides(overrides) == "lr=0.00187 batch_size=64 a.beta=1e-3 b.beta=2 ~model.x y=1e400"
     labels = ["0: lr=0.00187", "1: " + "a" * 120]
-    short, long = (plotting.ranked_bars(ls, [1.0] * len(ls), "val/loss") for ls in (labels[:1], labels))
+    short, long = (plots.ranked_bars(ls, [1.0] * len(ls), "val/loss") for ls in (labels[:1], labels))
     assert long.get_figwidth() > short.get_figwidth() + 7  # room for the long label beside the bars
 
 

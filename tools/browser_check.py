@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from vaelab.tensorboard_logger import HPARAM_METRICS
+from vaelab.loggers.tensorboard import HPARAM_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

@@ -21,18 +21,19 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from vaelab import plotting
-from vaelab.checkpoints import model_from_checkpoint, read_checkpoint
+from vaelab.cli import tune_malloc
 from vaelab.data import MNISTDataModule
 from vaelab.errors import VaelabError, check_finite, check_number
-from vaelab.model_figures import FIGURES, FigureSettings, draw_figures
+from vaelab.figures import plots
+from vaelab.figures.model import FIGURES, FigureSettings, draw_figures
+from vaelab.figures.projector import write_projector
+from vaelab.machine import machine_facts
 from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means
 from vaelab.models.probability import iwae_log_likelihood
-from vaelab.projector import write_projector
 from vaelab.replicas import group_replicas, setting_of, spread, without_seeds
-from vaelab.run_folder import RunFolder
-from vaelab.runtime import machine_facts, tune_malloc
+from vaelab.run.checkpoints import model_from_checkpoint, read_checkpoint
+from vaelab.run.folder import RunFolder
 from vaelab.tables import markdown_table, write_csv
 
 RESULT_COLUMNS = (
@@ -176,7 +177,7 @@ def evaluate_checkpoint(
 def save_figures(
     model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, figure_dir: Path, settings: Any
 ) -> dict[str, Figure]:
-    """Every standard figure (``vaelab.model_figures.FIGURES``) on the test split, saved as PNGs; ``settings`` is
+    """Every standard figure (``vaelab.figures.model.FIGURES``) on the test split, saved as PNGs; ``settings`` is
     eval.yaml's ``figures`` (``FigureSettings``' fields)."""
     drawn = draw_figures(model, images, labels, FIGURES, FigureSettings(**settings))
     figure_dir.mkdir(parents=True, exist_ok=True)
@@ -262,7 +263,7 @@ def write_comparison(
         for name, group in zip(names, groups)
         if (band := validation_band([RunFolder.of_checkpoint(sources[i]) for i in group]))
     }
-    figure = plotting.comparison(
+    figure = plots.comparison(
         names, [r["recon"] for r in rows], [r["kl"] for r in rows], curves, errors=[r["loss_std"] for r in rows]
     )
     for folder in [output_dir, *([Path(report_dir)] if report_dir else [])]:

@@ -13,9 +13,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError
-from vaelab.loggers import SWEEP_RUN_FILE, check_mlflow
-from vaelab.run_folder import FAILED_FILE, JOB_RECORD
-from vaelab.run_guard import claim, is_ddp_child, release
+from vaelab.loggers import check_mlflow
+from vaelab.run.folder import FAILED_FILE, JOB_RECORD, MLFLOW_SWEEP_RUN_FILE
+from vaelab.run.guard import claim, is_ddp_child, release
 
 
 def failed_jobs(sweep_dir: Path, since: float) -> tuple[list[Path], list[Path]]:
@@ -52,7 +52,7 @@ class OutputDirCheck(Callback):
 
 
 class RunFolderGuard(Callback):
-    """One writer per run folder, and no silent reuse (``vaelab.run_guard``): a single run claims its folder before
+    """One writer per run folder, and no silent reuse (``vaelab.run.guard``): a single run claims its folder before
     Hydra writes its record there; a multirun refuses a sweep folder that already holds jobs, and each of its jobs
     claims its own folder. Lightning's DDP processes 1..n-1 leave it to rank 0."""
 
@@ -90,7 +90,7 @@ def _exit(message: str) -> None:
 class FailedJobsReport(Callback):
     """At the end of a multirun: list the jobs of this sweep that failed and exit with status 1 if any did.
 
-    Jobs record their own failure (``vaelab.jobs``), in whatever process a launcher ran them, so this
+    Jobs record their own failure (``vaelab.cli``), in whatever process a launcher ran them, so this
     reads the job folders this multirun wrote rather than the launcher's return values.
     """
 
@@ -112,7 +112,7 @@ class FailedJobsReport(Callback):
 
 class MLflowSweepRun(Callback):
     """A multirun that logs to MLflow gets one parent run, named after the sweep's folder; every job's run nests
-    under it (``vaelab.loggers.sweep_tags`` reads its id from the sweep folder), so MLflow's UI groups the jobs.
+    under it (``vaelab.loggers.naming.sweep_tags`` reads its id from the sweep folder), so MLflow's UI groups the jobs.
     Finished at the end of the multirun, as FAILED if a job failed."""
 
     def __init__(self) -> None:
@@ -139,7 +139,7 @@ class MLflowSweepRun(Callback):
             tags={"sweep": str(sweep_dir), "overrides": overrides[:5000]},
         )  # fmt: skip
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / SWEEP_RUN_FILE).write_text(f"{parent.run_id}\n")
+        (sweep_dir / MLFLOW_SWEEP_RUN_FILE).write_text(f"{parent.run_id}\n")
         self.parent = (parent, sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from scipy import stats
 
-from vaelab.run_folder import RunFolder
+from vaelab.run.folder import RunFolder
 
 # The random streams a run draws from: runs that differ only here are replicas of one setting.
 REPLICA_KEYS = ("seed", "data.shuffle_seed")

@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from vaelab import plotting
 from vaelab.errors import VaelabError
+from vaelab.figures import plots
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds
-from vaelab.run_folder import RunFolder, RunStatus
-from vaelab.tables import markdown_table, write_csv
+from vaelab.run.folder import RunFolder, RunStatus
+from vaelab.tables import markdown_table, short_number, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
                   "epochs", "best_epoch", "seconds_per_epoch")  # fmt: skip
@@ -98,17 +98,8 @@ def short_overrides(overrides: str) -> str:
     short = []
     for (key, equals, value), last in zip(pairs, last_parts, strict=True):
         name = last if last_parts.count(last) == 1 and not key.startswith(("+", "~")) else key
-        short.append(f"{name}{equals}{_short_number(value)}")
+        short.append(f"{name}{equals}{short_number(value)}")
     return " ".join(short)
-
-
-def _short_number(value: str) -> str:
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    text = f"{number:.3g}"
-    return text if math.isfinite(number) and len(text) < len(value) else value
 
 
 def sort_by(jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -132,7 +123,7 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}{table}{failures}")
     write_csv(sweep_dir / "summary.csv", jobs, [column for column in jobs[0] if column != "setting_key"])
     labels = [f"{row['job']}: {short_overrides(row['overrides'])}" for row in jobs]
-    plotting.ranked_bars(labels, [row[metric] for row in jobs], metric, title=f"Sweep {sweep_dir.name}").savefig(
+    plots.ranked_bars(labels, [row[metric] for row in jobs], metric, title=f"Sweep {sweep_dir.name}").savefig(
         sweep_dir / "summary.png"
     )
     print(table + failures + f"\nWritten: {sweep_dir / 'summary.md'}, summary.csv, summary.png")
@@ -175,7 +166,7 @@ def summarise_settings(sweep_dir: Path, jobs: list[dict[str, Any]], metric: str)
              "the noise (Welch's t-test, 5 %; '-' below two runs).\n\n")  # fmt: skip
     (sweep_dir / "settings.md").write_text(f"# Settings of sweep {sweep_dir.name}, {metric}\n\n{notes}{table}")
     write_csv(sweep_dir / "settings.csv", rows, SETTING_COLUMNS)
-    plotting.ranked_bars(
+    plots.ranked_bars(
         [short_overrides(row["setting"]) for row in rows], [row["mean"] for row in rows], metric,
         title=f"Sweep {sweep_dir.name}: settings", errors=[row["ci95"] for row in rows],
         points=[[job[metric] for job in jobs if job["job"] in row["jobs"].split()] for row in rows],

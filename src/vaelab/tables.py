@@ -18,6 +18,17 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
+def short_number(value: str, digits: int = 3) -> str:
+    """A number written in full, to ``digits`` significant digits where that is shorter (``0.0018724000045`` ->
+    ``0.00187``); anything else as it is."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    text = f"{number:.{digits}g}"
+    return text if math.isfinite(number) and len(text) < len(value) else value
+
+
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(format_cell(row[column]) for column in columns) + " |" for row in rows]

@@ -20,18 +20,18 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab import run_guard
 from vaelab.callbacks import FigureLogger, FitTimer
 from vaelab.callbacks.history import EpochHistory
 from vaelab.callbacks.pruning import OptunaPruning
-from vaelab.checkpoints import check_resumable, read_checkpoint
+from vaelab.cli import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.errors import Interrupted, VaelabError, check_finite, check_number
-from vaelab.jobs import rerun_only_this_job_in_ddp_processes
 from vaelab.loggers import before_test, describe, finish_run, start_run
+from vaelab.machine import machine_facts
 from vaelab.models.base import LOGGED_TERMS, STAGES, NonFiniteLossError
-from vaelab.run_folder import RunFolder, RunStatus
-from vaelab.runtime import machine_facts, set_job_threads, tune_malloc
+from vaelab.run import guard as run_guard
+from vaelab.run.checkpoints import check_resumable, read_checkpoint
+from vaelab.run.folder import RunFolder, RunStatus
 from vaelab.studies import TRIAL_ENV, trial_of_this_job
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
 from vaelab.replicas import RERUN_PREFIX, rank_by_mean, spread
-from vaelab.run_folder import RunFolder, RunStatus
+from vaelab.run.folder import RunFolder, RunStatus
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,

@@ -1,4 +1,4 @@
-"""The callback that draws the standard figures during training (``vaelab.model_figures``).
+"""The callback that draws the standard figures during training (``vaelab.figures.model``).
 
 It writes ``<output_dir>/<name>_epoch<NNN>.png`` every ``every_n_epochs`` epochs and ``<output_dir>/<name>.png``
 at the end of training, and hands each figure to every logger (:func:`vaelab.loggers.publish_figure`:
@@ -15,8 +15,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from vaelab.figures.model import FROM_IMAGES, TRAINING_FIGURES, FigureSettings, check_figure_names, draw_figures
 from vaelab.loggers import publish_figure
-from vaelab.model_figures import FROM_IMAGES, TRAINING_FIGURES, FigureSettings, check_figure_names, draw_figures
 from vaelab.models.base import ELBOModule
 
 
@@ -34,7 +34,7 @@ def first_images(loader: Iterable[tuple[torch.Tensor, torch.Tensor]], count: int
 
 class FigureLogger(pl.Callback):
     """Draws ``names`` (default ``TRAINING_FIGURES``: latent scatter, latent grid, centre decode; any of
-    ``vaelab.model_figures.FIGURES``) on validation images; the other arguments are ``FigureSettings``'."""
+    ``vaelab.figures.model.FIGURES``) on validation images; the other arguments are ``FigureSettings``'."""
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
-from vaelab.run_folder import HISTORY_COLUMNS, RunFolder, write_atomic
+from vaelab.run.folder import HISTORY_COLUMNS, RunFolder, write_atomic
 
 
 class EpochHistory(Checkpoint):

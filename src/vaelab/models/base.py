@@ -233,7 +233,7 @@ class ELBOModule(pl.LightningModule):
         stretch_schedules(self.trainer.lr_scheduler_configs, self._configured_horizons)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lets ``vaelab.checkpoints.load_model`` rebuild the right variant from the file alone.
+        # Lets ``vaelab.run.checkpoints.load_model`` rebuild the right variant from the file alone.
         checkpoint["vaelab_model_class"] = self.checkpoint_name()
         if "train" in self._noise:
             checkpoint["vaelab_train_noise_state"] = self._noise["train"].get_state()
@@ -244,7 +244,7 @@ class ELBOModule(pl.LightningModule):
 
     @classmethod
     def checkpoint_name(cls) -> str:
-        """The dotted class name a checkpoint records, which ``vaelab.checkpoints`` looks up (never imports)."""
+        """The dotted class name a checkpoint records, which ``vaelab.run.checkpoints`` looks up (never imports)."""
         return f"{cls.__module__}.{cls.__qualname__}"
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

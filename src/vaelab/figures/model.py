@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
-from vaelab import plotting
 from vaelab.errors import VaelabError
+from vaelab.figures import plots
 from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means, inference
 
@@ -61,7 +61,7 @@ def draw_figures(
     drawn: dict[str, Figure] = {}
     for name in (name for name in FIGURES if name in names):
         if name == "latent_scatter":
-            drawn[name] = plotting.latent_scatter(z_mean, labels[: len(z_mean)])
+            drawn[name] = plots.latent_scatter(z_mean, labels[: len(z_mean)])
         elif name == "latent_grid":
             drawn.update(latent_grid_figures(model, z_mean, settings.grid_size, settings.digits))
         elif name == "centre_decode":
@@ -108,11 +108,11 @@ def latent_grid_figures(
     figures = {}
     with inference(model):
         if model.num_classes == 0:
-            figures["latent_grid"] = plotting.decoded_grid(model.decode(z), x_values, y_values)
+            figures["latent_grid"] = plots.decoded_grid(model.decode(z), x_values, y_values)
         else:
             for digit in digits if digits is not None else range(model.num_classes):
                 label = torch.full((len(z),), digit, device=model.device, dtype=torch.long)
-                figures[f"latent_grid_digit{digit}"] = plotting.decoded_grid(
+                figures[f"latent_grid_digit{digit}"] = plots.decoded_grid(
                     model.decode(z, label), x_values, y_values, title=f"Decoded latent grid, digit {digit}"
                 )
     return figures
@@ -125,7 +125,7 @@ def centre_decode_figure(model: ELBOModule) -> Figure:
     with inference(model):
         images = model.decode(torch.zeros(count, model.latent_dim, device=model.device, dtype=model.dtype), labels)
     titles = [f"digit {d}" for d in range(count)] if model.num_classes else ["z = 0"]
-    return plotting.image_row(images, titles, suptitle="Decode of z = 0")
+    return plots.image_row(images, titles, suptitle="Decode of z = 0")
 
 
 def reconstruction_figure(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, count: int = 12) -> Figure:
@@ -134,7 +134,7 @@ def reconstruction_figure(model: ELBOModule, images: torch.Tensor, labels: torch
     with inference(model):
         z_mean, _ = model.encode(images, labels)
         reconstructions = model.decode(z_mean, labels)
-    return plotting.image_rows([images, reconstructions], ["input", "reconstruction"], title="Reconstructions")
+    return plots.image_rows([images, reconstructions], ["input", "reconstruction"], title="Reconstructions")
 
 
 def interpolation_figure(
@@ -156,7 +156,7 @@ def interpolation_figure(
             row_labels = start_labels[index].repeat(steps).to(model.device)
             rows.append(model.decode(path, row_labels))
             titles.append(f"{start_labels[index].item()} -> {end_labels[index].item()}")
-    return plotting.image_rows(rows, titles, title="Latent interpolation")
+    return plots.image_rows(rows, titles, title="Latent interpolation")
 
 
 def samples_figure(model: ELBOModule, per_row: int = 10, rows: int = 4, seed: int = 0) -> Figure:
@@ -167,4 +167,4 @@ def samples_figure(model: ELBOModule, per_row: int = 10, rows: int = 4, seed: in
     with inference(model):
         images = model.sample(count * per_row, labels, generator=torch.Generator().manual_seed(seed))
     titles = [f"digit {d}" for d in range(count)] if model.num_classes else [""] * count
-    return plotting.image_rows(list(images.split(per_row)), titles, title="Samples from the prior")
+    return plots.image_rows(list(images.split(per_row)), titles, title="Samples from the prior")

@@ -1,6 +1,6 @@
 """Drawing: tensors and numbers in, ``matplotlib.figure.Figure`` out (no pyplot state, no models).
 
-``vaelab.model_figures`` draws a model's figures with these; evaluation comparisons and sweep summaries
+``vaelab.figures.model`` draws a model's figures with these; evaluation comparisons and sweep summaries
 draw their charts with ``comparison`` and ``ranked_bars``.
 """
 

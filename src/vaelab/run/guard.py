@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaelab.errors import VaelabError
-from vaelab.run_folder import RunFolder, write_atomic
+from vaelab.run.folder import RunFolder, write_atomic
 
 LOCK_FILE = ".vaelab.lock"
 RECORD_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config_tree.log")

@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 
-from vaelab.run_folder import JOB_RECORD, RunFolder
+from vaelab.run.folder import JOB_RECORD, RunFolder
 
 # Hydra's command-line flags that take a value: the token after them is not an override.
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",

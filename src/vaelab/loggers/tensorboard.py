@@ -4,19 +4,21 @@ checkpoint they were computed from."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import OmegaConf
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from vaelab.config_tree import flat_config
+from vaelab.loggers import naming
+from vaelab.loggers.base import RunHooks
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Final metrics shown in TensorBoard's HParams tab, under their own tags so the curves stay clean.
 HPARAM_METRICS = {"val/loss": "hp/val_loss", "test/loss": "hp/test_loss", "val/nelbo": "hp/val_nelbo"}
@@ -67,62 +69,20 @@ def tensorboard_hparams(config: Mapping[str, Any], overrides: Sequence[str]) -> 
 def first_columns(params: Mapping[str, Any]) -> set[str]:
     """The HParams columns a reader wants first: the model, and what the sweep varied (outside a sweep: the
     model/data/trainer keys the command line set)."""
-    overrides = swept_overrides() or (list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
+    overrides = naming.swept_overrides() or naming.task_overrides()
     keys = override_keys(overrides)
     return {key for key in params if key in keys or key in ("model", "experiment")}
 
 
-def swept_overrides() -> list[str]:
-    """In a sweep job: its overrides of the keys the sweep varies (``model.beta=0.5`` of ``model.beta=0.5,1``, or an
-    Optuna trial's values), as the sweep's ``multirun.yaml`` tells them from the fixed ones; [] outside a sweep."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return []
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    hydra_cfg = HydraConfig.get()
-    sweep_file = Path(hydra_cfg.sweep.dir) / "multirun.yaml"
-    command_line = list(OmegaConf.load(sweep_file).hydra.overrides.task) if sweep_file.is_file() else []
-    parser = OverridesParser.create()
-    fixed = {o.key_or_group for o in parser.parse_overrides(command_line) if not o.is_sweep_override()}
-    job = parser.parse_overrides(list(hydra_cfg.overrides.task))
-    return [text for o, text in zip(job, hydra_cfg.overrides.task) if o.key_or_group not in fixed and
-            not o.key_or_group.startswith("hydra.")]  # fmt: skip
-
-
-def short_number(override: str) -> str:
-    """``lr=0.00024156772025296256`` -> ``lr=0.0002416``: an Optuna trial's floats, readable in a run name."""
-    key, _, value = override.partition("=")
-    try:
-        return f"{key}={float(value):.4g}" if "." in value or "e" in value.lower() else override
-    except ValueError:
-        return override
-
-
-def run_name() -> str:
-    """``conv_vae 2026-12-01_20-30-00`` (the model and the run folder's date-time); in a sweep
-    ``conv_vae 2026-12-01_20-30-00 #3 model.beta=0.5`` (the sweep folder's, the job's number and what it varied).
-    Safe as a folder name: TensorBoard shows it as the run's name."""
-    if not HydraConfig.initialized():
-        return "run"
-    hydra_cfg = HydraConfig.get()
-    model = hydra_cfg.runtime.choices.get("model", "model")
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        varied = " ".join(short_number(override) for override in swept_overrides())
-        name = f"{model} {Path(hydra_cfg.sweep.dir).name} #{Path(hydra_cfg.runtime.output_dir).name} {varied}"
-    else:
-        name = f"{model} {Path(hydra_cfg.runtime.output_dir).name}"
-    return re.sub(r"[/\\\x00-\x1f]", "_", name).strip()[:150]
-
-
-class TensorBoardLogger(LightningTensorBoardLogger):
-    """Lightning's TensorBoard logger, writing to ``<save_dir>/<run name>`` (:func:`run_name`), so TensorBoard
+class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
+    """Lightning's TensorBoard logger, writing to ``<save_dir>/<run name>`` (``naming.run_name``), so TensorBoard
     names the run whether it is pointed at the run, a sweep or all of ``logs/``. A run resumed in place goes on in
-    the folder it has. After :meth:`attach_test_to`, test metrics are drawn at the step and epoch of the checkpoint
+    the folder it has. After :meth:`before_test`, test metrics are drawn at the step and epoch of the checkpoint
     they were computed from (the best one), not at the end of training."""
 
     def __init__(self, save_dir: str, run: str | None = None, **kwargs: Any) -> None:
         existing = sorted(p.name for p in Path(save_dir).glob("*") if any(p.glob("events.out.tfevents.*")))
-        self.run = run or (existing[0] if len(existing) == 1 else run_name())
+        self.run = run or (existing[0] if len(existing) == 1 else naming.run_name(varied=True))
         super().__init__(save_dir, **{"name": "", **kwargs})
         self._test_step: int | None = None
         self._test_epoch: int | None = None
@@ -157,8 +117,29 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         # 10-epoch run lost its HParams entry this way, while its hp/* scalars reached the disk).
         self.experiment.flush()
 
-    def attach_test_to(self, step: int, epoch: int) -> None:
+    def start_run(self, config: dict[str, Any], tags: Sequence[str], resumed_step: int | None) -> None:
+        """The Custom Scalars layout and the tags; the HParams entry waits for the outcome (real metrics)."""
+        self.experiment.add_custom_scalars(SCALARS_LAYOUT)
+        if tags:
+            self.experiment.add_text("tags", ", ".join(tags))
+
+    def before_test(self, step: int, epoch: int) -> None:
         self._test_step, self._test_epoch = step, epoch
+
+    def publish_figure(self, name: str, figure: Figure, png_file: Path, step: int | None) -> None:
+        if step is not None:  # the final figure repeats the last epoch's
+            self.experiment.add_figure(f"figures/{name}", figure, global_step=step, close=False)
+
+    def finish_run(
+        self, config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
+    ) -> None:
+        final = {tag: metrics[name] for name, tag in HPARAM_METRICS.items() if name in metrics}
+        self.log_outcome(tensorboard_hparams(config, naming.task_overrides()), final, step)
+
+    def describe(self) -> str:  # the folder above the run's: TensorBoard then shows the run's name
+        return (
+            f"TensorBoard:  tensorboard --logdir {self.root_dir}  (losses first: http://localhost:6006/#custom_scalars)"
+        )
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

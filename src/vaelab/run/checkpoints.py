@@ -17,7 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from vaelab.errors import VaelabError
 from vaelab.models import VAE, CondConvVAE, ConvVAE
 from vaelab.models.base import ELBOModule
-from vaelab.run_folder import write_atomic
+from vaelab.run.folder import write_atomic
 
 # The classes a checkpoint may name, by the dotted path ``ELBOModule.on_save_checkpoint`` writes.
 KNOWN_MODELS: dict[str, type[ELBOModule]] = {cls.checkpoint_name(): cls for cls in (VAE, ConvVAE, CondConvVAE)}

@@ -1,0 +1,76 @@
+"""A run's loggers, one module per backend (``csv``, ``tensorboard``, ``mlflow``): each a Lightning logger with
+vaelab's ``RunHooks`` (``base``), which say what the run tells it besides its metrics. Adding a backend is one
+module; any other Lightning logger gets the hooks' defaults. Run names and sweep tags come from ``naming``.
+
+Light to import (Hydra's callbacks use it): the backends load on first use, as ``vaelab.loggers.CSVLogger``,
+``vaelab.loggers.TensorBoardLogger`` and ``vaelab.loggers.MLFlowLogger`` (the configs' targets).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vaelab.errors import VaelabError
+from vaelab.loggers.base import PlainLogger, RunHooks
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+BACKENDS = {"CSVLogger": "csv", "TensorBoardLogger": "tensorboard", "MLFlowLogger": "mlflow"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in BACKENDS:
+        return getattr(importlib.import_module(f"vaelab.loggers.{BACKENDS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def hooks(logger: Any) -> RunHooks:
+    """The logger's run hooks: its own for vaelab's backends, the defaults for any other."""
+    return logger if isinstance(logger, RunHooks) else PlainLogger(logger)
+
+
+def start_run(
+    loggers: Sequence[Any], config: dict[str, Any], tags: Sequence[str], resumed_step: int | None = None
+) -> None:
+    for logger in loggers:
+        hooks(logger).start_run(config, tags, resumed_step)
+
+
+def before_test(loggers: Sequence[Any], step: int, epoch: int) -> None:
+    for logger in loggers:
+        hooks(logger).before_test(step, epoch)
+
+
+def publish_figure(loggers: Sequence[Any], name: str, figure: Figure, png_file: Path, step: int | None) -> None:
+    for logger in loggers:
+        hooks(logger).publish_figure(name, figure, png_file, step)
+
+
+def finish_run(
+    loggers: Sequence[Any], config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
+) -> None:
+    for logger in loggers:
+        hooks(logger).finish_run(config, metrics, best_checkpoint, step)
+
+
+def describe(logger: Any) -> str:
+    return hooks(logger).describe()
+
+
+def check_mlflow(tracking_uri: str | None) -> None:
+    """One line instead of a traceback when MLflow is missing; a SQLite store's folder is made if needed."""
+    if importlib.util.find_spec("mlflow") is None:
+        raise VaelabError("logger=mlflow needs MLflow: pip install 'vaelab[mlflow]' (or mlflow>=3)")
+    if tracking_uri and tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise VaelabError(
+                f"logger.mlflow.tracking_uri={tracking_uri}: cannot create {folder} ({error.strerror})"
+            ) from None

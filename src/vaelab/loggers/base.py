@@ -1,0 +1,54 @@
+"""What a vaelab run tells its loggers besides the metrics Lightning logs, as one mixin each backend overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class RunHooks:
+    """The run's hooks on a logger, with the defaults a plain Lightning logger gets (``vaelab.loggers.hooks``):
+    the resolved config as hyperparameters at the start, the figures left as the PNG files in the run folder, and
+    the folder it wrote to in the closing lines. A backend mixes this in before its Lightning class."""
+
+    def start_run(self, config: dict[str, Any], tags: Sequence[str], resumed_step: int | None) -> None:
+        """At the start (a resume from ``resumed_step`` included): the config and the run's ``tags``."""
+        self.log_hyperparams(config)  # type: ignore[attr-defined]
+
+    def before_test(self, step: int, epoch: int) -> None:
+        """The test metrics about to be logged come from the checkpoint of this step and epoch."""
+
+    def publish_figure(self, name: str, figure: Figure, png_file: Path, step: int | None) -> None:
+        """A figure, already saved as ``png_file``; ``step`` None for the final one (it repeats the last epoch's)."""
+
+    def finish_run(
+        self, config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
+    ) -> None:
+        """The run's outcome: its final metrics and best checkpoint."""
+
+    def describe(self) -> str:
+        """One line of the closing summary: how to open what this logger wrote."""
+        name = type(self).__name__.removesuffix("Logger") + ":"
+        return f"{name:<14}{self.log_dir}"  # type: ignore[attr-defined]
+
+
+class PlainLogger(RunHooks):
+    """Any other Lightning logger (a user's, or fast_dev_run's dummy), with the defaults of ``RunHooks``."""
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    def log_hyperparams(self, params: dict[str, Any]) -> None:
+        self.logger.log_hyperparams(params)
+
+    def describe(self) -> str:
+        from lightning.pytorch.loggers.logger import DummyLogger
+
+        if isinstance(self.logger, DummyLogger):  # fast_dev_run's: it writes nothing
+            return ""
+        name = type(self.logger).__name__.removesuffix("Logger") + ":"
+        return f"{name:<14}{self.logger.log_dir}"

@@ -1,0 +1,55 @@
+"""CSV: Lightning's CSV logger, whose resumed runs keep their history."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from vaelab.loggers.base import RunHooks
+
+
+class _HistoryWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing ``metrics.csv``; this one keeps its rows logged before
+    ``keep_before`` (the step a resumed run goes on from) and appends after them."""
+
+    def __init__(self, log_dir: str, keep_before: int | None) -> None:
+        self.keep_before = keep_before
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        if self.keep_before is None or not self._fs.isfile(self.metrics_file_path):
+            super()._check_log_dir_exists()
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            reader = csv.DictReader(file)
+            keys = list(reader.fieldnames or [])
+            rows = [row for row in reader if row.get("step") and int(float(row["step"])) < self.keep_before]
+        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = keys
+
+
+class CSVLogger(RunHooks, LightningCSVLogger):
+    """Lightning's CSVLogger (``hparams.yaml`` holds the config, tags included); a resumed run appends to the
+    run's ``metrics.csv`` after the rows logged before the step it resumes from."""
+
+    _keep_before: int | None = None
+
+    def start_run(self, config: dict[str, Any], tags: Sequence[str], resumed_step: int | None) -> None:
+        self._keep_before = resumed_step
+        self.log_hyperparams(config)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _HistoryWriter(log_dir=self.log_dir, keep_before=self._keep_before)
+        return self._experiment

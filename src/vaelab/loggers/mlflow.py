@@ -1,0 +1,82 @@
+"""MLflow: Lightning's MLflow logger with vaelab's run names, sweep nesting and resume in the same run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
+
+from vaelab.config_tree import flat_config
+from vaelab.loggers import check_mlflow, naming
+from vaelab.loggers.base import RunHooks
+from vaelab.run.folder import MLFLOW_RUN_ID_FILE as RUN_ID_FILE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class MLFlowLogger(RunHooks, LightningMLFlowLogger):
+    """Lightning's MLflow logger with vaelab's conventions.
+
+    The run is named after the model and the run folder (``naming.run_name``); in a sweep it nests under the
+    sweep's parent run and carries the job's number and overrides as tags. Its id is kept in the run folder,
+    so a run resumed in place (``resume=<run folder>``) goes on in the same MLflow run; the parameters it
+    already has keep their first values (MLflow cannot change a parameter), changed ones are named in a
+    warning.
+    """
+
+    def __init__(self, run_dir: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None, **kwargs: Any):
+        check_mlflow(kwargs.get("tracking_uri"))
+        self._run_id_file = Path(run_dir) / RUN_ID_FILE
+        run_id = self._run_id_file.read_text().strip() if self._run_id_file.is_file() else None
+        self.tracking_uri = kwargs.get("tracking_uri")
+        super().__init__(run_name=run_name or naming.run_name(), tags={**naming.sweep_tags(), **(tags or {})},
+                         run_id=run_id, **kwargs)  # fmt: skip
+
+    def start_run(self, config: dict[str, Any], tags: Sequence[str], resumed_step: int | None) -> None:
+        """The run's ``tags`` (``tags=[baseline,seed-sweep]``) as MLflow tags with the value ``true``, set on the
+        run itself, so a run resumed in place (whose creation tags are long written) gets them too; the flattened
+        config as parameters."""
+        for tag in tags:
+            self.experiment.set_tag(self.run_id, tag, "true")
+        self.log_hyperparams(flat_config(config))
+
+    def publish_figure(self, name: str, figure: Figure, png_file: Path, step: int | None) -> None:
+        self.experiment.log_artifact(self.run_id, str(png_file), artifact_path="figures")
+
+    def finish_run(
+        self, config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
+    ) -> None:
+        if best_checkpoint:
+            self.experiment.set_tag(self.run_id, "best_checkpoint", best_checkpoint)
+
+    def describe(self) -> str:
+        return f"MLflow:       mlflow ui --backend-store-uri {self.tracking_uri}  (run {self.run_id})"
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._initialized:
+            return self._mlflow_client
+        if self._run_id is not None:
+            try:
+                self._mlflow_client.get_run(self._run_id)
+            except Exception:  # the store was moved or deleted: start a new run rather than fail the resume
+                rank_zero_warn(f"MLflow run {self._run_id} is not in {self._tracking_uri}: starting a new run")
+                self._run_id = None
+        client = super().experiment
+        self._run_id_file.parent.mkdir(parents=True, exist_ok=True)
+        self._run_id_file.write_text(f"{self._run_id}\n")
+        return client
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Mapping[str, Any]) -> None:  # type: ignore[override]
+        logged = self.experiment.get_run(self.run_id).data.params
+        changed = sorted(key for key, value in params.items() if key in logged and logged[key] != str(value)[:250])
+        if changed:
+            rank_zero_warn(f"MLflow keeps the first value of a parameter; not updated: {', '.join(changed)}")
+        super().log_hyperparams({key: value for key, value in params.items() if key not in logged})

@@ -1,0 +1,58 @@
+"""The facts that make a run's numbers specific to its machine (device, torch build, CPU instruction set,
+threads), for ``metrics.json`` and reports."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+
+def describe_device(device: torch.device) -> str:
+    """A short name of the machine a run used, for reports: the GPU's name, or the CPU's and its threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model_name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads = torch.get_num_threads()
+    return f"CPU {model_name}, {threads} thread{'s' if threads > 1 else ''}"
+
+
+def machine_facts(device: torch.device) -> dict[str, str | int]:
+    """What makes a run's numbers specific to its machine, for ``metrics.json``: the device, the torch build,
+    the CPU instruction set oneDNN's kernels use (their rounding differs between AVX2 and AVX-512, so a
+    seeded run ends elsewhere on another kind of CPU: docs/results.md) and the intra-op threads."""
+    facts: dict[str, str | int] = {
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # oneDNN picks its kernels by finer features than the capability: two AVX512 machines can differ here.
+        "cpu_features": " ".join(cpu_features()),
+        "threads": torch.get_num_threads(),
+    }
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):  # a cap the user set on oneDNN's instruction set
+        facts["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
+    if device.type == "cuda":
+        facts["cuda"] = str(torch.version.cuda)
+    return facts
+
+
+ONEDNN_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list[str]:
+    """The instruction-set extensions among ``ONEDNN_FEATURES`` that /proc/cpuinfo lists ([] elsewhere)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    present = set(flags.split(":", 1)[1].split())
+    return [feature for feature in ONEDNN_FEATURES if feature in present]
