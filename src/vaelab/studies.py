@@ -1,31 +1,27 @@
-"""Optuna studies shared by a sweep and its jobs: storages from URLs, search spaces from Hydra's override syntax.
+"""Optuna studies shared by a sweep, its jobs and its summary: storages from URLs, the study, a job's trial.
 
-The sweeper (``hydra_plugins.vaelab_optuna_sweeper``) asks trials and launches them as Hydra jobs; each
-job reaches its own trial through the storage (``trial_of_this_job``) to report per-epoch values for
-pruning, so this works with any launcher whose jobs can open the storage (local, joblib, SLURM).
+The sweeper (``hydra_plugins.vaelab_optuna_sweeper``: search space and study life cycle) asks trials and
+launches them as Hydra jobs; each job reaches its own trial through the storage (``trial_of_this_job``) to report
+per-epoch values for pruning, so this works with any launcher whose jobs can open the storage (local, joblib, SLURM).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import hydra.utils
 import optuna
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.storages._heartbeat import is_heartbeat_enabled
 
 from vaelab.errors import VaelabError
 
-# The sweeper sets this in each job's environment (hydra.job.env_set): the number of the job's trial.
+# The sweeper sets this in the environment of each job that reports to the pruner (hydra.job.env_set): the JSON of
+# ``trial_reference``. The job reads nothing else of the sweeper's.
 TRIAL_ENV = "VAELAB_OPTUNA_TRIAL"
 JOURNAL_PREFIX = "journal:"
 SQLITE_PREFIX = "sqlite:///"
@@ -90,19 +86,20 @@ def build_pruner(config: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
 
 
 def open_study(
-    storage: str,
+    storage: str | optuna.storages.BaseStorage,
     study_name: str,
     direction: str = "minimize",
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
     heartbeat_interval: int | None = None,
 ) -> optuna.Study:
-    """Create the study, or load it if the storage already has one of that name (trials then add up)."""
+    """Create the study, or load it if the storage (a URL, or one ``open_storage`` opened) already has one of that
+    name (trials then add up)."""
     # The sweeper records heartbeats itself (heartbeats()); Optuna warns that they are meant for optimize().
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     try:
         return optuna.create_study(
-            storage=open_storage(storage, heartbeat_interval),
+            storage=open_storage(storage, heartbeat_interval) if isinstance(storage, str) else storage,
             study_name=study_name,
             direction=direction,
             sampler=sampler,
@@ -113,113 +110,21 @@ def open_study(
         raise VaelabError(f"study {study_name!r} in {storage}: {error}") from None
 
 
-def fail_stale_trials(study: optuna.Study) -> list[int]:
-    """Mark FAIL the RUNNING trials whose sweep process stopped sending heartbeats; returns their numbers."""
-    before = {t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    return sorted(t.number for t in study.trials if t.number in before and t.state == optuna.trial.TrialState.FAIL)
+def trial_reference(
+    storage: str, study_name: str, direction: str, pruner: Mapping[str, Any] | None, number: int
+) -> str:
+    """What a job needs to reach its trial, as the JSON the sweeper puts in the job's ``TRIAL_ENV``."""
+    return json.dumps({"storage": storage, "study_name": study_name, "direction": direction, "pruner": pruner,
+                       "number": number})  # fmt: skip
 
 
-@contextmanager
-def heartbeats(study: optuna.Study, trials: list[optuna.Trial], interval: int | None) -> Iterator[None]:
-    """Record a heartbeat for each of ``trials`` every ``interval`` seconds while the block runs (RDB storages)."""
-    storage = study._storage
-    if not interval or not is_heartbeat_enabled(storage):
-        yield
-        return
-    study_id = storage.get_study_id_from_name(study.study_name)
-    trial_ids = [storage.get_trial_id_from_study_id_trial_number(study_id, trial.number) for trial in trials]
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            for trial_id in trial_ids:
-                storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def trial_of_this_job(sweeper_config: Mapping[str, Any]) -> optuna.Trial | None:
-    """The trial this job runs for, when the vaelab Optuna sweeper launched it; else None."""
-    number = os.environ.get(TRIAL_ENV)
-    if number is None or not sweeper_config.get("storage"):
+def trial_of_this_job() -> optuna.Trial | None:
+    """The trial this job runs for, as the vaelab Optuna sweeper told it in ``TRIAL_ENV``; else None."""
+    if not os.environ.get(TRIAL_ENV):
         return None
-    study = open_study(
-        sweeper_config["storage"],
-        sweeper_config["study_name"],
-        sweeper_config.get("direction", "minimize"),
-        pruner=build_pruner(sweeper_config.get("pruner")),
-    )
-    storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(
-        storage.get_study_id_from_name(study.study_name), int(number)
-    )
-    return optuna.trial.Trial(study, trial_id)
-
-
-def format_value(value: Any) -> str:
-    """A Python value as Hydra override text."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(format_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{key}:{format_value(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, str) and (not value or any(c in value for c in " ,()[]{}:=\"'\\")):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return str(value)
-
-
-def distribution_of(override: Override) -> BaseDistribution:
-    """The Optuna distribution of one sweep override: ``choice(...)``, ``range(...)``, ``interval(...)``,
-    optionally ``tag(log, ...)``. Choices that are not plain values (lists, dicts) are searched as their
-    override text."""
-    sweep = override.value()
-    log = "log" in getattr(sweep, "tags", set())
-    if isinstance(sweep, ChoiceSweep):
-        choices = list(sweep.list)
-        plain = all(choice is None or isinstance(choice, (bool, int, float, str)) for choice in choices)
-        return CategoricalDistribution(choices if plain else [format_value(choice) for choice in choices])
-    if isinstance(sweep, RangeSweep):
-        values = list(override.sweep_iterator())
-        if all(isinstance(v, int) for v in values):
-            return IntDistribution(int(values[0]), int(values[-1]), step=int(sweep.step), log=log)
-        return FloatDistribution(float(values[0]), float(values[-1]), step=float(sweep.step), log=log)
-    if isinstance(sweep, IntervalSweep):
-        if isinstance(sweep.start, int) and isinstance(sweep.end, int):
-            return IntDistribution(sweep.start, sweep.end, log=log)
-        return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
-    raise VaelabError(f"{override.input_line}: not a search space (use choice, range or interval).")
-
-
-def split_search_space(lines: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
-    """Overrides (``key=value`` text) -> the search space (sweep overrides) and the fixed overrides (the rest)."""
-    space: dict[str, BaseDistribution] = {}
-    fixed: list[str] = []
-    for override in OverridesParser.create().parse_overrides(lines):
-        if override.is_sweep_override():
-            try:
-                space[override.get_key_element()] = distribution_of(override)
-            except ValueError as error:
-                raise VaelabError(f"{override.input_line}: {error}") from None
-        else:
-            fixed.append(override.input_line or f"{override.get_key_element()}={override.get_value_element_as_str()}")
-    return space, fixed
-
-
-def trial_overrides(params: Mapping[str, Any]) -> list[str]:
-    """A trial's parameters as Hydra overrides (categorical override texts go in as they are)."""
-    return [f"{key}={value if isinstance(value, str) and value[:1] in '[{' else format_value(value)}"
-            for key, value in params.items()]  # fmt: skip
+    reference = json.loads(os.environ[TRIAL_ENV])
+    storage = open_storage(reference["storage"])
+    study = open_study(storage, reference["study_name"], reference["direction"],
+                       pruner=build_pruner(reference.get("pruner")))  # fmt: skip
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, reference["number"]))

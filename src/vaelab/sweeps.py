@@ -25,13 +25,12 @@ import yaml
 from vaelab.errors import VaelabError
 from vaelab.figures import plots
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds
-from vaelab.run.folder import RunFolder, RunStatus
+from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus
 from vaelab.tables import markdown_table, short_number, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
                   "epochs", "best_epoch", "seconds_per_epoch")  # fmt: skip
 EPOCH_COLUMNS = {"epochs", "best_epoch"}
-STUDY_FILE = "optuna_study.yaml"  # written by the vaelab Optuna sweeper
 
 
 def job_status(job: RunFolder, metrics: dict[str, Any]) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import inspect
 import logging
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -13,15 +14,13 @@ from typing import Any
 
 import hydra.utils
 import lightning.pytorch as pl
-from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.callbacks import FigureLogger, FitTimer
-from vaelab.callbacks.history import EpochHistory
+from vaelab.callbacks import FigureLogger
 from vaelab.callbacks.pruning import OptunaPruning
 from vaelab.cli import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.config_tree import print_config_tree, run_tags
@@ -49,7 +48,6 @@ class Run:
     callbacks: list[Any]
     config: dict[str, Any]  # the resolved config, as the loggers record it
     resume_from: str | None
-    timer: FitTimer
     pruning: OptunaPruning | None
 
     @property
@@ -87,11 +85,8 @@ def build(cfg: DictConfig) -> Run:
     # After the checks: a bad value is one line, not the tree and then a line.
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, folder.path / "config_tree.log")
-    timer, pruning = FitTimer(), pruning_callback(cfg)
-    # history.csv before the checkpoints: an epoch's row is on disk before its last.ckpt, so a resume never lacks
-    # one (a row past the checkpoint it resumes from is dropped).
-    callbacks = [EpochHistory(str(folder.path)), *instantiate_group(cfg.get("callbacks")), timer]
-    callbacks += [pruning] if pruning else []
+    pruning = pruning_callback(cfg)
+    callbacks = [*instantiate_group(cfg.get("callbacks")), *([pruning] if pruning else [])]  # conf/callbacks/
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     if loggers and getattr(model, "scheduler_config", None):  # the learning-rate curve, as train/lr
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
@@ -99,7 +94,7 @@ def build(cfg: DictConfig) -> Run:
     config = OmegaConf.to_container(cfg, resolve=True)
     # trainer.loggers: fast_dev_run swaps in Lightning's dummy logger.
     start_run(trainer.loggers, config, run_tags(cfg.get("tags")), resumed_step)
-    return Run(cfg, folder, datamodule, model, trainer, callbacks, config, resume_from, timer, pruning)
+    return Run(cfg, folder, datamodule, model, trainer, callbacks, config, resume_from, pruning)
 
 
 def fit(run: Run) -> dict[str, float]:
@@ -147,9 +142,7 @@ def report(run: Run, metrics: dict[str, float], checkpoints: dict[str, str]) -> 
         if trainer.global_step
         else RunStatus.UNTRAINED,
         "epochs": trainer.current_epoch,
-        "fit_seconds": round(run.timer.seconds, 1),
-        # Wall time per epoch of this fit: training, validation and the figures callback included.
-        "seconds_per_epoch": round(run.timer.seconds_per_epoch, 1),
+        **fit_time(run.callbacks, trainer.current_epoch),
         **machine_facts(trainer.strategy.root_device),
     }
     finish_run(trainer.loggers, run.config, metrics, checkpoints["best"], trainer.global_step)
@@ -157,6 +150,13 @@ def report(run: Run, metrics: dict[str, float], checkpoints: dict[str, str]) -> 
         run.folder.write_metrics({**metrics, **facts})
         print_locations(run.folder, checkpoints, trainer.loggers, run.callbacks, metrics)
     return {**metrics, **facts}
+
+
+def fit_time(callbacks: list[Any], epochs: int) -> dict[str, float]:
+    """``fit_seconds`` and ``seconds_per_epoch`` from the run's ``Timer`` (NaN without one, or no epoch)."""
+    timer = next((callback for callback in callbacks if isinstance(callback, Timer)), None)
+    seconds = timer.time_elapsed("train") if timer else math.nan
+    return {"fit_seconds": round(seconds, 1), "seconds_per_epoch": round(seconds / epochs, 1) if epochs else math.nan}
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -243,13 +243,10 @@ def checkpoint_paths(run: Run) -> dict[str, str]:
 
 
 def pruning_callback(cfg: DictConfig) -> OptunaPruning | None:
-    """Report to this job's Optuna trial, when the vaelab Optuna sweeper launched the job."""
-    if TRIAL_ENV not in os.environ or not HydraConfig.initialized():
+    """Report to this job's Optuna trial, when the vaelab Optuna sweeper launched the job to report."""
+    if not os.environ.get(TRIAL_ENV):
         return None
-    sweeper = OmegaConf.to_container(HydraConfig.get().sweeper, resolve=True)
-    if not isinstance(sweeper, dict) or not sweeper.get("storage"):
-        return None
-    return OptunaPruning(lambda: trial_of_this_job(sweeper), monitor=cfg.get("optimized_metric") or "val/loss")
+    return OptunaPruning(trial_of_this_job, monitor=cfg.get("optimized_metric") or "val/loss")
 
 
 def print_locations(

@@ -32,21 +32,21 @@ from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
 from vaelab.replicas import RERUN_PREFIX, rank_by_mean, spread
-from vaelab.run.folder import RunFolder, RunStatus
+from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,
-    fail_stale_trials,
-    heartbeats,
     instantiate_setting,
+    open_storage,
     open_study,
-    split_search_space,
-    trial_overrides,
+    trial_reference,
 )
 from vaelab.tables import markdown_table, write_csv
 
+from .lifecycle import fail_stale_trials, heartbeats
+from .space import format_value, split_search_space, trial_overrides
+
 log = logging.getLogger(__name__)
-STUDY_FILE = "optuna_study.yaml"  # in the sweep folder: where the study lives, for `python -m vaelab.sweeps`
 RESULTS_FILE = "optimization_results.yaml"
 SETTING_ATTR = "vaelab_setting"  # study user attribute: the model and search space the study belongs to
 RERUN_COLUMNS = ("rank", "trial", "params", "n", "mean", "std", "ci95", "best", "search_value", "vs_best", "seeds",
@@ -123,7 +123,8 @@ class OptunaSweeper(Sweeper):
 
         sampler = self._sampler(offset=0)  # built before any trial is asked: a bad target leaves no trial behind
         pruner = build_pruner(self.pruner_config)
-        study = open_study(self.storage, self.study_name, self.direction, sampler, pruner, self.heartbeat_interval)
+        self._storage = open_storage(self.storage, self.heartbeat_interval)
+        study = open_study(self._storage, self.study_name, self.direction, sampler, pruner)
         self._check_setting(study, space)
         stale = fail_stale_trials(study)
         if stale:
@@ -193,24 +194,29 @@ class OptunaSweeper(Sweeper):
             trial.set_user_attr("job_dir", str(self.sweep_dir / self._folder(trial.number, 0)))
             trial.set_user_attr("seeds", seeds)
         try:
-            with heartbeats(study, list(trials), self.heartbeat_interval):
+            with heartbeats(self._storage, study, list(trials), self.heartbeat_interval):
                 # The first seed reports each epoch to the pruner; the others run for the trials it kept.
                 first = self._launch([(trial, seeds[0], 0, True) for trial in trials], fixed)
                 kept = [trial for trial, job in zip(trials, first) if _outcome(job)[0] == RunStatus.COMPLETED]
-                others = self._launch(
-                    [(trial, seed, replica, False) for trial in kept for replica, seed in enumerate(seeds[1:], 1)],
-                    fixed,
-                )
+                others = self._launch(self._replica_jobs(kept, seeds), fixed)
         except BaseException:
             for trial in trials:  # interrupted: leave no trial RUNNING forever
                 study.tell(trial, state=TrialState.FAIL)
             raise
+        jobs = {trial.number: [job] for trial, job in zip(trials, first)}
+        for (trial, _, _, _), job in zip(self._replica_jobs(kept, seeds), others):
+            jobs[trial.number].append(job)
         exhausted = False
-        for trial, job in zip(trials, first):
-            replica_jobs = [job, *others[: len(seeds) - 1]] if trial in kept else [job]
-            others = others[len(seeds) - 1 :] if trial in kept else others
-            exhausted = self._tell(study, trial, seeds, replica_jobs) or exhausted  # every trial is told
+        for trial in trials:
+            exhausted = self._tell(study, trial, seeds, jobs[trial.number]) or exhausted  # every trial is told
         return exhausted
+
+    @staticmethod
+    def _replica_jobs(
+        trials: Sequence[optuna.Trial], seeds: Sequence[int]
+    ) -> list[tuple[optuna.Trial, int, int, bool]]:
+        """The ``(trial, seed, replica, reports)`` jobs of the seeds after the first, trial by trial."""
+        return [(trial, seed, replica, False) for trial in trials for replica, seed in enumerate(seeds[1:], 1)]
 
     def _launch(self, jobs: Sequence[tuple[optuna.Trial, int, int, bool]], fixed: list[str]) -> Sequence[Any]:
         """Launch ``(trial, seed, replica, reports)`` jobs in one batch of the launcher; returns their JobReturns."""
@@ -224,7 +230,11 @@ class OptunaSweeper(Sweeper):
                 f"hydra.sweep.subdir='{self._folder(trial.number, replica)}'",
             ]
             job += [f"seed={seed}"] if self.replicas > 1 else []
-            job += [f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}"] if reports else []
+            if reports:  # the job's trial, told explicitly (vaelab.studies.trial_of_this_job)
+                reference = trial_reference(
+                    self.storage, self.study_name, self.direction, self.pruner_config, trial.number
+                )
+                job.append(f"++hydra.job.env_set.{TRIAL_ENV}={format_value(reference)}")
             overrides.append(job)
         return self.launcher.launch(overrides, initial_job_idx=jobs[0][0].number * self.replicas + jobs[0][2])
 

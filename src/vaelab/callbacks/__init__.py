@@ -1,5 +1,5 @@
 from vaelab.callbacks.figure_logger import FigureLogger
+from vaelab.callbacks.history import EpochHistory
 from vaelab.callbacks.interrupt import InterruptCheckpoint
-from vaelab.callbacks.timing import FitTimer
 
-__all__ = ["FigureLogger", "InterruptCheckpoint", "FitTimer"]
+__all__ = ["EpochHistory", "FigureLogger", "InterruptCheckpoint"]

@@ -33,6 +33,7 @@ FAILED_FILE = "FAILED"
 JOB_RECORD = ".hydra/overrides.yaml"  # every folder Hydra ran a job in has one
 MLFLOW_RUN_ID_FILE = "mlflow_run_id"  # a run resumed in place goes on in the same MLflow run
 MLFLOW_SWEEP_RUN_FILE = "mlflow_sweep_run_id"  # in a sweep folder: the parent run the jobs' runs nest under
+STUDY_FILE = "optuna_study.yaml"  # in a sweep folder: where its Optuna study lives, for `python -m vaelab.sweeps`
 HISTORY_COLUMNS = ("epoch", "step", "train/recon", "train/kl", "train/loss", "train/nelbo", "train/kl_weight",
                    "val/recon", "val/kl", "val/loss", "val/nelbo")  # fmt: skip
 
