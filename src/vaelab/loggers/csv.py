@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
@@ -11,6 +11,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from vaelab.loggers.base import RunHooks
+from vaelab.run.folder import drop_rows_from
 
 
 class _HistoryWriter(ExperimentWriter):
@@ -25,15 +26,7 @@ class _HistoryWriter(ExperimentWriter):
         if self.keep_before is None or not self._fs.isfile(self.metrics_file_path):
             super()._check_log_dir_exists()
             return
-        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-            reader = csv.DictReader(file)
-            keys = list(reader.fieldnames or [])
-            rows = [row for row in reader if row.get("step") and int(float(row["step"])) < self.keep_before]
-        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-        self.metrics_keys = keys
+        self.metrics_keys = drop_rows_from(Path(self.metrics_file_path), self.keep_before)
 
 
 class CSVLogger(RunHooks, LightningCSVLogger):

@@ -14,6 +14,7 @@ A sweep is a folder of such run folders (``<sweep>/<job number>/``). Where runs 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -168,6 +169,26 @@ def write_atomic(path: Path, content: bytes | str) -> None:
         if isinstance(error, OSError) and error.filename is None:
             error.filename = str(path)  # a failed write() names no file: name the one it was for
         raise
+
+
+def drop_rows_from(path: Path, step: int) -> list[str]:
+    """Rewrite the CSV file ``path`` (it has a ``step`` column) without its rows at ``step`` or later, whole or not
+    at all; returns its columns ([] without the file). A resumed run goes on from a checkpoint's step: rows logged
+    after it, by a process that died before its next checkpoint, would be repeated."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+    kept = [row for row in rows if row.get("step") and int(float(row["step"])) < step]
+    if len(kept) != len(rows):
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(kept)
+        write_atomic(path, text.getvalue())
+    return columns
 
 
 def json_safe(value: Any) -> Any:
