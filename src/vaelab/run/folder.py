@@ -49,6 +49,16 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; resumable from last.ckpt
 
 
+class Inside:
+    """A path inside the run folder, read as an attribute: ``RunFolder(p).history_file`` is ``p / "history.csv"``."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, folder: RunFolder, owner: type | None = None) -> Path:
+        return folder.path.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class RunFolder:
     path: Path
@@ -63,30 +73,16 @@ class RunFolder:
     def name(self) -> str:
         return self.path.name
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / CHECKPOINTS
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / LAST_CHECKPOINT
+    checkpoints = Inside(CHECKPOINTS)
+    last_checkpoint = Inside(CHECKPOINTS, LAST_CHECKPOINT)
+    history_file = Inside(HISTORY_FILE)
+    metrics_file = Inside(METRICS_FILE)
+    failed_file = Inside(FAILED_FILE)
 
     def best_checkpoint(self) -> Path | None:
         """The newest ``best*.ckpt``, if any."""
         best = sorted(self.checkpoints.glob(BEST_CHECKPOINTS))
         return best[-1] if best else None
-
-    @property
-    def history_file(self) -> Path:
-        return self.path / HISTORY_FILE
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def failed_file(self) -> Path:
-        return self.path / FAILED_FILE
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         """``metrics.json``, strict JSON (a missing or non-finite number is null), written whole or not at all."""
