@@ -78,16 +78,16 @@ def job_threads(launcher: dict | None, cores: int) -> int | None:
     """Intra-op threads for a job run by ``launcher`` (Hydra's launcher config), or None to keep torch's default.
 
     Jobs that run at once must split the cores: OpenMP threads spin, so two 2-thread processes on 2 cores
-    run ~5x slower each (docs/performance.md). joblib runs ``n_jobs`` jobs at once (-1: one per core);
-    submitit gives each job ``cpus_per_task`` cores (a SLURM allocation, or a share on this machine).
+    run ~5x slower each (docs/performance.md). Read from the launcher's own settings: ``n_jobs`` jobs at once
+    (joblib; -1: one per core), or ``cpus_per_task`` cores per job (submitit: a SLURM allocation, or a share here).
     """
-    target = str((launcher or {}).get("_target_", ""))
-    if "joblib" in target.lower():
-        n_jobs = int(launcher.get("n_jobs") or 1)
+    launcher = launcher or {}
+    if launcher.get("cpus_per_task"):
+        return max(1, min(cores, int(launcher["cpus_per_task"])))
+    if launcher.get("n_jobs") is not None:
+        n_jobs = int(launcher["n_jobs"])
         parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores, -2 = all but one
         return max(1, cores // parallel)
-    if "submitit" in target.lower() and launcher.get("cpus_per_task"):
-        return max(1, min(cores, int(launcher["cpus_per_task"])))
     return None
 
 

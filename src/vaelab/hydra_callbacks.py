@@ -4,7 +4,6 @@ MLflow run that groups a multirun's jobs."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,11 @@ from vaelab.run.folder import FAILED_FILE, JOB_RECORD, MLFLOW_SWEEP_RUN_FILE
 from vaelab.run.guard import claim, is_ddp_child, release
 
 
-def failed_jobs(sweep_dir: Path, since: float) -> tuple[list[Path], list[Path]]:
-    """(jobs, failed jobs) of the multirun that started at ``since`` in ``sweep_dir``, by the files they wrote."""
-
-    def new(path: Path) -> bool:
-        return path.is_file() and path.stat().st_mtime >= since
-
-    jobs = [p.parents[1] for p in sweep_dir.glob(f"*/{JOB_RECORD}") if new(p)]
-    failed = sorted((job for job in jobs if new(job / FAILED_FILE)), key=lambda job: (len(job.name), job.name))
+def failed_jobs(sweep_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(jobs, failed jobs) of the multirun in ``sweep_dir``, by the files they wrote (a sweep folder holds one
+    multirun: ``RunFolderGuard`` refuses a used one)."""
+    jobs = [record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")]
+    failed = sorted((job for job in jobs if (job / FAILED_FILE).is_file()), key=lambda job: (len(job.name), job.name))
     return jobs, failed
 
 
@@ -94,14 +90,8 @@ class FailedJobsReport(Callback):
     reads the job folders this multirun wrote rather than the launcher's return values.
     """
 
-    def __init__(self) -> None:
-        self.started = 0.0
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started = time.time() - 1.0  # file times can be a little behind the clock
-
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        jobs, failed = failed_jobs(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))), self.started)
+        jobs, failed = failed_jobs(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))))
         if not failed:
             return
         lines = [f"error: {len(failed)} of {len(jobs)} jobs failed (each folder's FAILED file says why):"]
@@ -110,19 +100,20 @@ class FailedJobsReport(Callback):
         sys.exit(1)
 
 
+MLFLOW_TARGETS = ("vaelab.loggers.MLFlowLogger", "vaelab.loggers.mlflow.MLFlowLogger")
+
+
 class MLflowSweepRun(Callback):
     """A multirun that logs to MLflow gets one parent run, named after the sweep's folder; every job's run nests
     under it (``vaelab.loggers.naming.sweep_tags`` reads its id from the sweep folder), so MLflow's UI groups the jobs.
     Finished at the end of the multirun, as FAILED if a job failed."""
 
     def __init__(self) -> None:
-        self.started = 0.0
         self.parent: tuple[Any, Path] | None = None  # (Lightning's MLFlowLogger of the parent run, sweep folder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started = time.time() - 1.0
         settings = next((entry for entry in (OmegaConf.select(config, "logger") or {}).values()
-                         if entry and entry.get("_target_") == "vaelab.loggers.MLFlowLogger"), None)  # fmt: skip
+                         if entry and entry.get("_target_") in MLFLOW_TARGETS), None)  # fmt: skip
         if settings is None:
             return
         try:
@@ -146,4 +137,4 @@ class MLflowSweepRun(Callback):
         if self.parent is None:
             return
         parent, sweep_dir = self.parent
-        parent.finalize("failed" if failed_jobs(sweep_dir, self.started)[1] else "success")
+        parent.finalize("failed" if failed_jobs(sweep_dir)[1] else "success")

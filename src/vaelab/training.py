@@ -7,7 +7,6 @@ import inspect
 import logging
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from vaelab.models.base import LOGGED_TERMS, STAGES, NonFiniteLossError
 from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import check_resumable, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus
+from vaelab.run.resume import ResumePlan, resume_plan
 from vaelab.studies import TRIAL_ENV, trial_of_this_job
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Run:
     trainer: pl.Trainer
     callbacks: list[Any]
     config: dict[str, Any]  # the resolved config, as the loggers record it
-    resume_from: str | None
+    resume: ResumePlan | None  # where fit goes on from, when it does
     pruning: OptunaPruning | None
 
     @property
@@ -81,7 +81,7 @@ def build(cfg: DictConfig) -> Run:
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg.model)
-    resume_from, resumed_step = resume_checkpoint(cfg, model)
+    resume = resume_plan(cfg, model)
     # After the checks: a bad value is one line, not the tree and then a line.
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, folder.path / "config_tree.log")
@@ -93,14 +93,15 @@ def build(cfg: DictConfig) -> Run:
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     config = OmegaConf.to_container(cfg, resolve=True)
     # trainer.loggers: fast_dev_run swaps in Lightning's dummy logger.
-    start_run(trainer.loggers, config, run_tags(cfg.get("tags")), resumed_step)
-    return Run(cfg, folder, datamodule, model, trainer, callbacks, config, resume_from, pruning)
+    start_run(trainer.loggers, config, run_tags(cfg.get("tags")), resume.step if resume else None)
+    return Run(cfg, folder, datamodule, model, trainer, callbacks, config, resume, pruning)
 
 
 def fit(run: Run) -> dict[str, float]:
     """``trainer.fit``, with Ctrl-C, SIGTERM and a diverged loss turned into one-line errors; the final metrics."""
     try:
-        run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume_from, weights_only=True)
+        run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume.checkpoint if run.resume else None,
+                        weights_only=True)  # fmt: skip
     except SIGTERMException:
         raise Interrupted(f"stopped by SIGTERM; resume with resume={run.folder.path}") from None
     except SystemExit:  # Lightning's exit after Ctrl-C, once InterruptCheckpoint has saved the state
@@ -215,24 +216,6 @@ def check_optimized_metric(cfg: DictConfig) -> None:
     name, choices = cfg.get("optimized_metric"), logged_metrics(bool(cfg.get("test")))
     if name is not None and name not in choices:
         raise VaelabError(f"optimized_metric={name} is not a metric this run logs; choose from {', '.join(choices)}")
-
-
-def resume_checkpoint(cfg: DictConfig, model: pl.LightningModule) -> tuple[str | None, int | None]:
-    """The checkpoint to resume from (``ckpt_path``, or ``<resume>/checkpoints/last.ckpt``) and its global step,
-    checked before Lightning reads it: one line for a bad file, and never any code run."""
-    path = cfg.get("ckpt_path")
-    if cfg.get("resume"):
-        last = RunFolder(Path(cfg.resume)).last_checkpoint
-        if not last.is_file():
-            raise VaelabError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that run folder.")
-        path = str(last)
-        # Resuming in place writes into the run's own checkpoints/ folder: Lightning's warning is noise here.
-        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    if not path:
-        return None, None
-    checkpoint = read_checkpoint(path)
-    check_resumable(checkpoint, model, path)
-    return path, int(checkpoint.get("global_step", 0))
 
 
 def checkpoint_paths(run: Run) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
-from vaelab.run.folder import HISTORY_COLUMNS, RunFolder, write_atomic
+from vaelab.run.folder import HISTORY_COLUMNS, RunFolder, drop_rows_from, write_atomic
 
 
 class EpochHistory(Checkpoint):
@@ -25,28 +25,23 @@ class EpochHistory(Checkpoint):
         self.folder = RunFolder(Path(run_dir))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        rows = self.folder.read_history()
-        kept = [row for row in rows if row["step"] <= trainer.global_step]
-        if len(kept) != len(rows):
-            self._write(kept, mode="w")
+        if trainer.is_global_zero:
+            drop_rows_from(self.folder.history_file, trainer.global_step + 1)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
         metrics = trainer.callback_metrics
         row = {name: float(metrics[name]) for name in HISTORY_COLUMNS if name in metrics}
-        self._write([{"epoch": trainer.current_epoch, "step": trainer.global_step, **row}], mode="a")
+        self._append({"epoch": trainer.current_epoch, "step": trainer.global_step, **row})
 
-    def _write(self, rows: list[dict[str, float]], mode: str) -> None:
-        """Append (or with ``mode="w"`` replace) rows; the file is rewritten whole, so a failed write (a full disk)
-        leaves the rows it had."""
-        append = mode == "a" and self.folder.history_file.is_file()
+    def _append(self, row: dict[str, float]) -> None:
+        """Append a row; the file is rewritten whole, so a failed write (a full disk) leaves the rows it had."""
+        append = self.folder.history_file.is_file()
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\r\n")
         if not append:
             writer.writeheader()
-        writer.writerows({key: "" if math.isnan(value) else value for key, value in row.items()} for row in rows)
+        writer.writerow({key: "" if math.isnan(value) else value for key, value in row.items()})
         before = self.folder.history_file.read_bytes().decode() if append else ""  # as written: \r\n kept
         write_atomic(self.folder.history_file, before + text.getvalue())

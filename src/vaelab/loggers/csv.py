@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
@@ -11,6 +11,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from vaelab.loggers.base import RunHooks
+from vaelab.run.folder import drop_rows_from
 
 
 class _HistoryWriter(ExperimentWriter):
@@ -21,19 +22,13 @@ class _HistoryWriter(ExperimentWriter):
         self.keep_before = keep_before
         super().__init__(log_dir)
 
+    # Lightning's writer has no public way to keep a file: its private _check_log_dir_exists and _fs, and the
+    # CSVLogger's _experiment, here only (tests/test_robustness.py::test_last_checkpoint_is_the_last_epoch_and_...).
     def _check_log_dir_exists(self) -> None:
-        if self.keep_before is None or not self._fs.isfile(self.metrics_file_path):
+        if self.keep_before is None or not Path(self.metrics_file_path).is_file():
             super()._check_log_dir_exists()
             return
-        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-            reader = csv.DictReader(file)
-            keys = list(reader.fieldnames or [])
-            rows = [row for row in reader if row.get("step") and int(float(row["step"])) < self.keep_before]
-        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-        self.metrics_keys = keys
+        self.metrics_keys = drop_rows_from(Path(self.metrics_file_path), self.keep_before)
 
 
 class CSVLogger(RunHooks, LightningCSVLogger):

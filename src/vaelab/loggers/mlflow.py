@@ -60,13 +60,15 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
+        # Lightning has no public way to check a run id before it starts the run: its private _initialized,
+        # _mlflow_client and _run_id, here only (tests/test_robustness.py::test_resume_continues_the_run_in_place).
         if self._initialized:
             return self._mlflow_client
         if self._run_id is not None:
             try:
                 self._mlflow_client.get_run(self._run_id)
             except Exception:  # the store was moved or deleted: start a new run rather than fail the resume
-                rank_zero_warn(f"MLflow run {self._run_id} is not in {self._tracking_uri}: starting a new run")
+                rank_zero_warn(f"MLflow run {self._run_id} is not in {self.tracking_uri}: starting a new run")
                 self._run_id = None
         client = super().experiment
         self._run_id_file.parent.mkdir(parents=True, exist_ok=True)

@@ -110,7 +110,7 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
         for info in content.experiment.hparam_infos:  # TensorBoard lists and ticks the "differs" columns first
             info.differs = info.name in first
         experiment.value[0].metadata.plugin_data.content = content.SerializeToString()
-        writer = self.experiment._get_file_writer()
+        writer = self.experiment._get_file_writer()  # no public writer of raw summaries (test_dashboards checks)
         for summary in (experiment, start, end):
             writer.add_summary(summary, step)
         # The run's last write, after Lightning closed its writer: flushed now, or the process may end first (a

@@ -53,6 +53,8 @@ def stretch_schedules(scheduler_configs: Sequence[Any], horizons: Sequence[Mappi
             continue
         for name, value in changed.items():
             setattr(scheduler, name, value)
+        # torch has no public setter of a schedule's lr: its private closed form and _last_lr, here only
+        # (tests/test_robustness.py::test_resume_stretches_a_cosine_schedule).
         if hasattr(scheduler, "_get_closed_form_lr"):
             for group, lr in zip(scheduler.optimizer.param_groups, scheduler._get_closed_form_lr()):
                 group["lr"] = lr

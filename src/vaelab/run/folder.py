@@ -14,6 +14,7 @@ A sweep is a folder of such run folders (``<sweep>/<job number>/``). Where runs 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -48,6 +49,16 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; resumable from last.ckpt
 
 
+class Inside:
+    """A path inside the run folder, read as an attribute: ``RunFolder(p).history_file`` is ``p / "history.csv"``."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, folder: RunFolder, owner: type | None = None) -> Path:
+        return folder.path.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class RunFolder:
     path: Path
@@ -62,30 +73,16 @@ class RunFolder:
     def name(self) -> str:
         return self.path.name
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / CHECKPOINTS
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / LAST_CHECKPOINT
+    checkpoints = Inside(CHECKPOINTS)
+    last_checkpoint = Inside(CHECKPOINTS, LAST_CHECKPOINT)
+    history_file = Inside(HISTORY_FILE)
+    metrics_file = Inside(METRICS_FILE)
+    failed_file = Inside(FAILED_FILE)
 
     def best_checkpoint(self) -> Path | None:
         """The newest ``best*.ckpt``, if any."""
         best = sorted(self.checkpoints.glob(BEST_CHECKPOINTS))
         return best[-1] if best else None
-
-    @property
-    def history_file(self) -> Path:
-        return self.path / HISTORY_FILE
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def failed_file(self) -> Path:
-        return self.path / FAILED_FILE
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         """``metrics.json``, strict JSON (a missing or non-finite number is null), written whole or not at all."""
@@ -168,6 +165,26 @@ def write_atomic(path: Path, content: bytes | str) -> None:
         if isinstance(error, OSError) and error.filename is None:
             error.filename = str(path)  # a failed write() names no file: name the one it was for
         raise
+
+
+def drop_rows_from(path: Path, step: int) -> list[str]:
+    """Rewrite the CSV file ``path`` (it has a ``step`` column) without its rows at ``step`` or later, whole or not
+    at all; returns its columns ([] without the file). A resumed run goes on from a checkpoint's step: rows logged
+    after it, by a process that died before its next checkpoint, would be repeated."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+    kept = [row for row in rows if row.get("step") and int(float(row["step"])) < step]
+    if len(kept) != len(rows):
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(kept)
+        write_atomic(path, text.getvalue())
+    return columns
 
 
 def json_safe(value: Any) -> Any:

@@ -1,4 +1,6 @@
-"""``python train.py resume=<run folder>`` goes on with the settings the run was started with.
+"""``python train.py resume=<run folder>`` goes on with the settings the run was started with, from its last
+checkpoint (``resume_plan``; the model's own state, the loops' and the callbacks' come back through their
+checkpoint hooks).
 
 Hydra composes a config from the command line alone, so before it does, the run's own overrides
 (``<run>/.hydra/overrides.yaml``) are put in front of the command line's: ``resume=<run>`` alone rebuilds the
@@ -11,15 +13,23 @@ sweep job resumes as a single run (``hydra.mode=RUN``).
 from __future__ import annotations
 
 import sys
+import warnings
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 
+from vaelab.errors import VaelabError
 from vaelab.run.folder import JOB_RECORD, RunFolder
+
+if TYPE_CHECKING:  # this module runs before Hydra parses the command line: torch and Lightning load later
+    import lightning.pytorch as pl
+    from omegaconf import DictConfig
 
 # Hydra's command-line flags that take a value: the token after them is not an override.
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -100,3 +110,32 @@ def parse(line: str) -> Override | None:
         return _parser().parse_overrides([line])[0]
     except HydraException:
         return None
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Where a run goes on from: the checkpoint ``fit`` restores, and its global step (the loggers keep what was
+    logged before it, ``history.csv`` its rows up to it)."""
+
+    checkpoint: str
+    step: int
+
+
+def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None:
+    """The checkpoint to go on from (``ckpt_path``, or ``<resume>/checkpoints/last.ckpt``), checked before
+    Lightning reads it: one line for a bad file, and never any code run. None for a fresh run."""
+    from vaelab.run.checkpoints import check_resumable, read_checkpoint
+
+    path = cfg.get("ckpt_path")
+    if cfg.get("resume"):
+        last = RunFolder(Path(cfg.resume)).last_checkpoint
+        if not last.is_file():
+            raise VaelabError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that run folder.")
+        path = str(last)
+        # Resuming in place writes into the run's own checkpoints/ folder: Lightning's warning is noise here.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    if not path:
+        return None
+    checkpoint = read_checkpoint(path)
+    check_resumable(checkpoint, model, path)
+    return ResumePlan(str(path), int(checkpoint.get("global_step", 0)))
