@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -18,8 +20,40 @@ class InterruptCheckpoint(pl.Callback):
 
     def __init__(self, dirpath: str, filename: str = "last.ckpt") -> None:
         self.path = Path(dirpath) / filename
+        self._ctrl_c = False
+        self._previous_handler: object = None
+
+    # Python raises Ctrl-C's KeyboardInterrupt in whatever code runs at that moment; inside a finalizer (a weakref
+    # callback of the garbage collector) it is printed as "Exception ignored" with a traceback and lost, and the
+    # run trains on. While fitting, Ctrl-C is noted and raised at the next batch's end (a second one at once).
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        in_main = threading.current_thread() is threading.main_thread()
+        if stage == "fit" and in_main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._ctrl_c = False
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_ctrl_c)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._previous_handler is not None and signal.getsignal(signal.SIGINT) == self._on_ctrl_c:
+            signal.signal(signal.SIGINT, self._previous_handler)
+        self._previous_handler = None
+
+    def _on_ctrl_c(self, signum: int, frame: object) -> None:
+        if self._ctrl_c:
+            raise KeyboardInterrupt
+        self._ctrl_c = True
+
+    def _raise_if_noted(self) -> None:
+        if self._ctrl_c:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        self._raise_if_noted()
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        self._raise_if_noted()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._ctrl_c = False  # handled: Lightning stops the run
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.sanity_checking:
             return
         if trainer.state.fn == TrainerFn.FITTING and trainer.validating:
