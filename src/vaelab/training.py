@@ -54,6 +54,13 @@ class Run:
     def pruned(self) -> bool:
         return self.pruning is not None and self.pruning.pruned_epoch is not None
 
+    @property
+    def status(self) -> RunStatus:
+        """What the fit did: pruned, untrained (not one optimizer step) or completed."""
+        if self.pruned:
+            return RunStatus.PRUNED
+        return RunStatus.COMPLETED if self.trainer.global_step else RunStatus.UNTRAINED
+
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
@@ -63,9 +70,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics = fit(run)
         # Read before testing: restoring the best checkpoint resets the callback's state.
         checkpoints = checkpoint_paths(run)
-        if run.trainer.global_step == 0:
+        if run.status == RunStatus.UNTRAINED:
             log.warning("no batch was trained (trainer.limit_train_batches=0?): status untrained, nothing tested")
-        elif cfg.get("test") and not run.pruned:
+        elif cfg.get("test") and run.status == RunStatus.COMPLETED:
             metrics.update(test(run, checkpoints["best"] or None))
     return report(run, metrics, checkpoints)
 
@@ -137,11 +144,7 @@ def report(run: Run, metrics: dict[str, float], checkpoints: dict[str, str]) -> 
     """The run's outcome to the loggers, ``metrics.json`` and the closing lines; returns metrics and facts."""
     trainer = run.trainer
     facts = {
-        "status": RunStatus.PRUNED
-        if run.pruned
-        else RunStatus.COMPLETED
-        if trainer.global_step
-        else RunStatus.UNTRAINED,
+        "status": run.status,
         "epochs": trainer.current_epoch,
         **fit_time(run.callbacks, trainer.current_epoch),
         **machine_facts(trainer.strategy.root_device),

@@ -198,13 +198,14 @@ class OptunaSweeper(Sweeper):
                 # The first seed reports each epoch to the pruner; the others run for the trials it kept.
                 first = self._launch([(trial, seeds[0], 0, True) for trial in trials], fixed)
                 kept = [trial for trial, job in zip(trials, first) if _outcome(job)[0] == RunStatus.COMPLETED]
-                others = self._launch(self._replica_jobs(kept, seeds), fixed)
+                replica_jobs = self._replica_jobs(kept, seeds)
+                others = self._launch(replica_jobs, fixed)
         except BaseException:
             for trial in trials:  # interrupted: leave no trial RUNNING forever
                 study.tell(trial, state=TrialState.FAIL)
             raise
         jobs = {trial.number: [job] for trial, job in zip(trials, first)}
-        for (trial, _, _, _), job in zip(self._replica_jobs(kept, seeds), others):
+        for (trial, _, _, _), job in zip(replica_jobs, others):
             jobs[trial.number].append(job)
         exhausted = False
         for trial in trials:

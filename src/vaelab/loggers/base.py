@@ -32,8 +32,7 @@ class RunHooks:
 
     def describe(self) -> str:
         """One line of the closing summary: how to open what this logger wrote."""
-        name = type(self).__name__.removesuffix("Logger") + ":"
-        return f"{name:<14}{self.log_dir}"  # type: ignore[attr-defined]
+        return folder_line(self)
 
 
 class PlainLogger(RunHooks):
@@ -50,5 +49,9 @@ class PlainLogger(RunHooks):
 
         if isinstance(self.logger, DummyLogger):  # fast_dev_run's: it writes nothing
             return ""
-        name = type(self.logger).__name__.removesuffix("Logger") + ":"
-        return f"{name:<14}{self.logger.log_dir}"
+        return folder_line(self.logger)
+
+
+def folder_line(logger: Any) -> str:
+    """``CSV:          <its folder>``: the logger's name and where it wrote."""
+    return f"{type(logger).__name__.removesuffix('Logger') + ':':<14}{logger.log_dir}"
