@@ -6,7 +6,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import vaelab  # noqa: F401  (registers the config resolvers)
+import vaelab.run.resume  # noqa: F401  (the ${if_null:...} resolver of conf/hydra)
 
 os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import vaelab  # noqa: F401  (registers the config resolvers)
 from vaelab.run.resume import with_run_overrides
 
 os.environ.setdefault("VAELAB_ROOT", str(Path(__file__).resolve().parent))

@@ -6,7 +6,6 @@ import errno
 import inspect
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.callbacks import FigureLogger
-from vaelab.callbacks.pruning import OptunaPruning
+from vaelab.callbacks import FigureLogger, OptunaPruning
 from vaelab.cli import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.errors import Interrupted, VaelabError, check_finite, check_number
@@ -31,7 +29,6 @@ from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import check_resumable, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus
 from vaelab.run.resume import ResumePlan, resume_plan
-from vaelab.studies import TRIAL_ENV, trial_of_this_job
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +45,10 @@ class Run:
     callbacks: list[Any]
     config: dict[str, Any]  # the resolved config, as the loggers record it
     resume: ResumePlan | None  # where fit goes on from, when it does
-    pruning: OptunaPruning | None
 
     @property
     def pruned(self) -> bool:
-        return self.pruning is not None and self.pruning.pruned_epoch is not None
+        return any(isinstance(c, OptunaPruning) and c.pruned_epoch is not None for c in self.callbacks)
 
     @property
     def status(self) -> RunStatus:
@@ -92,8 +88,7 @@ def build(cfg: DictConfig) -> Run:
     # After the checks: a bad value is one line, not the tree and then a line.
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, folder.path / "config_tree.log")
-    pruning = pruning_callback(cfg)
-    callbacks = [*instantiate_group(cfg.get("callbacks")), *([pruning] if pruning else [])]  # conf/callbacks/
+    callbacks = instantiate_group(cfg.get("callbacks"))  # conf/callbacks/
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     if loggers and getattr(model, "scheduler_config", None):  # the learning-rate curve, as train/lr
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
@@ -101,7 +96,7 @@ def build(cfg: DictConfig) -> Run:
     config = OmegaConf.to_container(cfg, resolve=True)
     # trainer.loggers: fast_dev_run swaps in Lightning's dummy logger.
     start_run(trainer.loggers, config, run_tags(cfg.get("tags")), resume.step if resume else None)
-    return Run(cfg, folder, datamodule, model, trainer, callbacks, config, resume, pruning)
+    return Run(cfg, folder, datamodule, model, trainer, callbacks, config, resume)
 
 
 def fit(run: Run) -> dict[str, float]:
@@ -226,13 +221,6 @@ def checkpoint_paths(run: Run) -> dict[str, str]:
     best = next((c for c in run.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
     last = run.folder.last_checkpoint
     return {"best": best.best_model_path if best else "", "last": str(last) if last.is_file() else ""}
-
-
-def pruning_callback(cfg: DictConfig) -> OptunaPruning | None:
-    """Report to this job's Optuna trial, when the vaelab Optuna sweeper launched the job to report."""
-    if not os.environ.get(TRIAL_ENV):
-        return None
-    return OptunaPruning(trial_of_this_job, monitor=cfg.get("optimized_metric") or "val/loss")
 
 
 def print_locations(

@@ -1,5 +1,6 @@
 from vaelab.callbacks.figure_logger import FigureLogger
 from vaelab.callbacks.history import EpochHistory
 from vaelab.callbacks.interrupt import InterruptCheckpoint
+from vaelab.callbacks.pruning import OptunaPruning
 
-__all__ = ["EpochHistory", "FigureLogger", "InterruptCheckpoint"]
+__all__ = ["EpochHistory", "FigureLogger", "InterruptCheckpoint", "OptunaPruning"]

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 
 class OptunaPruning(pl.Callback):
-    """``trial.report(<monitor>, epoch)`` after every validation; a pruned run stops at the end of that epoch
-    (its checkpoints are written as usual) and ``pruned_epoch`` says when. Only rank 0 talks to the storage;
-    the decision is broadcast so every DDP process stops together."""
+    """In a job the vaelab Optuna sweeper launched (``vaelab.studies.TRIAL_ENV``): ``trial.report(<monitor>,
+    epoch)`` after every validation, and a pruned run stops at the end of that epoch (its checkpoints are written
+    as usual; ``pruned_epoch`` says when). Any other run: nothing. Only rank 0 talks to the storage; the decision
+    is broadcast so every DDP process stops together."""
 
-    def __init__(self, trial_source: Callable[[], object], monitor: str) -> None:
-        self.trial_source = trial_source  # opens the trial lazily, on rank 0 only
-        self.monitor = monitor
+    def __init__(self, monitor: str | None = None) -> None:
+        self.monitor = monitor or "val/loss"  # optimized_metric, when the run has one
         self.pruned_epoch: int | None = None
         self._trial = None
 
@@ -27,9 +26,12 @@ class OptunaPruning(pl.Callback):
         if trainer.is_global_zero:
             value = trainer.callback_metrics.get(self.monitor)
             if value is not None and math.isfinite(float(value)):
-                self._trial = self._trial or self.trial_source()
-                self._trial.report(float(value), step=trainer.current_epoch)
-                prune = bool(self._trial.should_prune())
+                from vaelab.studies import trial_of_this_job  # optuna (0.35 s to import) only when it is used
+
+                self._trial = self._trial or trial_of_this_job()  # opened lazily, on rank 0 only
+                if self._trial is not None:
+                    self._trial.report(float(value), step=trainer.current_epoch)
+                    prune = bool(self._trial.should_prune())
         if trainer.strategy.broadcast(prune):
             self.pruned_epoch = trainer.current_epoch
             trainer.should_stop = True

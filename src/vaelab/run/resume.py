@@ -23,6 +23,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 
 from vaelab.errors import VaelabError
 from vaelab.run.folder import JOB_RECORD, RunFolder
@@ -36,6 +37,10 @@ FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "-
                     "--config-dir", "-cd", "--experimental-rerun"}  # fmt: skip
 NOT_TAKEN_OVER = ("resume", "ckpt_path", "launcher")  # `launcher` only says how a sweep ran its jobs
 MULTIRUN_FLAGS = ("-m", "--multirun")
+
+# `${if_null:${oc.select:resume,null},<default>}` in conf/hydra: a resumed run writes into its own folder again.
+if not OmegaConf.has_resolver("if_null"):
+    OmegaConf.register_new_resolver("if_null", lambda value, default: default if value is None else value)
 
 
 def with_run_overrides(argv: list[str]) -> list[str]:
