@@ -100,20 +100,19 @@ def run_script(script: str, *overrides: str, timeout: int = 300) -> subprocess.C
 def run_inline(script: str, *overrides: str) -> subprocess.CompletedProcess:
     """Run ``train.py``/``evaluate.py`` inside this process, as ``python <script> <overrides>`` would (same
     ``__main__``, Hydra's command-line handling, exit status and output), without the ~10 s of starting Python
-    and importing torch and Lightning again. For runs that stop early (errors, ``--help``), short runs and a sweep's
-    parent process (its launcher's workers stay processes); the process-wide state a run touches (argv, environment, logging, Hydra's singletons, threads, signals) is put back after."""
+    and importing torch and Lightning again. For what only the command line does (Hydra's parsing and callbacks,
+    ``resume=``'s overrides, one-line errors) and a sweep's parent process; tests of what a run computes call
+    ``train(cfg)``/``evaluate(cfg)`` instead. vaelab puts back the signal handlers it sets while a run fits;
+    what is put back here is Hydra's: argv, the environment, its logging set-up and its singletons."""
     import contextlib
     import io
     import logging
     import runpy
-    import signal
 
-    import torch
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    saved_argv, saved_environ, saved_threads = sys.argv, dict(os.environ), torch.get_num_threads()
-    saved_signals = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    saved_argv, saved_environ = sys.argv, dict(os.environ)
     loggers = [logging.getLogger(), logging.getLogger("lightning")]
     saved_logging = [(logger.handlers[:], logger.level) for logger in loggers]
     stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
@@ -128,9 +127,6 @@ def run_inline(script: str, *overrides: str) -> subprocess.CompletedProcess:
         sys.argv = saved_argv
         os.environ.clear()
         os.environ.update(saved_environ)
-        torch.set_num_threads(saved_threads)
-        for number, handler in saved_signals.items():
-            signal.signal(number, handler)
         for logger, (handlers, level) in zip(loggers, saved_logging):
             for handler in logger.handlers[:]:
                 if handler not in handlers:

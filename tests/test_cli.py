@@ -11,8 +11,11 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import SWEPT_MODELS, run_inline, run_script, tensorboard_run, tiny_data_overrides
-from vaelab.evaluation import figure_labels
+from helpers import SWEPT_MODELS, compose_config, run_inline, run_script, tensorboard_run, tiny_data_overrides
+from vaelab.errors import VaelabError
+from vaelab.evaluation import evaluate, figure_labels
+from vaelab.run.guard import holds_run
+from vaelab.training import train
 
 EXPECTED_FIGURES = {
     "vae": ["latent_scatter", "latent_grid", "centre_decode"],
@@ -104,18 +107,9 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
 def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path) -> None:
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
     runs = f"runs=[{trained_runs['vae']},{trained_runs['conv_vae']}]"
-    result = run_inline(
-        "evaluate.py",
-        runs,
-        *data,
-        "iwae_samples=5",
-        "projector=false",
-        "figures.num_points=100",
-        "figures.grid_size=5",
-        f"report_dir={tmp_path / 'report'}",
-        f"hydra.run.dir={tmp_path / 'eval'}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    overrides = [runs, *data, "iwae_samples=5", "projector=false", "figures.num_points=100", "figures.grid_size=5",
+                 f"report_dir={tmp_path / 'report'}"]  # fmt: skip
+    evaluate(compose_config("eval", overrides, tmp_path / "eval"))
     for folder in (tmp_path / "eval", tmp_path / "report"):
         rows = list(csv.DictReader((folder / "results.csv").open()))
         assert [row["model"] for row in rows] == ["vae", "conv_vae"]  # the model's name; the run has its own column
@@ -170,17 +164,28 @@ def test_wrong_group_choice_lists_the_valid_options() -> None:
 
 
 def test_missing_data_is_one_line(tmp_path: Path) -> None:
-    result = run_inline(
-        "train.py",
-        f"data.data_dir={tmp_path}",
-        "data.fallback_data_dirs=[]",
-        "data.download=false",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert errors == [errors[0]] and errors[0].startswith("error: MNIST not found") and str(tmp_path) in errors[0]
-    assert "Traceback" not in result.stderr
+    overrides = [f"data.data_dir={tmp_path}", "data.fallback_data_dirs=[]", "data.download=false"]
+    with pytest.raises(VaelabError) as error:
+        train(compose_config("train", overrides, tmp_path / "run"))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("MNIST not found") and str(tmp_path) in message
+
+
+@pytest.mark.parametrize(
+    "script, overrides, line",
+    [
+        ("train.py", ["model.latent_dim=-3"], "error: model.latent_dim must be >= 1, got -3."),
+        ("evaluate.py", ["ckpt_path=none.ckpt", "iwae_samples=0"], "error: iwae_samples must be >= 1, got 0."),
+    ],
+)
+def test_a_bad_value_is_one_line_and_exit_status_1(
+    script: str, overrides: list[str], line: str, tmp_path: Path
+) -> None:
+    """The scripts turn the library's errors (tested there, every value) into one line and exit status 1."""
+    result = run_script(script, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [line], result.stderr[-2000:]
+    assert result.stdout.strip() == ""  # no config tree first
+    assert not holds_run(tmp_path / "run")  # the same command, mended, may use the folder
 
 
 def test_help_lists_the_groups() -> None:

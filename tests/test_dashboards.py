@@ -18,7 +18,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import SWEPT_MODELS, free_port, get_json, run_inline, tiny_data_overrides
+from helpers import SWEPT_MODELS, compose_config, free_port, get_json, tiny_data_overrides
+from vaelab.evaluation import evaluate
 from vaelab.figures.projector import BOOKMARK, CONFIG_FILE, write_projector
 from vaelab.loggers.tensorboard import TensorBoardLogger
 
@@ -62,9 +63,8 @@ def test_tensorboard_serves_a_sweep_and_an_evaluation(trained_sweep: Path, tiny_
     logs = tmp_path / "logs"
     shutil.copytree(trained_sweep, logs / "sweep", ignore=shutil.ignore_patterns("*.ckpt"))
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
-    evaluated = run_inline("evaluate.py", f"ckpt_path={trained_sweep / '0' / 'checkpoints' / 'last.ckpt'}", *data,
-                           "iwae_samples=null", "figures.grid_size=5", f"hydra.run.dir={logs / 'eval'}")  # fmt: skip
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    evaluate(compose_config("eval", [f"ckpt_path={trained_sweep / '0' / 'checkpoints' / 'last.ckpt'}", *data,
+                                     "iwae_samples=null", "figures.grid_size=5"], logs / "eval"))  # fmt: skip
 
     port = free_port()
     server = subprocess.Popen(

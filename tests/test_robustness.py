@@ -26,7 +26,7 @@ from helpers import (
     tiny_data_overrides,
 )
 from vaelab.data import MNISTDataModule
-from vaelab.errors import Interrupted
+from vaelab.errors import Interrupted, VaelabError
 from vaelab.models.base import EVAL_NOISE_SEED
 from vaelab.run.checkpoints import load_model
 from vaelab.run.folder import RunFolder
@@ -118,27 +118,25 @@ def test_resume_stretches_a_cosine_schedule(tiny_mnist: Path, tmp_path: Path) ->
 
 
 def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path: Path) -> None:
-    result = run_inline("train.py", f"resume={tmp_path}")
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        f"error: resume={tmp_path}: no checkpoints/last.ckpt in that run folder."
-    ]
+    with pytest.raises(VaelabError) as error:
+        train(compose_config("train", [f"resume={tmp_path}"], tmp_path))
+    assert str(error.value) == f"resume={tmp_path}: no checkpoints/last.ckpt in that run folder."
 
 
 @pytest.mark.parametrize(
     ("override", "line", "choice"),
     [
-        ("optimized_metric=val/los", "error: optimized_metric=val/los is not a metric this run logs", "val/loss"),
-        ("callbacks.figures.names=[scatter]", "error: callbacks.figures.names: unknown figures ['scatter']", "samples"),
+        ("optimized_metric=val/los", "optimized_metric=val/los is not a metric this run logs", "val/loss"),
+        ("callbacks.figures.names=[scatter]", "callbacks.figures.names: unknown figures ['scatter']", "samples"),
     ],
 )
 def test_a_misspelled_metric_or_figure_is_one_line_naming_the_choices(
     override: str, line: str, choice: str, tmp_path: Path
 ) -> None:
-    result = run_inline("train.py", override, f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(line) and choice in lines[0].split("choose from ")[1]
+    with pytest.raises(VaelabError) as error:
+        train(compose_config("train", [override], tmp_path))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(line) and choice in message.split("choose from ")[1]
 
 
 def stop_run(process: subprocess.Popen, stop: int, name: str, run_dir: Path) -> dict:
@@ -243,20 +241,24 @@ def test_kl_warmup_ramps_the_weight(tiny_mnist: Path, tmp_path: Path) -> None:
 
 
 def test_latent_dim_above_two_everywhere(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = run_inline("train.py", "model=cond_conv_vae", "model.latent_dim=5", *FAST, "trainer.max_epochs=1",
-                        "trainer.limit_train_batches=2", *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={tmp_path}")  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    train(compose_config("train", ["model=cond_conv_vae", "model.latent_dim=5", *FAST, "trainer.max_epochs=1",
+                                   "trainer.limit_train_batches=2", *tiny_data_overrides(tiny_mnist)], tmp_path))  # fmt: skip
     assert (tmp_path / "figures" / "latent_grid_digit7.png").is_file()
     assert load_model(tmp_path / "checkpoints" / "last.ckpt").latent_dim == 5
 
 
 def test_non_finite_loss_stops_with_one_line(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = run_inline("train.py", "model=vae", "model.optimizer.lr=1e12", *FAST, "trainer.max_epochs=5",
-                        *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={tmp_path}")  # fmt: skip
-    assert result.returncode == 1
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("error: the training loss became") and "last good checkpoint" in last_line
-    assert "Traceback" not in result.stderr
+    overrides = [
+        "model=vae",
+        "model.optimizer.lr=1e12",
+        *FAST,
+        "trainer.max_epochs=5",
+        *tiny_data_overrides(tiny_mnist),
+    ]
+    with pytest.raises(VaelabError) as error:
+        train(compose_config("train", overrides, tmp_path))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("the training loss became") and "last good checkpoint" in message
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")

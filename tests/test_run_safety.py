@@ -16,10 +16,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from helpers import NO_FIGURES, run_inline, start_long_run, tiny_data_overrides
+from helpers import NO_FIGURES, compose_config, run_inline, start_long_run, tiny_data_overrides
+from vaelab.errors import VaelabError
+from vaelab.evaluation import evaluate
 from vaelab.run.checkpoints import load_model
 from vaelab.run.guard import LOCK_FILE
 from vaelab.sweeps import summarise
+from vaelab.training import train
 
 TINY = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "data.batch_size=50", "logger=csv", *NO_FIGURES]  # fmt: skip
@@ -127,49 +130,51 @@ def small_disk(tmp_path: Path):
 def test_a_full_disk_leaves_no_truncated_checkpoint(small_disk: Path, tiny_mnist: Path) -> None:
     run = small_disk / "run"
     # The dense VAE's checkpoint (weights and Adam state, ~13 MB) cannot fit in 4 MB.
-    result = run_inline("train.py", "model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                        "trainer.limit_val_batches=1", "data.batch_size=50", "logger=none", *NO_FIGURES,
-                        *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run}")  # fmt: skip
-    line = one_error_line(result, "No space left on device", f"resume={run.resolve()}")
-    assert "ckpt" in line
+    overrides = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                 "data.batch_size=50", "logger=none", *NO_FIGURES, *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    with pytest.raises(VaelabError, match="No space left on device") as error:
+        train(compose_config("train", overrides, run))
+    line = str(error.value)
+    assert "\n" not in line and "ckpt" in line and f"resume={run}" in line
     leftovers = [path.name for path in (run / "checkpoints").iterdir()] if (run / "checkpoints").is_dir() else []
     assert leftovers == []  # neither a truncated checkpoint nor a temporary file
-    assert "Traceback" not in result.stderr
 
 
 def test_records_are_strict_json_and_say_what_they_cover(finished_run: Path, tiny_mnist: Path) -> None:
     assert strict_json(finished_run / "metrics.json")["status"] == "completed"
     eval_dir = finished_run.parent / "eval"
-    result = run_inline("evaluate.py", f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=null",
-                        "projector=false", "figures.num_points=50", "figures.grid_size=3", "data.eval_batch_size=50",
-                        "trainer.limit_test_batches=1", *tiny_data_overrides(tiny_mnist),
-                        f"hydra.run.dir={eval_dir}")  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    evaluate(compose_config("eval", [f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=null",
+                                     "projector=false", "figures.num_points=50", "figures.grid_size=3",
+                                     "data.eval_batch_size=50", "trainer.limit_test_batches=1",
+                                     *tiny_data_overrides(tiny_mnist)], eval_dir))  # fmt: skip
     metrics = strict_json(eval_dir / "metrics.json")
     assert metrics["iwae_nll"] is None  # skipped: null, not NaN
     assert metrics["images"] == 50 and metrics["split"] == "test"  # the one test batch the ELBO saw
 
 
 @pytest.mark.parametrize(
-    "script, setting, words",
+    "task, setting, words",
     [
-        ("train.py", "model.latent_dim=-3", ["model.latent_dim must be >= 1"]),
-        ("train.py", "trainer.max_epochs=0", ["trainer.max_epochs must be >= 1"]),
-        ("train.py", "model.beta=nan", ["model.beta must be a finite number"]),
-        ("train.py", "model.optimizer.lr=inf", ["model.optimizer.lr must be a finite number"]),
-        ("evaluate.py", "iwae_samples=-5", ["iwae_samples must be >= 1"]),
-        ("evaluate.py", "iwae_samples=0", ["iwae_samples must be >= 1"]),
-        ("evaluate.py", "iwae_samples=nan", ["iwae_samples must be a finite number"]),
-        ("evaluate.py", "iwae_samples=1.5", ["iwae_samples must be an integer"]),
+        ("train", "model.latent_dim=-3", "model.latent_dim must be >= 1"),
+        ("train", "trainer.max_epochs=0", "trainer.max_epochs must be >= 1"),
+        ("train", "model.beta=nan", "model.beta must be a finite number"),
+        ("train", "model.optimizer.lr=inf", "model.optimizer.lr must be a finite number"),
+        ("eval", "iwae_samples=-5", "iwae_samples must be >= 1"),
+        ("eval", "iwae_samples=0", "iwae_samples must be >= 1"),
+        ("eval", "iwae_samples=nan", "iwae_samples must be a finite number"),
+        ("eval", "iwae_samples=1.5", "iwae_samples must be an integer"),
     ],
 )
 def test_bad_settings_are_one_line_before_anything_else(
-    script: str, setting: str, words: list[str], tiny_mnist: Path, tmp_path: Path
+    task: str, setting: str, words: str, tiny_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    extra = ["ckpt_path=none.ckpt"] if script == "evaluate.py" else TINY
-    result = run_inline(script, *extra, setting, *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={tmp_path / 'r'}")
-    one_error_line(result, *words)
-    assert not (tmp_path / "r" / "config_tree.log").exists()
+    """The library's checks, before the config tree; ``test_cli`` checks the command line prints just the line."""
+    extra = ["ckpt_path=none.ckpt"] if task == "eval" else TINY
+    cfg = compose_config(task, [*extra, setting, *tiny_data_overrides(tiny_mnist)], tmp_path / "r")
+    with pytest.raises(VaelabError, match=words) as error:
+        (evaluate if task == "eval" else train)(cfg)
+    assert "\n" not in str(error.value)
+    assert "CONFIG" not in capsys.readouterr().out and not (tmp_path / "r" / "config_tree.log").exists()
 
 
 def test_a_study_of_another_model_is_refused(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -195,12 +200,12 @@ def test_a_sweep_summary_names_the_files_it_cannot_read(tiny_mnist: Path, tmp_pa
     assert load_model(sweep / "0" / "checkpoints" / "last.ckpt") is not None
 
 
-def test_a_run_that_trains_no_batch_is_untrained_and_not_tested(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_a_run_that_trains_no_batch_is_untrained_and_not_tested(
+    tiny_mnist: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run = tmp_path / "run"
-    result = run_inline("train.py", *TINY, "trainer.limit_train_batches=0", *tiny_data_overrides(tiny_mnist),
-                        f"hydra.run.dir={run}")  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    train(compose_config("train", [*TINY, "trainer.limit_train_batches=0", *tiny_data_overrides(tiny_mnist)], run))
     metrics = strict_json(run / "metrics.json")
     assert metrics["status"] == "untrained" and metrics["epochs"] == 0
     assert not any(name.startswith("test/") for name in metrics)  # untrained weights are not reported as a result
-    assert "no batch was trained" in result.stderr + result.stdout
+    assert "no batch was trained" in caplog.text

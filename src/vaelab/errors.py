@@ -3,6 +3,7 @@
 import math
 from collections.abc import Sequence
 
+import hydra.utils
 from hydra.errors import InstantiationException
 
 
@@ -46,6 +47,18 @@ def check_sizes(key: str, values: object, length: int | None = None) -> list[int
     for index, value in enumerate(values):
         check_number(f"{key}[{index}]", value, minimum=1, integer=True)
     return list(values)
+
+
+def instantiate(config: object, **kwargs: object) -> object:
+    """``hydra.utils.instantiate``, with a ``VaelabError`` a class raises (a value it checks) raised as itself,
+    not wrapped in Hydra's ``InstantiationException``: ``train(cfg)`` and ``evaluate(cfg)`` raise typed errors."""
+    try:
+        return hydra.utils.instantiate(config, **kwargs)
+    except InstantiationException as error:
+        cause = user_error(error)
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def user_error(error: BaseException | None) -> VaelabError | None:

@@ -14,7 +14,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import hydra.utils
 import lightning.pytorch as pl
 import torch
 from matplotlib.figure import Figure
@@ -23,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from vaelab.cli import tune_malloc
 from vaelab.data import MNISTDataModule
-from vaelab.errors import VaelabError, check_finite, check_number
+from vaelab.errors import VaelabError, check_finite, check_number, instantiate
 from vaelab.figures import plots
 from vaelab.figures.model import FIGURES, FigureSettings, draw_figures
 from vaelab.figures.projector import write_projector
@@ -53,8 +52,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
     sources = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
     output_dir = Path(cfg.paths.output_dir)
-    datamodule: MNISTDataModule = hydra.utils.instantiate(cfg.data)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
+    datamodule: MNISTDataModule = instantiate(cfg.data)
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
 
     results = []
     for checkpoint_path in sources:

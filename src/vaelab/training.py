@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.callbacks import FigureLogger, OptunaPruning
 from vaelab.cli import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.config_tree import print_config_tree, run_tags
-from vaelab.errors import Interrupted, VaelabError, check_finite, check_number
+from vaelab.errors import Interrupted, VaelabError, check_finite, check_number, instantiate
 from vaelab.loggers import before_test, describe, finish_run, start_run
 from vaelab.machine import machine_facts
 from vaelab.models.base import LOGGED_TERMS, STAGES, NonFiniteLossError
@@ -80,9 +80,9 @@ def build(cfg: DictConfig) -> Run:
     check_settings(cfg)
     folder = RunFolder(Path(cfg.paths.output_dir))
     if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the config tree
 
-    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule: pl.LightningDataModule = instantiate(cfg.data)
     model = build_model(cfg.model)
     resume = resume_plan(cfg, model)
     # After the checks: a bad value is one line, not the tree and then a line.
@@ -92,7 +92,7 @@ def build(cfg: DictConfig) -> Run:
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     if loggers and getattr(model, "scheduler_config", None):  # the learning-rate curve, as train/lr
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     config = OmegaConf.to_container(cfg, resolve=True)
     # trainer.loggers: fast_dev_run swaps in Lightning's dummy logger.
     start_run(trainer.loggers, config, run_tags(cfg.get("tags")), resume.step if resume else None)
@@ -162,13 +162,13 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every ``_target_`` entry of a config group (callbacks, loggers)."""
     if not group:
         return []
-    return [hydra.utils.instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
 
 
 def build_model(model_cfg: DictConfig) -> pl.LightningModule:
     """The model, with plain-Python arguments; the optimizer config stays a config for the module to build."""
     check_model_settings(model_cfg)
-    return hydra.utils.instantiate(model_cfg, _recursive_=False, _convert_="all")
+    return instantiate(model_cfg, _recursive_=False, _convert_="all")
 
 
 def check_settings(cfg: DictConfig) -> None:

@@ -4,9 +4,10 @@ that fails before it trains leaves the folder's record as it found it.
 ``claim`` is called by ``vaelab.hydra_callbacks.RunFolderGuard`` before Hydra writes anything into the folder:
 it refuses a folder that already holds a run unless the command resumes it, takes the folder's lock
 (``.vaelab.lock``, an ``fcntl`` lock the kernel drops when the process ends, however it ends) or refuses naming
-the process that holds it, and keeps a copy of what a resume rewrites before it trains (Hydra's ``.hydra/``
-record, ``config_tree.log``, the length of the log). ``training`` calls ``commit`` once the run is about to
-train; ``jobs.run_job`` calls ``restore`` when the command fails before that.
+the process that holds it, and keeps a copy of what the command rewrites before it trains (Hydra's ``.hydra/``
+record, ``config_tree.log``, the length of the log): a bad value does not leave a new folder looking used.
+``training`` calls ``commit`` once the run is about to train; ``cli.run_job`` calls ``restore`` when the command
+fails before that.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
     os.ftruncate(descriptor, 0)
     os.write(descriptor, json.dumps(_holder()).encode() + b"\n")
     claimed = _Claim(folder, descriptor)
-    if resuming:
+    if not new_job:  # a sweep job's failure is recorded in its folder instead (vaelab.cli)
         claimed.record = {name: _read(folder / name) for name in RECORD_FILES}
         claimed.log_sizes = {log: log.stat().st_size for log in folder.glob(f"*{LOG_SUFFIX}") if log.is_file()}
     _claims[folder] = claimed
