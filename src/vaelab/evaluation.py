@@ -51,15 +51,18 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     if cfg.get("iwae_samples") is not None:
         check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
     sources = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
+    # Every file read, and its model class trusted, before anything is built: a bad one is one line.
+    checkpoints = [read_checkpoint(path, trusted=cfg.get("trusted_models") or ()) for path in sources]
     output_dir = Path(cfg.paths.output_dir)
     datamodule: MNISTDataModule = instantiate(cfg.data)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
 
     results = []
-    for checkpoint_path in sources:
+    for checkpoint_path, checkpoint in zip(sources, checkpoints):
         setting, label = run_names(checkpoint_path)
         run_output = output_dir if len(sources) == 1 and not cfg.get("runs") else output_dir / label
-        results.append(evaluate_checkpoint(cfg, checkpoint_path, datamodule, trainer, run_output, setting, label))
+        results.append(evaluate_checkpoint(cfg, checkpoint_path, checkpoint, datamodule, trainer, run_output, setting,
+                                           label))  # fmt: skip
     if cfg.get("runs"):
         write_comparison(results, sources, output_dir, cfg.get("report_dir"))
     return results
@@ -110,6 +113,7 @@ def run_names(checkpoint_path: Path) -> tuple[str, str]:
 def evaluate_checkpoint(
     cfg: DictConfig,
     checkpoint_path: Path,
+    checkpoint: dict[str, Any],
     datamodule: MNISTDataModule,
     trainer: pl.Trainer,
     output_dir: Path,
@@ -119,9 +123,8 @@ def evaluate_checkpoint(
     """Test metrics, IWAE estimate, figures and projector embedding of one checkpoint (``run_names`` says
     ``setting`` and ``label``)."""
     if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)  # the ELBO and IWAE are Monte-Carlo estimates: seed them
-    checkpoint = read_checkpoint(checkpoint_path)
-    model = model_from_checkpoint(checkpoint, checkpoint_path)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the ELBO and IWAE are Monte-Carlo estimates
+    model = model_from_checkpoint(checkpoint, checkpoint_path)  # after the seed, as the published figures had it
     (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
     model = model.to(trainer.strategy.root_device).eval()
     # Every number of the report on the images the test saw (trainer.limit_test_batches may take the first few).

@@ -24,7 +24,7 @@ from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.errors import Interrupted, VaelabError, check_finite, check_number, instantiate
 from vaelab.loggers import before_test, describe, finish_run, start_run
 from vaelab.machine import machine_facts
-from vaelab.models.base import LOGGED_TERMS, STAGES, NonFiniteLossError
+from vaelab.models.base import LOGGED_TERMS, STAGES, ELBOModule, NonFiniteLossError
 from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import check_resumable, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus
@@ -128,7 +128,7 @@ def test(run: Run, best: str | None) -> dict[str, float]:
     if best is None:
         log.warning("no best checkpoint recorded: testing the current weights")
     else:  # the path comes from the checkpoint's callback state: read it as untrusted, like any user file
-        best_state = read_checkpoint(best)
+        best_state = read_checkpoint(best, trusted=[run.model.checkpoint_name()])  # the run's own class
         check_resumable(best_state, run.model, best)
         before_test(run.trainer.loggers, int(best_state.get("global_step", 0)), int(best_state.get("epoch", 0)))
     run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best, weights_only=True)
@@ -168,7 +168,11 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 def build_model(model_cfg: DictConfig) -> pl.LightningModule:
     """The model, with plain-Python arguments; the optimizer config stays a config for the module to build."""
     check_model_settings(model_cfg)
-    return instantiate(model_cfg, _recursive_=False, _convert_="all")
+    model = instantiate(model_cfg, _recursive_=False, _convert_="all")
+    if not isinstance(model, ELBOModule):
+        raise VaelabError(f"model._target_={model_cfg.get('_target_')} is not a subclass of vaelab.models.ELBOModule.")
+    model.check_contract()
+    return model
 
 
 def check_settings(cfg: DictConfig) -> None:

@@ -9,6 +9,7 @@ every step.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from vaelab.errors import VaelabError, check_number
+from vaelab.models.inference import inference
 from vaelab.models.optimization import build_optimization, optimizer_config, stretch_schedules
 from vaelab.models.probability import bernoulli_nll, gaussian_kl
 
@@ -35,12 +37,17 @@ class NonFiniteLossError(VaelabError):
 
 
 class ELBOModule(pl.LightningModule):
-    """A VAE trained on the negative ELBO; subclasses only assign ``self.encoder`` and ``self.decoder``.
+    """A VAE trained on the negative ELBO; subclasses assign ``self.encoder`` and ``self.decoder`` (or override
+    ``encode``/``decode_logits``). A model of your own (README, "Add your own model") meets this contract, which
+    ``check_contract`` checks once, when a run builds it:
 
-    Public API used by callbacks and evaluation (``labels`` is ignored unless the model is
-    conditional, i.e. ``num_classes > 0``):
-    ``encode(images, labels) -> (z_mean, log_var)``, ``decode(z, labels) -> pixel probabilities``,
-    ``sample(n, labels) -> images``.
+    - ``encode(images [B, 1, 28, 28], labels [B] or None) -> (z_mean, log_var)``, each ``[B, latent_dim]``;
+    - ``decode_logits(z [B, latent_dim], labels) -> [B, 1, 28, 28]`` logits, which ``recon_nll`` scores against the
+      images (Bernoulli: summed binary cross-entropy; override both it and ``decode`` for another likelihood);
+      ``decode`` gives the pixel means figures draw, ``sample(n, labels)`` decodes z ~ N(0, I);
+    - ``num_classes``: 0, or the number of classes whose one-hot label conditions the model (it then needs labels);
+    - every ``__init__`` argument is a hyper-parameter saved in the checkpoint (``save_hyperparameters`` here
+      collects the subclass's arguments too), so a checkpoint alone rebuilds the model.
     """
 
     num_classes: int = 0  # > 0: the one-hot label conditions encoder and decoder
@@ -101,6 +108,40 @@ class ELBOModule(pl.LightningModule):
         """Pixel probabilities ``[B, 1, 28, 28]`` in (0, 1)."""
         return torch.sigmoid(self.decode_logits(z, labels))
 
+    def recon_nll(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z) per image, ``[B]`` nats, from ``decode_logits``' output: Bernoulli pixels."""
+        return bernoulli_nll(logits, images)
+
+    def check_contract(self) -> None:
+        """One ``VaelabError`` line naming the first part of the class docstring's contract this model breaks."""
+        name = type(self).__qualname__
+        if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or self.num_classes < 0:
+            raise VaelabError(f"{name}.num_classes must be an integer >= 0, got {self.num_classes!r}.")
+        named = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+        arguments = [p.name for p in inspect.signature(type(self).__init__).parameters.values() if p.kind in named]
+        missing = [key for key in arguments[1:] if key not in self.hparams]
+        if missing:
+            raise VaelabError(
+                f"{name}.__init__ argument {missing[0]!r} is not saved in hparams: pass the arguments on to "
+                "ELBOModule.__init__ (it saves them), or call self.save_hyperparameters()."
+            )
+        labels = torch.zeros(2, dtype=torch.long, device=self.device) if self.num_classes else None
+        with inference(self):
+            images = torch.full((2, 1, 28, 28), 0.5, device=self.device, dtype=self.dtype)
+            encoded = self.encode(images, labels)
+            pair = isinstance(encoded, tuple) and len(encoded) == 2
+            if not pair or any(_shapes(t) != f"[2, {self.latent_dim}]" for t in encoded):
+                raise VaelabError(
+                    f"{name}.encode must return (z_mean, log_var), each [batch, latent_dim={self.latent_dim}]; "
+                    f"got {_shapes(encoded)} for a batch of 2."
+                )
+            logits = self.decode_logits(encoded[0], labels)
+            if _shapes(logits) != "[2, 1, 28, 28]":
+                raise VaelabError(f"{name}.decode_logits must return [batch, 1, 28, 28]; got {_shapes(logits)}.")
+            recon = self.recon_nll(logits, images)
+            if _shapes(recon) != "[2]":
+                raise VaelabError(f"{name}.recon_nll must return one value per image, [batch]; got {_shapes(recon)}.")
+
     def sample(
         self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -125,7 +166,7 @@ class ELBOModule(pl.LightningModule):
         not the warm-up one: logged losses stay comparable across epochs)."""
         z_mean, log_var = self.encode(images, labels)
         logits = self.decode_logits(self.reparameterize(z_mean, log_var, generator), labels)
-        recon = bernoulli_nll(logits, images)
+        recon = self.recon_nll(logits, images)
         kl = gaussian_kl(z_mean, log_var)
         return {"recon": recon, "kl": kl, "loss": recon + self.beta * kl}
 
@@ -265,3 +306,12 @@ class ELBOModule(pl.LightningModule):
             mean.reset()
             mean.update(torch.empty(0, device=self.device))  # marks it updated, adds nothing
             mean.merge_state({name: torch.as_tensor(value).to(self.device) for name, value in saved[term].items()})
+
+
+def _shapes(value: object) -> str:
+    """The shapes in ``value`` (a tensor, or a tuple of them), for a contract error."""
+    if isinstance(value, torch.Tensor):
+        return str(list(value.shape))
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_shapes(item) for item in value) + ")"
+    return type(value).__name__

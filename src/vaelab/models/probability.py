@@ -77,7 +77,7 @@ def _iwae_chunk(model: ELBOModule, images: torch.Tensor, labels: torch.Tensor | 
     z = z_mean + torch.randn(num_samples, *z_mean.shape, device=z_mean.device) * (0.5 * log_var).exp()  # [K, B, D]
     repeated_labels = labels.repeat(num_samples) if labels is not None else None
     logits = model.decode_logits(z.reshape(num_samples * batch, -1).to(model.dtype), repeated_labels)
-    log_px_given_z = -bernoulli_nll(logits, images.repeat(num_samples, 1, 1, 1)).view(num_samples, batch)
+    log_px_given_z = -model.recon_nll(logits, images.repeat(num_samples, 1, 1, 1)).view(num_samples, batch)
     log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
     log_qz = gaussian_log_density(z, z_mean, log_var)
     log_weights = log_px_given_z + log_pz - log_qz  # [K, B]

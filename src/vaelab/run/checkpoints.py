@@ -1,13 +1,18 @@
 """Read vaelab checkpoints safely, rebuild the model they hold from the file alone, and write them whole.
 
 No checkpoint runs code: files are read with ``weights_only=True`` (tensors and plain Python values
-only), and the model class a checkpoint names is looked up among vaelab's own models, never imported.
+only), and the model class a checkpoint names is imported only when it is trusted: one of vaelab's own, one an
+installed package declares (entry-point group ``vaelab.models``), one the user lists in ``trusted_models``, or the
+class the run itself builds (for its own checkpoints). Any other name is refused before anything is imported.
 Every checkpoint Lightning saves goes through ``AtomicCheckpointIO``: a checkpoint's name holds a whole file.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import io
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,30 @@ from vaelab.run.folder import write_atomic
 
 # The classes a checkpoint may name, by the dotted path ``ELBOModule.on_save_checkpoint`` writes.
 KNOWN_MODELS: dict[str, type[ELBOModule]] = {cls.checkpoint_name(): cls for cls in (VAE, ConvVAE, CondConvVAE)}
+# Installed packages declare their models here: [project.entry-points."vaelab.models"] wide = "mypkg.models:WideVAE".
+ENTRY_POINT_GROUP = "vaelab.models"
+
+
+def trusted_names(trusted: Iterable[str] = ()) -> set[str]:
+    """The dotted class names a checkpoint may name: vaelab's, the installed packages' and ``trusted``'s."""
+    declared = {point.value.replace(":", ".") for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return {*KNOWN_MODELS, *declared, *map(str, trusted)}
+
+
+def model_class(name: str) -> type[ELBOModule]:
+    """The class a trusted dotted name refers to, imported; one line if it cannot be or is not a VAE."""
+    if name in KNOWN_MODELS:
+        return KNOWN_MODELS[name]
+    module, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise VaelabError(
+            f"cannot import the trusted model class {name} ({error}); is its module on PYTHONPATH?"
+        ) from None
+    if not (isinstance(found, type) and issubclass(found, ELBOModule)):
+        raise VaelabError(f"{name} is not a subclass of vaelab.models.ELBOModule.")
+    return found
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -38,8 +67,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomic(Path(path), buffer.getvalue())
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint's contents; a missing, unreadable, foreign or hostile file is one ``VaelabError`` line."""
+def read_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", trusted: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The checkpoint's contents; a missing, unreadable, foreign or hostile file is one ``VaelabError`` line, and
+    so is one that names a model class outside ``trusted_names(trusted)`` (nothing is imported)."""
     path = Path(path)
     if not path.is_file():
         raise VaelabError(f"checkpoint not found: {path}")
@@ -54,9 +86,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise VaelabError(f"{path} is not a vaelab checkpoint (no state_dict).")
     name = checkpoint.get("vaelab_model_class")
-    if name not in KNOWN_MODELS:
-        known = ", ".join(sorted(KNOWN_MODELS))
-        raise VaelabError(f"{path} names model class {name!r}, which is not a vaelab model ({known}).")
+    if not isinstance(name, str) or name not in trusted_names(trusted):
+        if not isinstance(name, str):
+            raise VaelabError(f"{path} is not a vaelab checkpoint (it names no model class).")
+        raise VaelabError(
+            f"{path} names model class {name[:200]!r}, which is not a vaelab model and not in trusted_models: if you "
+            f"trust that class's code, add it to trusted_models (trusted_models=[{name[:200]}])."
+        )
     return checkpoint
 
 
@@ -89,21 +125,21 @@ def check_resumable(checkpoint: dict[str, Any], model: ELBOModule, path: str | P
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> ELBOModule:
     """The model class the checkpoint names, built from its hyperparameters, with its weights, in eval mode."""
-    model_class = KNOWN_MODELS[checkpoint["vaelab_model_class"]]
+    built_class = model_class(checkpoint["vaelab_model_class"])  # read_checkpoint checked that it is trusted
     hyper_parameters = checkpoint.get("hyper_parameters", {})
     if not isinstance(hyper_parameters, dict):
         raise VaelabError(f"{path}: hyper_parameters is not a mapping.")
     # Training settings are not needed to evaluate, and their ``_target_`` entries are never built from a file.
     hyper_parameters = {k: v for k, v in hyper_parameters.items() if k not in ("optimizer", "scheduler")}
     try:
-        model = model_class(**hyper_parameters)
+        model = built_class(**hyper_parameters)
     except (TypeError, ValueError) as error:
-        raise VaelabError(f"{path}: its hyper_parameters do not build a {model_class.__name__} ({error}).") from None
+        raise VaelabError(f"{path}: its hyper_parameters do not build a {built_class.__name__} ({error}).") from None
     check_weights_fit(checkpoint, model, path)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> ELBOModule:
-    """The model saved in a vaelab checkpoint, in eval mode."""
-    return model_from_checkpoint(read_checkpoint(path, map_location), path)
+def load_model(path: str | Path, map_location: str | torch.device = "cpu", trusted: Iterable[str] = ()) -> ELBOModule:
+    """The model saved in a vaelab checkpoint, in eval mode (``trusted``: as ``read_checkpoint``)."""
+    return model_from_checkpoint(read_checkpoint(path, map_location, trusted), path)

@@ -131,8 +131,9 @@ def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None
     Lightning reads it: one line for a bad file, and never any code run. None for a fresh run."""
     from vaelab.run.checkpoints import check_resumable, read_checkpoint
 
-    path = cfg.get("ckpt_path")
+    path, trusted = cfg.get("ckpt_path"), list(cfg.get("trusted_models") or [])
     if cfg.get("resume"):
+        trusted.append(model.checkpoint_name())  # the run's own checkpoints hold the class it builds
         last = RunFolder(Path(cfg.resume)).last_checkpoint
         if not last.is_file():
             raise VaelabError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that run folder.")
@@ -141,6 +142,6 @@ def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     if not path:
         return None
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, trusted=trusted)
     check_resumable(checkpoint, model, path)
     return ResumePlan(str(path), int(checkpoint.get("global_step", 0)))

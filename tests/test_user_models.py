@@ -1,0 +1,166 @@
+"""A model class of the user's own, outside vaelab, through every path: train with test, resume, evaluate, a sweep;
+its checkpoints read only where it is trusted; the contract a model must meet checked in one line; and the worked
+example of examples/ (a continuous Bernoulli decoder) end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from helpers import NO_FIGURES, PROJECT_ROOT, compose_config, run_inline, tiny_data_overrides
+from vaelab.errors import VaelabError
+from vaelab.evaluation import evaluate
+from vaelab.run.checkpoints import load_model, read_checkpoint
+from vaelab.training import build_model
+
+USER_MODULE = '''
+    """A user's models: nothing of vaelab changed."""
+    from vaelab.models import VAE
+
+
+    class WideVAE(VAE):
+        """The dense VAE with its hidden layers widened by a factor."""
+
+        model_name = "wide_vae"
+
+        def __init__(self, widen: int = 2, hidden_dims=(64, 32), **settings) -> None:
+            super().__init__(hidden_dims=[widen * size for size in hidden_dims], **settings)
+'''
+TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
+        "logger=[csv,tensorboard]", *NO_FIGURES]  # fmt: skip
+WIDE = ["model=vae", "model._target_=mymodels.WideVAE", "+model.widen=3", "model.hidden_dims=[16,8]"]
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``mymodels.py`` in a folder of its own on the path (PYTHONPATH too, for the processes a run starts)."""
+    folder = tmp_path / "user_code"
+    folder.mkdir()
+    (folder / "mymodels.py").write_text(textwrap.dedent(USER_MODULE))
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", str(folder))
+    monkeypatch.delitem(sys.modules, "mymodels", raising=False)
+    return folder
+
+
+def one_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("resume=")]
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    return lines[0]
+
+
+def test_a_user_model_trains_resumes_evaluates_and_sweeps(user_module: Path, tiny_mnist: Path, tmp_path: Path) -> None:
+    data, run = tiny_data_overrides(tiny_mnist), tmp_path / "run"
+    trained = run_inline("train.py", *WIDE, *TINY, *data, f"hydra.run.dir={run}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and math.isfinite(metrics["test/loss"])  # its best checkpoint, tested
+    resumed = run_inline("train.py", f"resume={run}", "trainer.max_epochs=2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+    evaluation = [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=2", "projector=true",
+                  "figures.num_points=50", "figures.grid_size=3", *data]  # fmt: skip
+    refused = run_inline("evaluate.py", *evaluation, f"hydra.run.dir={tmp_path / 'refused'}")
+    assert "trusted_models" in one_line(refused) and "mymodels.WideVAE" in one_line(refused)
+    (result,) = evaluate(compose_config("eval", [*evaluation, "trusted_models=[mymodels.WideVAE]"], tmp_path / "e"))
+    assert result["model"] == "wide_vae" and math.isfinite(result["iwae_nll"])
+    assert (tmp_path / "e" / "figures" / "latent_scatter.png").is_file()
+    assert load_model(run / "checkpoints" / "last.ckpt", trusted=["mymodels.WideVAE"]).hparams.widen == 3
+
+    sweep = run_inline("train.py", "-m", *WIDE, "model.widen=1,2", *TINY, *data, f"hydra.sweep.dir={tmp_path / 's'}")
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    assert [json.loads((tmp_path / "s" / job / "metrics.json").read_text())["status"] for job in "01"] == [
+        "completed", "completed"
+    ]  # fmt: skip
+
+
+def test_installed_packages_declare_their_models(user_module: Path, tiny_mnist: Path, tmp_path: Path) -> None:
+    """A distribution on the path with a ``vaelab.models`` entry point: its class is trusted without the key."""
+    run = tmp_path / "run"
+    from vaelab.training import train
+
+    train(compose_config("train", [*WIDE, *TINY, "logger=none", *tiny_data_overrides(tiny_mnist)], run))
+    with pytest.raises(VaelabError, match="trusted_models"):
+        load_model(run / "checkpoints" / "last.ckpt")
+    info = user_module / "mymodels-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mymodels\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[vaelab.models]\nwide = mymodels:WideVAE\n")
+    assert type(load_model(run / "checkpoints" / "last.ckpt")).__name__ == "WideVAE"
+
+
+def test_a_hostile_class_path_is_refused_with_nothing_imported(
+    user_module: Path, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "imported"
+    (user_module / "hostile.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Evil: pass\n")
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "vaelab_model_class": "hostile.Evil", "hyper_parameters": {}}, path)
+    with pytest.raises(VaelabError, match=r"names model class 'hostile.Evil'.*trusted_models"):
+        evaluate(compose_config("eval", [f"ckpt_path={path}", *tiny_data_overrides(tiny_mnist)], tmp_path / "e"))
+    with pytest.raises(VaelabError, match="trusted_models"):
+        read_checkpoint(path, trusted=["hostile.Other"])
+    assert not marker.exists() and "hostile" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("def decode_logits(self, z, labels=None):\n        return super().decode_logits(z, labels).flatten(1)",
+         "Broken.decode_logits must return [batch, 1, 28, 28]; got [2, 784]"),
+        ("def encode(self, images, labels=None):\n        return super().encode(images, labels)[0]",
+         "Broken.encode must return (z_mean, log_var), each [batch, latent_dim=2]; got [2, 2]"),
+        ("num_classes = -1", "Broken.num_classes must be an integer >= 0, got -1"),
+    ],
+)  # fmt: skip
+def test_the_contract_is_checked_in_one_line(body: str, words: str, user_module: Path) -> None:
+    (user_module / "broken.py").write_text(f"from vaelab.models import VAE\n\nclass Broken(VAE):\n    {body}\n")
+    sys.modules.pop("broken", None)
+    with pytest.raises(VaelabError) as error:
+        build_model(compose_config("train", ["model=vae", "model._target_=broken.Broken"]).model)
+    assert str(error.value).startswith(words) and "\n" not in str(error.value)
+
+
+def test_a_target_that_is_not_a_vae_is_one_line() -> None:
+    with pytest.raises(VaelabError, match="model._target_=torch.nn.Identity is not a subclass of vaelab.models.ELBO"):
+        build_model(OmegaConf.create({"_target_": "torch.nn.Identity"}))
+
+
+def test_the_continuous_bernoulli_example(tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/: trained and evaluated by the commands its docstring gives, on tiny data."""
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "examples"))
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT / "examples"))
+    from cb_vae import log_normalizer, mean
+
+    # C(lam)^-1 and E[x] are integrals over [0, 1]: the closed forms against the trapezoid rule, 0 included.
+    x = torch.linspace(0, 1, 200_001, dtype=torch.float64)
+    for logit in (-6.0, -0.5, -1e-4, 0.0, 2e-4, 3.0):
+        lam = torch.sigmoid(torch.tensor(logit, dtype=torch.float64))
+        density = lam**x * (1 - lam) ** (1 - x)
+        norm = torch.trapezoid(density, x)
+        assert log_normalizer(torch.tensor(logit)).item() == pytest.approx(-math.log(norm), abs=1e-5)
+        assert mean(torch.tensor(logit)).item() == pytest.approx(
+            (torch.trapezoid(x * density, x) / norm).item(), abs=1e-5
+        )
+
+    run = tmp_path / "run"
+    trained = run_inline("train.py", "--config-dir", str(PROJECT_ROOT / "examples" / "conf"), "model=cb_conv_vae",
+                         *TINY[:-1], "callbacks.figures.grid_size=3", "callbacks.figures.num_points=50",
+                         *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run}")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert (run / "figures" / "latent_grid.png").is_file()
+    overrides = [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=3", "projector=false",
+                 "figures.num_points=50", "figures.grid_size=3", "trusted_models=[cb_vae.ContinuousBernoulliConvVAE]",
+                 *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    (result,) = evaluate(compose_config("eval", overrides, tmp_path / "eval"))
+    assert result["model"] == "cb_conv_vae" and result["iwae_nll"] <= result["loss"] + 1e-3  # IWAE bounds the ELBO
+    images = load_model(run / "checkpoints" / "last.ckpt", trusted=["cb_vae.ContinuousBernoulliConvVAE"]).sample(4)
+    assert images.shape == (4, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
