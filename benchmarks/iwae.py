@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from vaelab.cli import tune_malloc
-from vaelab.data import MNISTDataModule
+from vaelab.data import IDXDataModule
 from vaelab.models import VAE, CondConvVAE, ConvVAE
 from vaelab.models.networks import PixelLogits
 from vaelab.models.probability import iwae_log_likelihood
@@ -37,7 +37,7 @@ def main() -> None:
     tune_malloc()
     source = sys.argv[1]
     model = (UNTRAINED[source]() if source in UNTRAINED else load_model(source)).eval()
-    data = MNISTDataModule(data_dir=sys.argv[2] if len(sys.argv) > 2 else "../shared/data", download=False)
+    data = IDXDataModule(data_dir=sys.argv[2] if len(sys.argv) > 2 else "../shared/data", download=False)
     samples = int(sys.argv[3]) if len(sys.argv) > 3 else 100
     data.prepare_data()
     data.setup("test")

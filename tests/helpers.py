@@ -41,14 +41,18 @@ def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_mnist(root: Path, train: int = TINY_TRAIN, test: int = TINY_TEST) -> Path:
-    """A folder ``root`` with ``MNIST/raw/*-ubyte`` as torchvision expects; returns ``root``."""
-    raw = root / "MNIST" / "raw"
+def write_mnist(
+    root: Path, train: int = TINY_TRAIN, test: int = TINY_TEST, name: str = "MNIST", labels: bool = True
+) -> Path:
+    """A folder ``root`` with ``<name>/raw/*-ubyte`` (MNIST's file names, as torchvision expects; no labels files
+    unless ``labels``); returns ``root``."""
+    raw = root / name / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, count, seed in (("train", train, 0), ("t10k", test, 1)):
-        images, labels = synthetic_digits(count, seed)
+        images, digits = synthetic_digits(count, seed)
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        if labels:
+            write_idx(raw / f"{prefix}-labels-idx1-ubyte", digits)
     return root
 
 

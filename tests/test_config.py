@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from helpers import PROJECT_ROOT, compose_config
-from vaelab.data import MNISTDataModule
+from vaelab.data import IDXDataModule
 from vaelab.errors import user_error
 from vaelab.models import ELBOModule
 from vaelab.training import build_model, instantiate_group
@@ -36,7 +36,7 @@ def test_train_config_builds_model_data_callbacks_and_loggers(model: str, logger
     cfg = compose_config("train", [f"model={model}", f"logger={logger}"], tmp_path)
     built = build_model(cfg.model)
     assert isinstance(built, ELBOModule) and built.latent_dim == 2
-    assert isinstance(hydra.utils.instantiate(cfg.data), MNISTDataModule)
+    assert isinstance(hydra.utils.instantiate(cfg.data), IDXDataModule)
     assert (
         len(instantiate_group(cfg.callbacks)) == 8
     )  # history, best + last checkpoints, interrupt, figures, progress bar, timer

@@ -1,5 +1,8 @@
+"""The IDX data module: MNIST and data sets in its layout (Fashion-MNIST, unlabeled ones), checked files, splits."""
+
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -7,15 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import TINY_TEST, TINY_TRAIN, synthetic_digits, write_mnist
-from vaelab.data import MNISTDataModule
-from vaelab.data.mnist import locate_mnist
+from helpers import TINY_TEST, TINY_TRAIN, compose_config, synthetic_digits, write_mnist
+from vaelab.data import IDXDataModule
+from vaelab.data.datamodule import locate
 from vaelab.errors import VaelabError
+from vaelab.evaluation import evaluate
+from vaelab.training import train
 
 
-def make_datamodule(data_dir: Path, **overrides) -> MNISTDataModule:
+def make_datamodule(data_dir: Path, **overrides) -> IDXDataModule:
     settings = dict(data_dir=str(data_dir), download=False, val_size=100, batch_size=32, eval_batch_size=64)
-    datamodule = MNISTDataModule(**{**settings, **overrides})
+    datamodule = IDXDataModule(**{**settings, **overrides})
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
@@ -73,19 +78,19 @@ def test_batches_carry_images_and_labels(tiny_mnist: Path) -> None:
 
 
 def test_fallback_folder_is_used_when_data_dir_is_empty(tiny_mnist: Path, tmp_path: Path) -> None:
-    assert locate_mnist(tmp_path / "empty", [tmp_path / "also-empty", tiny_mnist], download=False) == tiny_mnist
+    assert locate(tmp_path / "empty", [tmp_path / "also-empty", tiny_mnist], download=False) == tiny_mnist
 
 
 def test_missing_data_names_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(VaelabError) as error:
-        locate_mnist(tmp_path / "nowhere", [tmp_path / "elsewhere"], download=False)
+        locate(tmp_path / "nowhere", [tmp_path / "elsewhere"], download=False)
     message = str(error.value)
     assert "nowhere" in message and "elsewhere" in message and "data.data_dir=" in message
     assert "\n" not in message
 
 
 def test_fallback_folder_is_said_in_the_log(tiny_mnist: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="vaelab.data.mnist"):
+    with caplog.at_level("INFO", logger="vaelab.data.datamodule"):
         make_datamodule(tmp_path / "empty", fallback_data_dirs=[str(tiny_mnist)])
     assert f"using the fallback folder {tiny_mnist.resolve()}" in caplog.text
 
@@ -106,7 +111,11 @@ BAD_FILES = {
         lambda data: _idx(np.zeros(599, np.uint8)),
         "599 labels for the 600 images",
     ),
-    "label 10": ("t10k-labels-idx1-ubyte", lambda data: _idx(np.full(200, 10, np.uint8)), "label 10 is outside"),
+    "label 10": (
+        "t10k-labels-idx1-ubyte",
+        lambda data: _idx(np.full(200, 10, np.uint8)),
+        "label 10 is outside the classes 0-9",
+    ),
     "not 28x28": ("train-images-idx3-ubyte", lambda data: _idx(np.zeros((600, 28, 27), np.uint8)), "28x27"),
     "labels as images": (
         "train-labels-idx1-ubyte",
@@ -150,3 +159,50 @@ def test_real_mnist(real_mnist: Path) -> None:
     ]
     mean_pixel = datamodule.test_set.images.mean().item()
     assert 0.13 < mean_pixel < 0.134  # MNIST's well-known mean intensity, 0.1325 on the test set
+
+
+FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"]  # fmt: skip
+ONE_EPOCH = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "logger=none",
+             "data.batch_size=50", "data.val_size=100", "data.fallback_data_dirs=[]", "data.download=false",
+             "callbacks.figures.grid_size=3", "callbacks.figures.num_points=50", "test=false"]  # fmt: skip
+
+
+def test_fashion_mnist_trains_and_evaluates_with_its_class_names(tmp_path: Path) -> None:
+    data = write_mnist(tmp_path / "data", name="FashionMNIST")
+    common = ["data=fashion_mnist", f"data.data_dir={data}"]
+    run = tmp_path / "run"
+    metrics = train(compose_config("train", ["model=cond_conv_vae", *common, *ONE_EPOCH], run))
+    assert metrics["status"] == "completed" and (run / "figures" / "latent_grid_digit9.png").is_file()
+    overrides = [*common, "data.fallback_data_dirs=[]", "data.download=false", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+                 "iwae_samples=null", "figures.num_points=50", "figures.grid_size=3"]  # fmt: skip
+    evaluate(compose_config("eval", overrides, tmp_path / "eval"))
+    (metadata,) = (tmp_path / "eval").rglob("metadata.tsv")
+    rows = [line.split("\t") for line in metadata.read_text().splitlines()]
+    assert rows[0] == ["class", "label", "index"] and len(rows) == 1 + 200
+    assert all(FASHION_NAMES[int(label)] == name for name, label, _ in rows[1:])
+    with pytest.raises(VaelabError, match="FashionMNIST not found: looked for FashionMNIST/raw/"):
+        train(compose_config("train", [*common, f"data.data_dir={tmp_path / 'none'}", *ONE_EPOCH], tmp_path / "r"))
+
+
+def test_an_unlabeled_idx_set_trains_label_free_models_only(tmp_path: Path) -> None:
+    data = write_mnist(tmp_path / "data", name="Mine", labels=False)
+    mine = [f"data.data_dir={data}", "data.name=Mine", "data.files.train_labels=null", "data.files.test_labels=null",
+            "data.torchvision_dataset=null", *ONE_EPOCH]  # fmt: skip
+    metrics = train(compose_config("train", ["model=vae", *mine], tmp_path / "vae"))
+    assert metrics["status"] == "completed" and (tmp_path / "vae" / "figures" / "latent_scatter.png").is_file()
+    with pytest.raises(VaelabError) as error:
+        train(compose_config("train", ["model=cond_conv_vae", *mine], tmp_path / "cond"))
+    assert str(error.value).startswith("model=cond_conv_vae is conditional and needs labels, but Mine has none")
+    with pytest.raises(VaelabError, match=r"Mine not found: .*pass data.data_dir=<folder that holds Mine/raw/>\.$"):
+        train(compose_config("train", ["model=vae", *mine, f"data.data_dir={tmp_path}"], tmp_path / "none"))
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"class_names": ["a", "b"]}, "data.class_names holds 2 names for data.num_classes=10"),
+    ({"files": {"train_labels": None}}, "give labels files for both splits or for neither"),
+    ({"num_classes": 5}, "label 9 is outside the classes 0-4 (data.num_classes)"),
+])  # fmt: skip
+def test_bad_data_set_settings_are_one_line(tiny_mnist: Path, settings: dict, words: str) -> None:
+    with pytest.raises(VaelabError, match=re.escape(words)):
+        make_datamodule(tiny_mnist, **settings)

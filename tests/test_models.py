@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from helpers import PROJECT_ROOT, small_batch, train_steps
-from vaelab.data import MNISTDataModule
+from vaelab.data import IDXDataModule
 from vaelab.errors import VaelabError
 from vaelab.models import VAE, CondConvVAE, ConvVAE, ELBOModule
 from vaelab.models.networks import PixelLogits
@@ -122,7 +122,7 @@ def test_bad_hyperparameters_are_rejected(settings: dict) -> None:
 def test_checkpoint_round_trip(model_class: type[ELBOModule], tiny_mnist: Path, tmp_path: Path) -> None:
     pl.seed_everything(0)
     model = model_class(latent_dim=3, beta=0.5)
-    datamodule = MNISTDataModule(data_dir=str(tiny_mnist), download=False, val_size=100, batch_size=50)
+    datamodule = IDXDataModule(data_dir=str(tiny_mnist), download=False, val_size=100, batch_size=50)
     trainer = pl.Trainer(
         max_epochs=1,
         limit_train_batches=3,

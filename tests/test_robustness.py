@@ -25,7 +25,7 @@ from helpers import (
     tensorboard_run,
     tiny_data_overrides,
 )
-from vaelab.data import MNISTDataModule
+from vaelab.data import IDXDataModule
 from vaelab.errors import Interrupted, VaelabError
 from vaelab.models.base import EVAL_NOISE_SEED
 from vaelab.run.checkpoints import load_model
@@ -276,7 +276,7 @@ def test_ddp_on_cpu_with_two_processes(tiny_mnist: Path, tmp_path: Path) -> None
     # val/loss is the mean over the 5 validation images, each counted once (process 0 takes 3, process 1 takes 2;
     # a padding sampler would count one twice). Recomputed here with each process's evaluation noise.
     model = load_model(tmp_path / "checkpoints" / "last.ckpt")
-    datamodule = MNISTDataModule(data_dir=str(tiny_mnist), download=False, val_size=5)
+    datamodule = IDXDataModule(data_dir=str(tiny_mnist), download=False, val_size=5)
     datamodule.prepare_data()
     datamodule.setup("fit")
     images, labels = datamodule.val_set.images, datamodule.val_set.labels

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from vaelab.cli import tune_malloc
-from vaelab.data import MNISTDataModule
+from vaelab.data import IDXDataModule
+from vaelab.data.datamodule import check_labels
 from vaelab.errors import VaelabError, check_finite, check_number, instantiate
 from vaelab.figures import plots
 from vaelab.figures.model import FIGURES, FigureSettings, draw_figures
@@ -31,7 +32,7 @@ from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means
 from vaelab.models.probability import iwae_log_likelihood
 from vaelab.replicas import group_replicas, setting_of, spread, without_seeds
-from vaelab.run.checkpoints import model_from_checkpoint, read_checkpoint
+from vaelab.run.checkpoints import model_class, model_from_checkpoint, read_checkpoint
 from vaelab.run.folder import RunFolder
 from vaelab.tables import markdown_table, write_csv
 
@@ -54,7 +55,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     # Every file read, and its model class trusted, before anything is built: a bad one is one line.
     checkpoints = [read_checkpoint(path, trusted=cfg.get("trusted_models") or ()) for path in sources]
     output_dir = Path(cfg.paths.output_dir)
-    datamodule: MNISTDataModule = instantiate(cfg.data)
+    datamodule: IDXDataModule = instantiate(cfg.data)
+    for path, checkpoint in zip(sources, checkpoints):  # a conditional model needs the labels it was trained on
+        check_labels(model_class(checkpoint["vaelab_model_class"]).num_classes, datamodule, str(path))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
 
     results = []
@@ -114,7 +117,7 @@ def evaluate_checkpoint(
     cfg: DictConfig,
     checkpoint_path: Path,
     checkpoint: dict[str, Any],
-    datamodule: MNISTDataModule,
+    datamodule: IDXDataModule,
     trainer: pl.Trainer,
     output_dir: Path,
     setting: str,
@@ -161,12 +164,13 @@ def evaluate_checkpoint(
 
     output_dir.mkdir(parents=True, exist_ok=True)
     RunFolder(output_dir).write_metrics(metrics)
-    drawn = save_figures(model, images, labels, output_dir / "figures", cfg.figures)
+    drawn = save_figures(model, images, labels, output_dir / "figures", cfg.figures, datamodule.class_names)
     # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
     log_dir = output_dir / "tensorboard" / f"eval {label} epoch {metrics['epochs']}"
     write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), log_dir)
     if cfg.projector:  # the whole test split, with its digits and thumbnails
-        write_projector(log_dir, encode_means(model, images, labels), labels, images)
+        write_projector(log_dir, encode_means(model, images, labels), labels, images,
+                        class_names=datamodule.class_names)  # fmt: skip
     print(
         f"{label}: test per image: recon={metrics['recon']:.2f} kl={metrics['kl']:.2f} "
         f"loss={metrics['loss']:.2f} (KL averaged {metrics['loss_kl_averaged']:.2f}) "
@@ -177,11 +181,16 @@ def evaluate_checkpoint(
 
 
 def save_figures(
-    model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, figure_dir: Path, settings: Any
+    model: ELBOModule,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    figure_dir: Path,
+    settings: Any,
+    class_names: list[str] | None = None,
 ) -> dict[str, Figure]:
     """Every standard figure (``vaelab.figures.model.FIGURES``) on the test split, saved as PNGs; ``settings`` is
     eval.yaml's ``figures`` (``FigureSettings``' fields)."""
-    drawn = draw_figures(model, images, labels, FIGURES, FigureSettings(**settings))
+    drawn = draw_figures(model, images, labels, FIGURES, FigureSettings(**settings, class_names=class_names))
     figure_dir.mkdir(parents=True, exist_ok=True)
     for name, figure in drawn.items():
         figure.savefig(figure_dir / f"{name}.png")

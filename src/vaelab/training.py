@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.callbacks import FigureLogger, OptunaPruning
 from vaelab.cli import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.config_tree import print_config_tree, run_tags
+from vaelab.data.datamodule import check_labels
 from vaelab.errors import Interrupted, VaelabError, check_finite, check_number, instantiate
 from vaelab.loggers import before_test, describe, finish_run, start_run
 from vaelab.machine import machine_facts
@@ -84,6 +85,7 @@ def build(cfg: DictConfig) -> Run:
 
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     model = build_model(cfg.model)
+    check_labels(model.num_classes, datamodule, f"model={model.model_name or type(model).__name__}")
     resume = resume_plan(cfg, model)
     # After the checks: a bad value is one line, not the tree and then a line.
     if cfg.get("print_config") and rank_zero_only.rank == 0:

@@ -54,6 +54,9 @@ class FigureLogger(pl.Callback):
         self._points: tuple[torch.Tensor, torch.Tensor] | None = None
         self._logged_step: int | None = None
 
+    def setup(self, trainer: pl.Trainer, pl_module: ELBOModule, stage: str) -> None:
+        self.settings.class_names = getattr(trainer.datamodule, "class_names", None)  # the data set's, if it has
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: ELBOModule) -> None:
         if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._emit(trainer, pl_module, suffix=f"_epoch{trainer.current_epoch:03d}")

@@ -1,3 +1,3 @@
-from vaelab.data.mnist import MNISTDataModule
+from vaelab.data.datamodule import IDXDataModule
 
-__all__ = ["MNISTDataModule"]
+__all__ = ["IDXDataModule"]

@@ -1,4 +1,4 @@
-"""Read MNIST's IDX files, checked: a file that does not fit the format or its partner is one error line.
+"""Read IDX files (MNIST's format), checked: a file that does not fit the format or its partner is one error line.
 
 IDX layout: two zero bytes, a type byte (0x08 = unsigned byte), the number of dimensions, then each
 dimension as a big-endian uint32, then the data, row-major.
@@ -15,7 +15,7 @@ from vaelab.errors import VaelabError
 
 UNSIGNED_BYTE = 0x08
 IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
+UNLABELED = -1  # the label of every image of a data set without labels files
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
@@ -44,18 +44,23 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
-def read_split(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images ``[N, 28, 28]`` uint8 and labels ``[N]`` uint8, checked against each other."""
+def read_split(images_path: Path, labels_path: Path | None, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``[N, 28, 28]`` uint8 and labels ``[N]`` int64 (``UNLABELED`` without a labels file), checked
+    against each other and the classes 0 .. ``num_classes`` - 1."""
     images = read_idx(images_path, ndim=3)
-    labels = read_idx(labels_path, ndim=1)
     if images.shape[1:] != IMAGE_SHAPE:
-        raise VaelabError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, MNIST's are 28x28.")
+        raise VaelabError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, vaelab's models take 28x28.")
     if len(images) == 0:
         raise VaelabError(f"{images_path} holds no images.")
+    if labels_path is None:
+        return torch.from_numpy(images.copy()), torch.full((len(images),), UNLABELED, dtype=torch.long)
+    labels = read_idx(labels_path, ndim=1)
     if len(images) != len(labels):
         raise VaelabError(
             f"{labels_path} holds {len(labels)} labels for the {len(images)} images of {images_path.name}."
         )
-    if labels.max() >= NUM_CLASSES:
-        raise VaelabError(f"{labels_path}: label {int(labels.max())} is outside the digits 0-9.")
-    return torch.from_numpy(images.copy()), torch.from_numpy(labels.copy())
+    if labels.max() >= num_classes:
+        raise VaelabError(
+            f"{labels_path}: label {int(labels.max())} is outside the classes 0-{num_classes - 1} (data.num_classes)."
+        )
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.copy()).long()

@@ -35,12 +35,20 @@ def check_figure_names(names: Sequence[str], key: str = "figures") -> None:
 @dataclass
 class FigureSettings:
     """``num_points``: images the scatter and grid encode; ``grid_size``: points per grid axis; ``digits``: the
-    digits a conditional model draws a grid for (None: all); ``interpolation_steps``: decodes per line."""
+    classes a conditional model draws a grid for (None: all); ``interpolation_steps``: decodes per line;
+    ``class_names``: the data set's (None: "digit <n>")."""
 
     num_points: int = 2000
     grid_size: int = 20
     digits: Sequence[int] | None = None
     interpolation_steps: int = 10
+    class_names: Sequence[str] | None = None
+
+    def title(self, label: int) -> str:
+        """How figures name class ``label``."""
+        if label < 0:
+            return "unlabeled"
+        return self.class_names[label] if self.class_names else f"digit {label}"
 
 
 def draw_figures(
@@ -61,17 +69,17 @@ def draw_figures(
     drawn: dict[str, Figure] = {}
     for name in (name for name in FIGURES if name in names):
         if name == "latent_scatter":
-            drawn[name] = plots.latent_scatter(z_mean, labels[: len(z_mean)])
+            drawn[name] = plots.latent_scatter(z_mean, labels[: len(z_mean)], class_names=settings.class_names)
         elif name == "latent_grid":
-            drawn.update(latent_grid_figures(model, z_mean, settings.grid_size, settings.digits))
+            drawn.update(latent_grid_figures(model, z_mean, settings))
         elif name == "centre_decode":
-            drawn[name] = centre_decode_figure(model)
+            drawn[name] = centre_decode_figure(model, settings)
         elif name == "reconstructions":
             drawn[name] = reconstruction_figure(model, images, labels)
         elif name == "interpolation":
-            drawn[name] = interpolation_figure(model, images, labels, steps=settings.interpolation_steps)
+            drawn[name] = interpolation_figure(model, images, labels, settings)
         else:
-            drawn[name] = samples_figure(model)
+            drawn[name] = samples_figure(model, settings)
     return drawn
 
 
@@ -98,12 +106,10 @@ def grid_latents(x_values: torch.Tensor, y_values: torch.Tensor, latent_dim: int
     return z.reshape(-1, latent_dim)
 
 
-def latent_grid_figures(
-    model: ELBOModule, z_mean: torch.Tensor, grid_size: int = 20, digits: Sequence[int] | None = None
-) -> dict[str, Figure]:
-    """A grid decoded over the active range of ``z_mean``; for a conditional model one per digit in ``digits``
-    (default all; ignored otherwise)."""
-    x_values, y_values = grid_axes(z_mean, grid_size)
+def latent_grid_figures(model: ELBOModule, z_mean: torch.Tensor, settings: FigureSettings) -> dict[str, Figure]:
+    """A grid decoded over the active range of ``z_mean``; for a conditional model one per class in
+    ``settings.digits`` (default all; ignored otherwise)."""
+    x_values, y_values, digits = *grid_axes(z_mean, settings.grid_size), settings.digits
     z = grid_latents(x_values, y_values, model.latent_dim).to(model.device, model.dtype)
     figures = {}
     with inference(model):
@@ -113,18 +119,19 @@ def latent_grid_figures(
             for digit in digits if digits is not None else range(model.num_classes):
                 label = torch.full((len(z),), digit, device=model.device, dtype=torch.long)
                 figures[f"latent_grid_digit{digit}"] = plots.decoded_grid(
-                    model.decode(z, label), x_values, y_values, title=f"Decoded latent grid, digit {digit}"
+                    model.decode(z, label), x_values, y_values, title=f"Decoded latent grid, {settings.title(digit)}"
                 )
     return figures
 
 
-def centre_decode_figure(model: ELBOModule) -> Figure:
-    """The decode of z = 0; one per digit 0-9 for a conditional model."""
+def centre_decode_figure(model: ELBOModule, settings: FigureSettings | None = None) -> Figure:
+    """The decode of z = 0; one per class for a conditional model."""
+    settings = settings or FigureSettings()
     count = max(model.num_classes, 1)
     labels = torch.arange(count, device=model.device) if model.num_classes else None
     with inference(model):
         images = model.decode(torch.zeros(count, model.latent_dim, device=model.device, dtype=model.dtype), labels)
-    titles = [f"digit {d}" for d in range(count)] if model.num_classes else ["z = 0"]
+    titles = [settings.title(d) for d in range(count)] if model.num_classes else ["z = 0"]
     return plots.image_row(images, titles, suptitle="Decode of z = 0")
 
 
@@ -138,7 +145,7 @@ def reconstruction_figure(model: ELBOModule, images: torch.Tensor, labels: torch
 
 
 def interpolation_figure(
-    model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, pairs: int = 4, steps: int = 10
+    model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, settings: FigureSettings, pairs: int = 4
 ) -> Figure:
     """Decodes along straight lines in latent space between the z_mean of pairs of test digits.
 
@@ -146,6 +153,7 @@ def interpolation_figure(
     """
     starts, ends = images[0 : 2 * pairs : 2], images[1 : 2 * pairs : 2]
     start_labels, end_labels = labels[0 : 2 * pairs : 2], labels[1 : 2 * pairs : 2]
+    steps = settings.interpolation_steps
     weights = torch.linspace(0, 1, steps, device=model.device)[:, None]
     rows, titles = [], []
     with inference(model):
@@ -155,16 +163,19 @@ def interpolation_figure(
             path = (1 - weights) * z_start[index] + weights * z_end[index]
             row_labels = start_labels[index].repeat(steps).to(model.device)
             rows.append(model.decode(path, row_labels))
-            titles.append(f"{start_labels[index].item()} -> {end_labels[index].item()}")
+            titles.append(f"{settings.title(int(start_labels[index]))} -> {settings.title(int(end_labels[index]))}")
     return plots.image_rows(rows, titles, title="Latent interpolation")
 
 
-def samples_figure(model: ELBOModule, per_row: int = 10, rows: int = 4, seed: int = 0) -> Figure:
+def samples_figure(
+    model: ELBOModule, settings: FigureSettings | None = None, per_row: int = 10, rows: int = 4, seed: int = 0
+) -> Figure:
     """Images decoded from z drawn from the prior N(0, I) (what the model generates); a conditional model gets one
-    row per digit 0-9. ``seed`` fixes the draws, so the figures of two checkpoints are comparable."""
+    row per class. ``seed`` fixes the draws, so the figures of two checkpoints are comparable."""
+    settings = settings or FigureSettings()
     count = model.num_classes or rows
     labels = torch.arange(count, device=model.device).repeat_interleave(per_row) if model.num_classes else None
     with inference(model):
         images = model.sample(count * per_row, labels, generator=torch.Generator().manual_seed(seed))
-    titles = [f"digit {d}" for d in range(count)] if model.num_classes else [""] * count
+    titles = [settings.title(d) for d in range(count)] if model.num_classes else [""] * count
     return plots.image_rows(list(images.split(per_row)), titles, title="Samples from the prior")

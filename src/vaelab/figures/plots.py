@@ -14,17 +14,28 @@ from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
 
-def latent_scatter(z_mean: torch.Tensor, labels: torch.Tensor, title: str = "Latent space (z_mean)") -> Figure:
-    """Scatter of the first two latent dims, coloured by digit, with a colour bar of the digits."""
-    points = z_mean.detach().float().cpu().numpy()
+def latent_scatter(
+    z_mean: torch.Tensor,
+    labels: torch.Tensor,
+    title: str = "Latent space (z_mean)",
+    class_names: Sequence[str] | None = None,
+) -> Figure:
+    """Scatter of the first two latent dims, coloured by class, with a colour bar of the classes (their
+    ``class_names``, else "digit" and the numbers); one colour for unlabeled data (labels < 0)."""
+    points, labels = z_mean.detach().float().cpu().numpy(), labels.cpu().numpy()
     fig = Figure(figsize=(7, 6), dpi=100)
     ax = fig.add_subplot()
     y_values = points[:, 1] if points.shape[1] > 1 else np.zeros(len(points))
-    scatter = ax.scatter(
-        points[:, 0], y_values, c=labels.cpu().numpy(), cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.8
-    )
-    colorbar = fig.colorbar(scatter, ax=ax, ticks=range(10))
-    colorbar.set_label("digit")
+    if len(labels) and labels.min() < 0:
+        ax.scatter(points[:, 0], y_values, s=4, alpha=0.8)
+    else:
+        classes = len(class_names) if class_names else 10
+        scatter = ax.scatter(points[:, 0], y_values, c=labels, cmap="tab10" if classes <= 10 else "tab20",
+                             vmin=-0.5, vmax=classes - 0.5, s=4, alpha=0.8)  # fmt: skip
+        colorbar = fig.colorbar(scatter, ax=ax, ticks=range(classes))
+        if class_names:
+            colorbar.set_ticklabels(list(class_names))
+        colorbar.set_label("class" if class_names else "digit")
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]" if points.shape[1] > 1 else "")
     ax.set_title(title)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -21,8 +22,8 @@ BOOKMARK = "z axes"
 SPRITE_LIMIT = 8192  # the Projector's largest sprite image, in pixels per side
 
 
-def bookmark(codes: torch.Tensor, labels: torch.Tensor) -> dict:
-    """A Projector state: the points at (z[0], z[1]) in a 2-D view, coloured and labelled by digit."""
+def bookmark(codes: torch.Tensor, labels: torch.Tensor, column: str = "digit") -> dict:
+    """A Projector state: the points at (z[0], z[1]) in a 2-D view, coloured and labelled by ``column``."""
     second = codes[:, 1] if codes.shape[1] > 1 else torch.zeros(len(codes))
     return {
         "label": BOOKMARK,
@@ -31,33 +32,42 @@ def bookmark(codes: torch.Tensor, labels: torch.Tensor) -> dict:
         "selectedProjection": "pca",
         "pcaComponentDimensions": [0, 1],
         "projections": [{"pca-0": x, "pca-1": y, "pca-2": 0.0} for x, y in zip(codes[:, 0].tolist(), second.tolist())],
-        "selectedColorOptionName": "digit",
+        "selectedColorOptionName": column,
         "forceCategoricalColoring": True,
-        "selectedLabelOption": "digit",
+        "selectedLabelOption": column,
         "selectedPoints": [],
         "cameraDef": None,
         # The rest of a state the Projector reads back (left at its own defaults).
         "tSNEIteration": 0, "tSNEPerplexity": 0, "tSNELearningRate": 0, "tSNEis3d": True,
         "umapIs3d": True, "umapNeighbors": 15, "umapMinDist": 0.1,
-        "customSelectedSearchByMetadataOption": "digit",
+        "customSelectedSearchByMetadataOption": column,
         "customXLeftText": "", "customXLeftRegex": False, "customXRightText": "", "customXRightRegex": False,
         "customYUpText": "", "customYUpRegex": False, "customYDownText": "", "customYDownRegex": False,
     }  # fmt: skip
 
 
 def write_projector(
-    log_dir: Path, codes: torch.Tensor, labels: torch.Tensor, images: torch.Tensor, name: str = "test z_mean"
+    log_dir: Path,
+    codes: torch.Tensor,
+    labels: torch.Tensor,
+    images: torch.Tensor,
+    name: str = "test z_mean",
+    class_names: Sequence[str] | None = None,
 ) -> None:
     """``log_dir/projector_config.pbtxt`` and ``log_dir/embedding/``: ``codes [N, D]`` (padded to 3 dims),
-    digit and index metadata, ``images [N, 1, 28, 28]`` as thumbnails (dark digits on white) and the bookmark."""
+    metadata (the digit and index; with ``class_names``, the class's name too), ``images [N, 1, 28, 28]`` as
+    thumbnails (dark on white) and the bookmark."""
     folder = log_dir / "embedding"
     folder.mkdir(parents=True, exist_ok=True)
     codes = codes.float().cpu()
     points = torch.cat([codes, torch.zeros(len(codes), max(0, 3 - codes.shape[1]))], dim=1)
     (folder / "tensors.tsv").write_text("".join("\t".join(f"{v:.6g}" for v in row) + "\n" for row in points.tolist()))
-    rows = "".join(f"{digit}\t{index}\n" for index, digit in enumerate(labels.tolist()))
-    (folder / "metadata.tsv").write_text("digit\tindex\n" + rows)
-    (folder / "bookmarks.txt").write_text(json.dumps([bookmark(codes, labels.cpu())]))
+    names = [class_names[label] if class_names and label >= 0 else "" for label in labels.tolist()]
+    columns = ["class", "label"] if class_names else ["digit"]
+    rows = "".join("\t".join([*([names[i]] if class_names else []), str(label), str(i)]) + "\n"
+                   for i, label in enumerate(labels.tolist()))  # fmt: skip
+    (folder / "metadata.tsv").write_text("\t".join([*columns, "index"]) + "\n" + rows)
+    (folder / "bookmarks.txt").write_text(json.dumps([bookmark(codes, labels.cpu(), columns[0])]))
     sprite = ""
     per_side = math.ceil(math.sqrt(len(images)))
     if len(images) and per_side * images.shape[-1] <= SPRITE_LIMIT:

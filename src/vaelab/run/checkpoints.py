@@ -88,7 +88,7 @@ def read_checkpoint(
     name = checkpoint.get("vaelab_model_class")
     if not isinstance(name, str) or name not in trusted_names(trusted):
         if not isinstance(name, str):
-            raise VaelabError(f"{path} is not a vaelab checkpoint (it names no model class).")
+            raise VaelabError(f"{path} names no model class: it is not a vaelab model's checkpoint.")
         raise VaelabError(
             f"{path} names model class {name[:200]!r}, which is not a vaelab model and not in trusted_models: if you "
             f"trust that class's code, add it to trusted_models (trusted_models=[{name[:200]}])."

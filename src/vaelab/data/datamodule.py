@@ -1,0 +1,258 @@
+"""A data set of 28x28 grey images in MNIST's IDX layout (MNIST, Fashion-MNIST, KMNIST, your own), as in-memory
+tensors served in whole batches (no per-sample PIL transforms). ``conf/data/`` has one config per data set."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+
+from vaelab.data.idx import read_split
+from vaelab.errors import VaelabError, check_number
+
+log = logging.getLogger(__name__)
+
+# MNIST's file names, which Fashion-MNIST and KMNIST share; a data set's config may name others.
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+class InMemoryImages(Dataset):
+    """Images ``[N, 1, 28, 28]`` float in [0, 1] and labels ``[N]`` int64, indexed a batch at a time.
+
+    ``__getitems__`` lets the DataLoader fetch a whole batch with one tensor index instead of
+    N single-sample lookups plus a collate.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+class EpochRandomSampler(RandomSampler):
+    """A shuffle that depends only on ``(seed, epoch)``: a run resumed at epoch ``e`` sees the order an
+    uninterrupted run would (Lightning calls ``set_epoch`` before each epoch; under DDP it swaps in a
+    ``DistributedSampler``, which is seeded the same way)."""
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed * 100_003 + epoch)
+
+
+def already_collated(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate function for batches that ``InMemoryImages.__getitems__`` already assembled."""
+    return batch
+
+
+def raw_files(root: str | Path, name: str, files: dict[str, str | None]) -> list[Path]:
+    """The files of data set ``name`` under ``root`` (``<root>/<name>/raw/<file>``, torchvision's layout)."""
+    return [Path(root) / name / "raw" / file for file in files.values() if file]
+
+
+def locate(
+    data_dir: str | Path,
+    fallback_dirs: Sequence[str | Path],
+    download: bool,
+    name: str = "MNIST",
+    files: dict[str, str | None] = MNIST_FILES,
+    torchvision_dataset: str | None = "torchvision.datasets.MNIST",
+) -> Path:
+    """The folder whose ``<name>/raw`` holds the data set's files, downloading into ``data_dir`` (with
+    ``torchvision_dataset``'s downloader) if allowed."""
+    candidates = [Path(data_dir), *(Path(d) for d in fallback_dirs)]
+    for candidate in candidates:
+        if all(path.is_file() for path in raw_files(candidate, name, files)):
+            if candidate != Path(data_dir):
+                log.info("%s is not in data.data_dir=%s: using the fallback folder %s", name, data_dir,
+                         candidate.resolve())  # fmt: skip
+            return candidate
+    looked = ", ".join(str((c / name / "raw").resolve()) for c in candidates)
+    wanted = ",".join(file for file in files.values() if file)
+    if download and torchvision_dataset:
+        import hydra.utils
+
+        try:
+            downloader = hydra.utils.get_class(torchvision_dataset)
+            downloader(str(data_dir), train=True, download=True)
+            downloader(str(data_dir), train=False, download=True)
+        except Exception as error:  # torchvision raises RuntimeError/URLError/OSError offline
+            raise VaelabError(
+                f"{name} is not in {looked} and downloading it into {data_dir} failed ({error}); "
+                f"pass data.data_dir=<folder that holds {name}/raw/>."
+            ) from error
+        return Path(data_dir)
+    how = " or data.download=true" if torchvision_dataset else ""
+    raise VaelabError(
+        f"{name} not found: looked for {name}/raw/{{{wanted}}} in {looked}; "
+        f"pass data.data_dir=<folder that holds {name}/raw/>{how}."
+    )
+
+
+def load_split(
+    root: Path, train: bool, name: str = "MNIST", files: dict[str, str | None] = MNIST_FILES, num_classes: int = 10
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read one split, each IDX file checked against the format and its partner; images in [0, 1], labels
+    ``UNLABELED`` where the data set has no labels file."""
+    prefix = "train" if train else "test"
+    raw = root / name / "raw"
+    labels_file = files.get(f"{prefix}_labels")
+    images, labels = read_split(raw / files[f"{prefix}_images"], raw / labels_file if labels_file else None,
+                                num_classes)  # fmt: skip
+    return images.unsqueeze(1).float().div_(255.0).contiguous(), labels.long()
+
+
+def check_labels(num_classes: int, datamodule: object, model: str) -> None:
+    """A conditional model (``num_classes`` > 0) needs a labeled data set with that many classes; else one line."""
+    if not num_classes:
+        return
+    name = getattr(datamodule, "name", type(datamodule).__name__)
+    if not getattr(datamodule, "labeled", True):
+        raise VaelabError(
+            f"{model} is conditional and needs labels, but {name} has none (data.files.train_labels is null): "
+            "train a model without labels (model=vae or model=conv_vae)."
+        )
+    classes = getattr(datamodule, "num_classes", num_classes)
+    if classes != num_classes:
+        raise VaelabError(f"{model} conditions on {num_classes} classes, {name} has {classes} (data.num_classes).")
+
+
+class IDXDataModule(pl.LightningDataModule):
+    """A data set in MNIST's layout (MNIST by default) with a seeded train/val split of its training images and
+    its test set. Every batch is a tuple ``(images [B, 1, 28, 28] float in [0, 1], labels [B] int64)``; the
+    labels are ``UNLABELED`` (-1) for a data set without labels files (``files.train_labels: null``).
+
+    ``name``: the folder under ``data_dir`` (``<data_dir>/<name>/raw/``); ``files``: the four IDX file names;
+    ``class_names``: one per class, for figures and the projector (None: the class numbers);
+    ``torchvision_dataset``: the class that downloads it (None: it cannot be downloaded).
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        name: str = "MNIST",
+        files: dict[str, str | None] | None = None,
+        class_names: Sequence[str] | None = None,
+        num_classes: int = 10,
+        torchvision_dataset: str | None = "torchvision.datasets.MNIST",
+        fallback_data_dirs: Sequence[str] = (),
+        download: bool = True,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        shuffle_seed: int | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("val_size", val_size)):
+            # val_size >= 1: checkpoints are chosen by validation loss.
+            check_number(f"data.{key}", value, minimum=1, integer=True)
+        check_number("data.num_workers", num_workers, minimum=0, integer=True)
+        check_number("data.num_classes", num_classes, minimum=1, integer=True)
+        self.files = {**MNIST_FILES, **(files or {})}
+        if not self.files["train_images"] or not self.files["test_images"]:
+            raise VaelabError("data.files.train_images and data.files.test_images must name IDX files.")
+        if bool(self.files["train_labels"]) != bool(self.files["test_labels"]):
+            raise VaelabError("data.files: give labels files for both splits or for neither (an unlabeled set).")
+        if class_names is not None and len(class_names) != num_classes:
+            raise VaelabError(f"data.class_names holds {len(class_names)} names for data.num_classes={num_classes}.")
+        self.name = name
+        self.class_names = [str(n) for n in class_names] if class_names is not None else None
+        self.num_classes = num_classes
+        self.labeled = bool(self.files["train_labels"])
+        self.torchvision_dataset = torchvision_dataset
+        self.data_dir = data_dir
+        self.fallback_data_dirs = list(fallback_data_dirs)
+        self.download = download
+        self.val_size = val_size
+        self.split_seed = split_seed
+        # The training order of epoch e depends on (shuffle_seed, e) only; null: the run's seed.
+        self.shuffle_seed = shuffle_seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.root: Path | None = None
+        self.train_set: InMemoryImages | None = None
+        self.val_set: InMemoryImages | None = None
+        self.test_set: InMemoryImages | None = None
+
+    def locate(self, download: bool) -> Path:
+        return locate(self.data_dir, self.fallback_data_dirs, download, self.name, self.files, self.torchvision_dataset)
+
+    def load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return load_split(self.root, train, self.name, self.files, self.num_classes)
+
+    def prepare_data(self) -> None:
+        self.root = self.locate(self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.root is None:  # prepare_data runs on one process per node only
+            self.root = self.locate(download=False)
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            images, labels = self.load(train=True)
+            if self.val_size >= len(labels):
+                raise VaelabError(
+                    f"data.val_size={self.val_size} leaves no training images: the training split has {len(labels)}."
+                )
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+            val_index, train_index = order[: self.val_size], order[self.val_size :]
+            self.train_set = InMemoryImages(images[train_index], labels[train_index])
+            self.val_set = InMemoryImages(images[val_index], labels[val_index])
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self.test_set = InMemoryImages(*self.load(train=False))
+
+    def _loader(self, dataset: InMemoryImages | None, batch_size: int, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        sampler: Sampler[int] | None = None
+        if shuffle:
+            seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed()
+            sampler = EpochRandomSampler(dataset, seed=seed % (1 << 31))
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Lightning's DistributedSampler pads the last batch with repeated images; evaluation must not
+            # count an image twice, so each process takes every world_size-th image and nothing more.
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=already_collated,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
