@@ -1,5 +1,7 @@
-"""Run one Hydra job (``train``/``evaluate``) the way a user and a sweep need it: the process set-up (allocator,
-threads), one-line errors and sweep containment.
+"""The command lines (``vaelab-train``/``vaelab-eval``, and ``train.py``/``evaluate.py``, which call them): one Hydra
+job (``train``/``evaluate``) run the way a user and a sweep need it: the process set-up (allocator, threads),
+one-line errors and sweep containment. The configs are the package's own (``vaelab/conf``, which ``conf/`` in a
+clone links to); ``--config-dir`` or ``hydra.searchpath`` adds a user's.
 
 A single run turns a user error into one ``error:`` line on stderr and exit status 1. Inside a
 multirun (``-m``) any exception is contained: its one line goes to the job's log and console, the job
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
@@ -27,9 +30,11 @@ from omegaconf import DictConfig, read_write
 from vaelab.errors import Interrupted, user_error
 from vaelab.run import guard as run_guard
 from vaelab.run.folder import RunFolder, RunStatus
+from vaelab.run.resume import with_run_overrides
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
+CONFIG_PATH = "conf"  # beside this file: vaelab/conf
 
 # glibc mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -204,3 +209,31 @@ def rerun_only_this_job_in_ddp_processes(output_dir: Path, world_size: int) -> I
             torch.distributed.destroy_process_group()
         os.environ.clear()
         os.environ.update(saved_environ)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def _train_job(cfg: DictConfig) -> float | None:
+    from vaelab.training import train
+
+    metrics = run_job(train, cfg)  # None: a sweep job that failed (recorded in its folder)
+    # optimized_metric is checked against the metrics a run logs before it trains (training.check_optimized_metric).
+    return metrics.get(cfg.get("optimized_metric")) if metrics else None
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+def _evaluate_job(cfg: DictConfig) -> list[dict] | None:
+    from vaelab.evaluation import evaluate
+
+    return run_job(evaluate, cfg)  # the metrics of every checkpoint evaluated (one, or each run compared)
+
+
+def train_command() -> None:
+    """``vaelab-train``: Hydra's command line for ``vaelab.training.train``; ``resume=<run>`` goes on with the
+    run's own overrides."""
+    sys.argv = with_run_overrides(sys.argv)
+    _train_job()
+
+
+def evaluate_command() -> None:
+    """``vaelab-eval``: Hydra's command line for ``vaelab.evaluation.evaluate``."""
+    _evaluate_job()
