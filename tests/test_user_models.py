@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -56,9 +57,12 @@ def one_line(result) -> str:
     return lines[0]
 
 
-def test_a_user_model_trains_resumes_evaluates_and_sweeps(user_module: Path, tiny_mnist: Path, tmp_path: Path) -> None:
+def test_a_user_model_trains_resumes_evaluates_and_sweeps(
+    user_module: Path, tiny_mnist: Path, tmp_path: Path, mlflow_store: str
+) -> None:
     data, run = tiny_data_overrides(tiny_mnist), tmp_path / "run"
-    trained = run_inline("train.py", *WIDE, *TINY, *data, f"hydra.run.dir={run}")
+    every_logger = ["logger=many", f"logger.mlflow.tracking_uri={mlflow_store}"]
+    trained = run_inline("train.py", *WIDE, *TINY, *every_logger, *data, f"hydra.run.dir={run}")
     assert trained.returncode == 0, trained.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and math.isfinite(metrics["test/loss"])  # its best checkpoint, tested
@@ -70,7 +74,11 @@ def test_a_user_model_trains_resumes_evaluates_and_sweeps(user_module: Path, tin
                   "figures.num_points=50", "figures.grid_size=3", *data]  # fmt: skip
     refused = run_inline("evaluate.py", *evaluation, f"hydra.run.dir={tmp_path / 'refused'}")
     assert "trusted_models" in one_line(refused) and "mymodels.WideVAE" in one_line(refused)
-    (result,) = evaluate(compose_config("eval", [*evaluation, "trusted_models=[mymodels.WideVAE]"], tmp_path / "e"))
+    trusted = run_inline(
+        "evaluate.py", *evaluation, "trusted_models=[mymodels.WideVAE]", f"hydra.run.dir={tmp_path / 'e'}"
+    )
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
+    result = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert result["model"] == "wide_vae" and math.isfinite(result["iwae_nll"])
     assert (tmp_path / "e" / "figures" / "latent_scatter.png").is_file()
     assert load_model(run / "checkpoints" / "last.ckpt", trusted=["mymodels.WideVAE"]).hparams.widen == 3
@@ -80,6 +88,12 @@ def test_a_user_model_trains_resumes_evaluates_and_sweeps(user_module: Path, tin
     assert [json.loads((tmp_path / "s" / job / "metrics.json").read_text())["status"] for job in "01"] == [
         "completed", "completed"
     ]  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    search = run_inline("train.py", "hparams_search=optuna", *WIDE, *TINY, *data, f"hydra.sweeper.storage={storage}",
+                        "hydra.sweeper.study_name=wide", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'o'}")  # fmt: skip
+    assert search.returncode == 0, search.stderr[-3000:]
+    trials = optuna.load_study(study_name="wide", storage=storage).trials
+    assert [trial.state.name for trial in trials] == ["COMPLETE", "COMPLETE"]
 
 
 def test_installed_packages_declare_their_models(user_module: Path, tiny_mnist: Path, tmp_path: Path) -> None:

@@ -1,0 +1,51 @@
+"""A trained model out of vaelab: the exported encoder and decoder programs reproduce the checkpoint's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import SWEPT_MODELS, small_batch
+from vaelab.export import main
+from vaelab.figures.model import grid_latents
+from vaelab.run.checkpoints import load_model
+
+
+@pytest.mark.parametrize("job", [1, 2])  # conv_vae and cond_conv_vae of the shared sweep
+def test_the_exported_programs_reproduce_the_checkpoints_images(
+    trained_sweep: Path, job: int, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint = trained_sweep / str(job) / "checkpoints" / "last.ckpt"
+    main([str(checkpoint), "--out", str(tmp_path / "export")])
+    written = capsys.readouterr().out.split()
+    assert [Path(p).name for p in written] == ["encoder.pt2", "decoder.pt2", "export.json"]
+    description = json.loads((tmp_path / "export" / "export.json").read_text())
+    model = load_model(checkpoint)
+    assert description["latent_dim"] == model.latent_dim and description["num_classes"] == model.num_classes
+    assert description["model_class"].endswith(type(model).__name__)
+
+    decoder = torch.export.load(tmp_path / "export" / "decoder.pt2").module()
+    encoder = torch.export.load(tmp_path / "export" / "encoder.pt2").module()
+    z = grid_latents(torch.linspace(-2, 2, 5), torch.linspace(2, -2, 5), model.latent_dim)  # any batch size: 25
+    labels = torch.arange(len(z)) % 10
+    images, image_labels = small_batch(7)
+    with torch.no_grad():
+        expected = model.decode(z, labels)
+        assert torch.allclose(decoder(z, labels), expected, atol=1e-5)
+        for exported, own in zip(encoder(images, image_labels), model.encode(images, image_labels)):
+            assert torch.allclose(exported, own, atol=1e-5)
+    assert f"{SWEPT_MODELS[job]}" in (trained_sweep / str(job) / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_an_untrusted_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}, "vaelab_model_class": "elsewhere.Model"}, path)
+    with pytest.raises(SystemExit) as stopped:
+        main([str(path)])
+    assert stopped.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "elsewhere.Model" in lines[0] and "trusted_models" in lines[0]
+    assert not (tmp_path / "foreign_export").exists()
