@@ -223,3 +223,17 @@ class StopAt:
                 raise KeyboardInterrupt
 
         return type("StopAtHook", (pl.Callback,), {hook: stop})()
+
+
+class Clock:
+    """A callback that writes the monotonic time at the start of training and of testing, one per line, to
+    ``path``: for ``+callbacks.clock={_target_:helpers.Clock,path:...}``."""
+
+    def __new__(cls, path: str):
+        import lightning.pytorch as pl
+
+        def mark(self, trainer, module) -> None:
+            with open(path, "a") as marks:
+                marks.write(f"{time.monotonic()}\n")
+
+        return type("ClockHook", (pl.Callback,), {"on_train_start": mark, "on_test_start": mark})()

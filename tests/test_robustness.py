@@ -317,3 +317,14 @@ def test_ctrl_c_during_validation_resumes_to_the_uninterrupted_history(
     assert [(r["epoch"], r["step"]) for r in rows[resumed]] == [(0, 4), (1, 8), (2, 12)]
     for name in ("train/loss", "train/kl", "val/loss", "val/recon", "val/kl", "val/nelbo"):
         assert [r.get(name) for r in rows[resumed]] == pytest.approx([r[name] for r in rows[straight]], abs=1e-4), name
+
+
+def test_fit_time_is_the_fit_alone_with_the_best_checkpoint_tested(tiny_mnist: Path, tmp_path: Path) -> None:
+    """Testing restores the best checkpoint, Timer state included: fit_seconds must not count its time twice."""
+    marks = tmp_path / "marks"
+    clock = "+callbacks.clock={_target_:helpers.Clock,path:" + str(marks) + "}"
+    overrides = ["model=vae", *FAST, "test=true", "trainer.max_epochs=2", "trainer.limit_train_batches=20",
+                 "data.batch_size=10", "logger=none", *NO_FIGURES, clock, *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    metrics = train(compose_config("train", overrides, tmp_path / "run"))
+    started, tested = (float(line) for line in marks.read_text().split())
+    assert 0 < metrics["fit_seconds"] <= round(tested - started, 1) + 0.1

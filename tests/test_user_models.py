@@ -101,9 +101,18 @@ def test_installed_packages_declare_their_models(user_module: Path, tiny_mnist: 
     run = tmp_path / "run"
     from vaelab.training import train
 
-    train(compose_config("train", [*WIDE, *TINY, "logger=none", *tiny_data_overrides(tiny_mnist)], run))
+    common = [*WIDE, *TINY, "logger=none", *tiny_data_overrides(tiny_mnist)]
+    train(compose_config("train", common, run))
     with pytest.raises(VaelabError, match="trusted_models"):
         load_model(run / "checkpoints" / "last.ckpt")
+    # train.py ckpt_path=: another run's checkpoint is read only with the class listed, even when this run builds it.
+    from_file = [*common, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=2"]
+    with pytest.raises(VaelabError, match="trusted_models"):
+        train(compose_config("train", from_file, tmp_path / "again"))
+    assert (
+        train(compose_config("train", [*from_file, "trusted_models=[mymodels.WideVAE]"], tmp_path / "again"))["epochs"]
+        == 2
+    )
     info = user_module / "mymodels-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mymodels\nVersion: 1.0\n")

@@ -65,13 +65,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_guard.commit(run.folder.path)  # it trains: a failure from here on keeps the folder's new record
     with rerun_only_this_job_in_ddp_processes(run.folder.path, run.trainer.world_size):
         metrics = fit(run)
-        # Read before testing: restoring the best checkpoint resets the callback's state.
-        checkpoints = checkpoint_paths(run)
+        # Read before testing: restoring the best checkpoint resets the callbacks' state (the Timer's included,
+        # which would add the best epoch's training time again).
+        checkpoints, timing = checkpoint_paths(run), fit_time(run.callbacks, run.trainer.current_epoch)
         if run.status == RunStatus.UNTRAINED:
             log.warning("no batch was trained (trainer.limit_train_batches=0?): status untrained, nothing tested")
         elif cfg.get("test") and run.status == RunStatus.COMPLETED:
             metrics.update(test(run, checkpoints["best"] or None))
-    return report(run, metrics, checkpoints)
+    return report(run, metrics, checkpoints, timing)
 
 
 def build(cfg: DictConfig) -> Run:
@@ -137,13 +138,15 @@ def test(run: Run, best: str | None) -> dict[str, float]:
     return scalar_metrics(run.trainer.callback_metrics)
 
 
-def report(run: Run, metrics: dict[str, float], checkpoints: dict[str, str]) -> dict[str, Any]:
+def report(
+    run: Run, metrics: dict[str, float], checkpoints: dict[str, str], timing: dict[str, float]
+) -> dict[str, Any]:
     """The run's outcome to the loggers, ``metrics.json`` and the closing lines; returns metrics and facts."""
     trainer = run.trainer
     facts = {
         "status": run.status,
         "epochs": trainer.current_epoch,
-        **fit_time(run.callbacks, trainer.current_epoch),
+        **timing,
         **machine_facts(trainer.strategy.root_device),
     }
     finish_run(trainer.loggers, run.config, metrics, checkpoints["best"], trainer.global_step)
