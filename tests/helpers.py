@@ -237,3 +237,24 @@ class Clock:
                 marks.write(f"{time.monotonic()}\n")
 
         return type("ClockHook", (pl.Callback,), {"on_train_start": mark, "on_test_start": mark})()
+
+
+def val_loss_over_ranks(checkpoint: Path, data_dir: Path, val_size: int, world_size: int) -> float:
+    """The val/loss a DDP run of ``world_size`` processes logs for ``checkpoint``: each process takes every
+    ``world_size``-th validation image (each counted once) with its own evaluation noise; the mean over all."""
+    from vaelab.data import IDXDataModule
+    from vaelab.models.base import EVAL_NOISE_SEED
+    from vaelab.run.checkpoints import load_model
+
+    model = load_model(checkpoint)
+    datamodule = IDXDataModule(data_dir=str(data_dir), download=False, val_size=val_size)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    images, labels = datamodule.val_set.images, datamodule.val_set.labels
+    with torch.no_grad():
+        losses = [
+            model.loss_terms(images[rank::world_size], labels[rank::world_size],
+                             torch.Generator().manual_seed(EVAL_NOISE_SEED))["loss"]
+            for rank in range(world_size)
+        ]  # fmt: skip
+    return torch.cat(losses).mean().item()

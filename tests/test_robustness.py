@@ -24,10 +24,9 @@ from helpers import (
     start_long_run,
     tensorboard_run,
     tiny_data_overrides,
+    val_loss_over_ranks,
 )
-from vaelab.data import IDXDataModule
 from vaelab.errors import Interrupted, VaelabError
-from vaelab.models.base import EVAL_NOISE_SEED
 from vaelab.run.checkpoints import load_model
 from vaelab.run.folder import RunFolder
 from vaelab.training import train
@@ -275,17 +274,8 @@ def test_ddp_on_cpu_with_two_processes(tiny_mnist: Path, tmp_path: Path) -> None
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
     # val/loss is the mean over the 5 validation images, each counted once (process 0 takes 3, process 1 takes 2;
     # a padding sampler would count one twice). Recomputed here with each process's evaluation noise.
-    model = load_model(tmp_path / "checkpoints" / "last.ckpt")
-    datamodule = IDXDataModule(data_dir=str(tiny_mnist), download=False, val_size=5)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    images, labels = datamodule.val_set.images, datamodule.val_set.labels
-    with torch.no_grad():
-        losses = [
-            model.loss_terms(images[rank::2], labels[rank::2], torch.Generator().manual_seed(EVAL_NOISE_SEED))["loss"]
-            for rank in (0, 1)
-        ]
-    assert metrics["val/loss"] == pytest.approx(torch.cat(losses).mean().item(), rel=1e-5)
+    expected = val_loss_over_ranks(tmp_path / "checkpoints" / "last.ckpt", tiny_mnist, val_size=5, world_size=2)
+    assert metrics["val/loss"] == pytest.approx(expected, rel=1e-5)
     assert not any(p.name.startswith("train_ddp_process") for p in PROJECT_ROOT.iterdir())
 
 

@@ -12,6 +12,8 @@ sweep job resumes as a single run (``hydra.mode=RUN``).
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "-
                     "--config-dir", "-cd", "--experimental-rerun"}  # fmt: skip
 NOT_TAKEN_OVER = ("resume", "ckpt_path", "launcher")  # `launcher` only says how a sweep ran its jobs
 MULTIRUN_FLAGS = ("-m", "--multirun")
+log = logging.getLogger(__name__)
 
 # `${if_null:${oc.select:resume,null},<default>}` in conf/hydra: a resumed run writes into its own folder again.
 if not OmegaConf.has_resolver("if_null"):
@@ -126,17 +129,31 @@ class ResumePlan:
     step: int
 
 
+def requeued_folder(cfg: DictConfig) -> str | None:
+    """This run's own folder when SLURM runs the job again (``scontrol requeue``, a pre-emption, submitit's requeue
+    before a time limit: ``SLURM_RESTART_COUNT`` > 0) and the first attempt left a ``last.ckpt`` there."""
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1 or cfg.get("resume") or cfg.get("ckpt_path"):
+        return None
+    folder = Path(cfg.paths.output_dir)
+    return str(folder) if RunFolder(folder).last_checkpoint.is_file() else None
+
+
 def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None:
-    """The checkpoint to go on from (``ckpt_path``, or ``<resume>/checkpoints/last.ckpt``), checked before
-    Lightning reads it: one line for a bad file, and never any code run. None for a fresh run."""
+    """The checkpoint to go on from (``ckpt_path``, ``<resume>/checkpoints/last.ckpt``, or a SLURM job's own
+    ``last.ckpt`` when the scheduler runs it again), checked before Lightning reads it: one line for a bad file,
+    and never any code run. None for a fresh run."""
     from vaelab.run.checkpoints import check_resumable, read_checkpoint
 
     path, trusted = cfg.get("ckpt_path"), list(cfg.get("trusted_models") or [])
-    if cfg.get("resume"):
+    resume = cfg.get("resume") or requeued_folder(cfg)
+    if resume and not cfg.get("resume"):
+        log.warning("SLURM runs this job again (restart %s): resuming from %s", os.environ["SLURM_RESTART_COUNT"],
+                    RunFolder(Path(resume)).last_checkpoint)  # fmt: skip
+    if resume:
         trusted.append(model.checkpoint_name())  # the run's own checkpoints hold the class it builds
-        last = RunFolder(Path(cfg.resume)).last_checkpoint
+        last = RunFolder(Path(resume)).last_checkpoint
         if not last.is_file():
-            raise VaelabError(f"resume={cfg.resume}: no checkpoints/last.ckpt in that run folder.")
+            raise VaelabError(f"resume={resume}: no checkpoints/last.ckpt in that run folder.")
         path = str(last)
         # Resuming in place writes into the run's own checkpoints/ folder: Lightning's warning is noise here.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
