@@ -1,0 +1,110 @@
+"""Studies and tracking on a real PostgreSQL server, as nodes of a cluster share them: two sweep processes at once
+on one study (a killed one's RUNNING trial marked FAIL by the other's heartbeat), and three jobs at once logging
+to one MLflow store. Each test module starts a throw-away server (initdb into a temporary folder, 127.0.0.1 on
+a free port) and stops it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+
+from helpers import NO_FIGURES, PROJECT_ROOT, free_port, tiny_data_overrides
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0
+    or not all(shutil.which(p) for p in ("initdb", "pg_ctl", "runuser"))
+    or __import__("importlib").util.find_spec("psycopg") is None,
+    reason="needs root, PostgreSQL's initdb and pg_ctl, and psycopg (vaelab[postgres])",
+)
+JOB = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+       "logger=csv", *NO_FIGURES]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A new server's URL prefix, ``postgresql://postgres@127.0.0.1:<port>/``, with databases optuna and mlflow."""
+    if shutil.which("initdb") is None:
+        pytest.skip("no initdb")
+    folder = Path(tempfile.mkdtemp(prefix="vaelab-pg-"))  # outside pytest's 0700 temp: the postgres user reads it
+    shutil.chown(folder, "postgres")
+    port = free_port()
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
+
+    as_postgres("initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
+    as_postgres("pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "server.log"), "-w", "start", "-o",
+                f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}")  # fmt: skip
+    try:
+        for database in ("optuna", "mlflow"):
+            as_postgres("createdb", "-h", "127.0.0.1", "-p", str(port), database)
+        yield f"postgresql://postgres@127.0.0.1:{port}/"
+    finally:
+        as_postgres("pg_ctl", "-D", str(folder / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_process(*overrides: str) -> subprocess.Popen:
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *overrides], cwd=PROJECT_ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_two_sweep_processes_share_a_study_on_postgres(postgres: str, tiny_mnist: Path, tmp_path: Path) -> None:
+    storage = postgres + "optuna"
+    search = ["hparams_search=optuna", f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=shared",
+              "hydra.sweeper.heartbeat_interval=1", *JOB, *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    # Two sweeps at once, as two nodes would run them: 2 trials each.
+    workers = [sweep_process(*search, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / name}")
+               for name in ("a", "b")]  # fmt: skip
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.stderr.read()[-3000:]
+    trials = optuna.load_study(study_name="shared", storage=storage).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and {t.state.name for t in trials} == {"COMPLETE"}
+
+    # A third one killed outright in the middle of its trial leaves it RUNNING; the next sweep's start finds its
+    # heartbeat gone and marks it FAIL, then runs its own.
+    killed = sweep_process(
+        *search, "trainer.max_epochs=500", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'c'}"
+    )
+    deadline = time.time() + 120
+    while len(optuna.load_study(study_name="shared", storage=storage).trials) < 5 and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(1)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    time.sleep(3)  # more than two heartbeat intervals
+    last = sweep_process(*search, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'd'}")
+    assert last.wait(timeout=300) == 0, last.stderr.read()[-3000:]
+    states = [t.state.name for t in sorted(optuna.load_study(study_name="shared", storage=storage).trials,
+                                           key=lambda t: t.number)]  # fmt: skip
+    assert states == ["COMPLETE"] * 4 + ["FAIL", "COMPLETE"]
+
+
+def test_three_jobs_at_once_log_to_mlflow_on_postgres(postgres: str, tiny_mnist: Path, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    tracking = postgres + "mlflow"
+    command = sweep_process("launcher=joblib", "hydra.launcher.n_jobs=3", "model.beta=1,2,3", *JOB,
+                            "trainer.max_epochs=3", "logger=mlflow", f"logger.mlflow.tracking_uri={tracking}",
+                            f"logger.mlflow.artifact_location={tmp_path / 'artifacts'}",
+                            *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
+    assert command.wait(timeout=300) == 0, command.stderr.read()[-3000:]
+    client = MlflowClient(tracking)
+    runs = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
+    jobs = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    assert len(runs) == 4 and len(jobs) == 3  # the sweep's parent run and its three jobs
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    for run in jobs:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 3, 5]
+    assert sorted(run.data.params["model.beta"] for run in jobs) == ["1", "2", "3"]
