@@ -53,7 +53,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
     if url.startswith(SQLITE_PREFIX):
         # Several sweep processes on one file: wait for the write lock instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 60}
-    attempts = 5 if url.startswith(SQLITE_PREFIX) else 1
+    attempts = 5  # workers that start together on a new database (a file or a server) race to create its tables
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():
@@ -61,7 +61,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
                 return optuna.storages.RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval
                 )
-        except Exception as error:  # two workers creating one new sqlite file race on its schema: try again
+        except Exception as error:  # the loser of that race sees a duplicate table or key: try again
             if attempt == attempts - 1:
                 first_line = str(error).splitlines()[0]
                 raise VaelabError(
