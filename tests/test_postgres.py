@@ -5,6 +5,7 @@ a free port) and stops it."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -20,10 +21,19 @@ import pytest
 
 from helpers import NO_FIGURES, PROJECT_ROOT, free_port, tiny_data_overrides
 
+
+def postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs: on the PATH, or where Debian puts them."""
+    found = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1:]), None)
+    return Path(found).resolve().parent if found else None  # resolved: Debian links only some programs onto the PATH
+
+
+PG_BIN = postgres_bin()
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0
-    or not all(shutil.which(p) for p in ("initdb", "pg_ctl", "runuser"))
-    or __import__("importlib").util.find_spec("psycopg") is None,
+    or PG_BIN is None
+    or shutil.which("runuser") is None
+    or importlib.util.find_spec("psycopg") is None,
     reason="needs root, PostgreSQL's initdb and pg_ctl, and psycopg (vaelab[postgres])",
 )
 JOB = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
@@ -33,14 +43,18 @@ JOB = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "tr
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A new server's URL prefix, ``postgresql://postgres@127.0.0.1:<port>/``, with databases optuna and mlflow."""
-    if shutil.which("initdb") is None:
-        pytest.skip("no initdb")
     folder = Path(tempfile.mkdtemp(prefix="vaelab-pg-"))  # outside pytest's 0700 temp: the postgres user reads it
     shutil.chown(folder, "postgres")
     port = free_port()
 
     def as_postgres(*command: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
+        program, *arguments = command
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(PG_BIN / program), *arguments],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
     as_postgres("initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
     as_postgres("pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "server.log"), "-w", "start", "-o",
