@@ -38,7 +38,7 @@ def test_train_config_builds_model_data_callbacks_and_loggers(model: str, logger
     assert isinstance(built, ELBOModule) and built.latent_dim == 2
     assert isinstance(hydra.utils.instantiate(cfg.data), IDXDataModule)
     assert (
-        len(instantiate_group(cfg.callbacks)) == 8
+        len(instantiate_group(cfg.callbacks)) == 9
     )  # history, best + last checkpoints, interrupt, figures, progress bar, timer
     assert len(instantiate_group(cfg.logger)) == {"none": 0, "many": 3}.get(logger, 1)
 

@@ -24,12 +24,11 @@ from typing import TypeVar
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
 from vaelab.errors import Interrupted, user_error
 from vaelab.run import guard as run_guard
-from vaelab.run.folder import RunFolder, RunStatus
+from vaelab.run.folder import RunFolder, RunStatus, in_multirun
 from vaelab.run.resume import with_run_overrides
 
 log = logging.getLogger(__name__)
@@ -130,11 +129,6 @@ def quiet_lightning() -> None:
         for handler in list(lightning_logger.handlers):
             lightning_logger.removeHandler(handler)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_tip)
-
-
-def in_multirun() -> bool:
-    """True inside a job of ``-m`` (or ``hydra.mode=MULTIRUN``)."""
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def record_failure(output_dir: Path, line: str, details: str = "") -> None:

@@ -62,7 +62,7 @@ class RunFolderGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
-        jobs = [record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")]
+        jobs, _ = failed_jobs(sweep_dir)
         if not is_ddp_child() and (jobs or (sweep_dir / "multirun.yaml").is_file()):
             _exit(
                 f"{sweep_dir} already holds a sweep ({len(jobs)} job folders); pass another hydra.sweep.dir (by "

@@ -14,14 +14,7 @@ def describe_device(device: torch.device) -> str:
     """A short name of the machine a run used, for reports: the GPU's name, or the CPU's and its threads."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model_name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model_name = cpuinfo("model name") or platform.processor() or platform.machine()
     threads = torch.get_num_threads()
     return f"CPU {model_name}, {threads} thread{'s' if threads > 1 else ''}"
 
@@ -50,9 +43,14 @@ ONEDNN_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16
 
 def cpu_features() -> list[str]:
     """The instruction-set extensions among ``ONEDNN_FEATURES`` that /proc/cpuinfo lists ([] elsewhere)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    present = set(flags.split(":", 1)[1].split())
+    present = set(cpuinfo("flags").split())
     return [feature for feature in ONEDNN_FEATURES if feature in present]
+
+
+def cpuinfo(field: str) -> str:
+    """The first CPU's ``field`` in /proc/cpuinfo ("" where there is none: not Linux, or no such field)."""
+    try:
+        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(field))
+    except (OSError, StopIteration):
+        return ""
+    return line.split(":", 1)[1].strip()

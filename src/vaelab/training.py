@@ -12,7 +12,7 @@ from typing import Any
 
 import hydra.utils
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -23,7 +23,7 @@ from vaelab.cli import rerun_only_this_job_in_ddp_processes, set_job_threads, tu
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.data.datamodule import check_labels
 from vaelab.errors import Interrupted, VaelabError, check_finite, check_number, instantiate
-from vaelab.loggers import before_test, describe, finish_run, start_run
+from vaelab.loggers import hooks
 from vaelab.machine import machine_facts
 from vaelab.models.base import LOGGED_TERMS, STAGES, ELBOModule, NonFiniteLossError
 from vaelab.run import guard as run_guard
@@ -93,12 +93,11 @@ def build(cfg: DictConfig) -> Run:
         print_config_tree(cfg, folder.path / "config_tree.log")
     callbacks = instantiate_group(cfg.get("callbacks"))  # conf/callbacks/
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
-    if loggers and getattr(model, "scheduler_config", None):  # the learning-rate curve, as train/lr
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     config = OmegaConf.to_container(cfg, resolve=True)
     # trainer.loggers: fast_dev_run swaps in Lightning's dummy logger.
-    start_run(trainer.loggers, config, run_tags(cfg.get("tags")), resume.step if resume else None)
+    for logger in hooks(trainer.loggers):
+        logger.start_run(config, run_tags(cfg.get("tags")), resume.step if resume else None)
     return Run(cfg, folder, datamodule, model, trainer, callbacks, config, resume)
 
 
@@ -133,7 +132,8 @@ def test(run: Run, best: str | None) -> dict[str, float]:
     else:  # the path comes from the checkpoint's callback state: read it as untrusted, like any user file
         best_state = read_checkpoint(best, trusted=[run.model.checkpoint_name()])  # the run's own class
         check_resumable(best_state, run.model, best)
-        before_test(run.trainer.loggers, int(best_state.get("global_step", 0)), int(best_state.get("epoch", 0)))
+        for logger in hooks(run.trainer.loggers):
+            logger.before_test(int(best_state.get("global_step", 0)), int(best_state.get("epoch", 0)))
     run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best, weights_only=True)
     return scalar_metrics(run.trainer.callback_metrics)
 
@@ -149,7 +149,8 @@ def report(
         **timing,
         **machine_facts(trainer.strategy.root_device),
     }
-    finish_run(trainer.loggers, run.config, metrics, checkpoints["best"], trainer.global_step)
+    for logger in hooks(trainer.loggers):
+        logger.finish_run(run.config, metrics, checkpoints["best"], trainer.global_step)
     if trainer.is_global_zero:
         run.folder.write_metrics({**metrics, **facts})
         print_locations(run.folder, checkpoints, trainer.loggers, run.callbacks, metrics)
@@ -243,7 +244,7 @@ def print_locations(
     lines = [f"Run folder:   {folder.path}"]
     lines.append(f"Checkpoints:  best {checkpoints['best'] or '-'}")
     lines.append(f"              last {checkpoints['last'] or '-'}")
-    lines += [line for logger in loggers if (line := describe(logger))]
+    lines += [line for logger in hooks(loggers) if (line := logger.describe())]
     figure_dirs = sorted({str(c.output_dir) for c in callbacks if isinstance(c, FigureLogger)})
     if figure_dirs:
         lines.append(f"Figures:      {', '.join(figure_dirs)}")

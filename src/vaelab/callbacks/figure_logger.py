@@ -1,7 +1,7 @@
 """The callback that draws the standard figures during training (``vaelab.figures.model``).
 
 It writes ``<output_dir>/<name>_epoch<NNN>.png`` every ``every_n_epochs`` epochs and ``<output_dir>/<name>.png``
-at the end of training, and hands each figure to every logger (:func:`vaelab.loggers.publish_figure`:
+at the end of training, and hands each figure to every logger (``RunHooks.publish_figure``:
 TensorBoard images, MLflow artifacts). The images it encodes are the first ``num_points`` validation images,
 taken once, so the figures of different epochs are comparable; each drawing encodes them once for all figures.
 """
@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from vaelab.figures.model import FROM_IMAGES, TRAINING_FIGURES, FigureSettings, check_figure_names, draw_figures
-from vaelab.loggers import publish_figure
+from vaelab.loggers import hooks
 from vaelab.models.base import ELBOModule
 
 
@@ -88,5 +88,6 @@ class FigureLogger(pl.Callback):
         for name, figure in draw_figures(pl_module, *points, self.names, self.settings).items():
             png_file = self.output_dir / f"{name}{suffix}.png"
             figure.savefig(png_file)
-            publish_figure(trainer.loggers, name, figure, png_file, trainer.global_step if new_step else None)
+            for logger in hooks(trainer.loggers):
+                logger.publish_figure(name, figure, png_file, trainer.global_step if new_step else None)
         self._logged_step = trainer.global_step

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vaelab.errors import VaelabError
 from vaelab.loggers.base import PlainLogger, RunHooks
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 BACKENDS = {"CSVLogger": "csv", "TensorBoardLogger": "tensorboard", "MLFlowLogger": "mlflow"}
 
@@ -29,37 +26,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def hooks(logger: Any) -> RunHooks:
-    """The logger's run hooks: its own for vaelab's backends, the defaults for any other."""
-    return logger if isinstance(logger, RunHooks) else PlainLogger(logger)
-
-
-def start_run(
-    loggers: Sequence[Any], config: dict[str, Any], tags: Sequence[str], resumed_step: int | None = None
-) -> None:
-    for logger in loggers:
-        hooks(logger).start_run(config, tags, resumed_step)
-
-
-def before_test(loggers: Sequence[Any], step: int, epoch: int) -> None:
-    for logger in loggers:
-        hooks(logger).before_test(step, epoch)
-
-
-def publish_figure(loggers: Sequence[Any], name: str, figure: Figure, png_file: Path, step: int | None) -> None:
-    for logger in loggers:
-        hooks(logger).publish_figure(name, figure, png_file, step)
-
-
-def finish_run(
-    loggers: Sequence[Any], config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
-) -> None:
-    for logger in loggers:
-        hooks(logger).finish_run(config, metrics, best_checkpoint, step)
-
-
-def describe(logger: Any) -> str:
-    return hooks(logger).describe()
+def hooks(loggers: Sequence[Any]) -> list[RunHooks]:
+    """The run hooks of each logger: its own for vaelab's backends, the defaults for any other."""
+    return [logger if isinstance(logger, RunHooks) else PlainLogger(logger) for logger in loggers]
 
 
 def check_mlflow(tracking_uri: str | None) -> None:

@@ -7,15 +7,10 @@ import re
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE
+from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, in_multirun
 from vaelab.tables import short_number
-
-
-def in_sweep() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def run_name(varied: bool = False) -> str:
@@ -28,7 +23,7 @@ def run_name(varied: bool = False) -> str:
     hydra_cfg = HydraConfig.get()
     model = hydra_cfg.runtime.choices.get("model", "model")
     name = f"{model} {Path(hydra_cfg.runtime.output_dir).name}"
-    if in_sweep():
+    if in_multirun():
         name = f"{model} {Path(hydra_cfg.sweep.dir).name} #{Path(hydra_cfg.runtime.output_dir).name}"
         if varied:
             name += " " + " ".join(short_override(override) for override in swept_overrides())
@@ -44,7 +39,7 @@ def short_override(override: str, digits: int = 4) -> str:
 def swept_overrides() -> list[str]:
     """In a sweep job: its overrides of the keys the sweep varies (``model.beta=0.5`` of ``model.beta=0.5,1``, or an
     Optuna trial's values), as the sweep's ``multirun.yaml`` tells them from the fixed ones; [] outside a sweep."""
-    if not in_sweep():
+    if not in_multirun():
         return []
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -65,7 +60,7 @@ def task_overrides() -> list[str]:
 
 def sweep_tags() -> dict[str, str]:
     """In a sweep job: the sweep's folder, the job's number and overrides, and the sweep's parent run if any."""
-    if not in_sweep():
+    if not in_multirun():
         return {}
     hydra_cfg = HydraConfig.get()
     tags = {

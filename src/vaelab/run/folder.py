@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -47,6 +49,11 @@ class RunStatus(StrEnum):
     PRUNED = "pruned"  # stopped early by an Optuna pruner
     FAILED = "failed"  # an error ended it (a sweep job; the line is in FAILED)
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; resumable from last.ckpt
+
+
+def in_multirun() -> bool:
+    """True inside a job of ``-m`` (or ``hydra.mode=MULTIRUN``): its folder is one job folder of a sweep."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 class Inside:
