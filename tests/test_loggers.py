@@ -16,10 +16,20 @@ from omegaconf import ListConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from helpers import SWEPT_MODELS, free_port, get_json, tensorboard_run
+from helpers import (
+    NO_FIGURES,
+    STEP_LR,
+    SWEPT_MODELS,
+    compose_config,
+    free_port,
+    get_json,
+    tensorboard_run,
+    tiny_data_overrides,
+)
 from vaelab.config_tree import run_tags
 from vaelab.errors import VaelabError
 from vaelab.loggers import MLFlowLogger, check_mlflow
+from vaelab.training import train
 
 MODEL_CLASSES = {
     "vae": "vaelab.models.VAE",
@@ -127,3 +137,18 @@ def test_tags_reach_an_mlflow_run_resumed_in_place(tmp_path: Path, mlflow_store:
     assert resumed.run_id == first.run_id
     tags = resumed.experiment.get_run(resumed.run_id).data.tags
     assert tags["baseline"] == tags["resumed"] == "true"
+
+
+@pytest.mark.parametrize(("logger", "schedule"), [("none", True), ("csv", False)])
+def test_the_learning_rate_curve_needs_a_logger_and_a_schedule(
+    logger: str, schedule: bool, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    """Lightning's LearningRateMonitor refuses a run without a logger and logs a constant without a schedule; the
+    configured ``learning_rate`` callback does neither."""
+    overrides = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                 f"logger={logger}", "test=false", *NO_FIGURES, *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    metrics = train(compose_config("train", [*overrides, *([STEP_LR] if schedule else [])], tmp_path / "run"))
+    assert metrics["status"] == "completed"
+    if logger == "csv":
+        (metrics_file,) = (tmp_path / "run" / "csv").rglob("metrics.csv")
+        assert not any("lr" in column for column in next(csv.reader(metrics_file.open())))
