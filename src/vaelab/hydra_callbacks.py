@@ -17,10 +17,15 @@ from vaelab.run.folder import FAILED_FILE, JOB_RECORD, MLFLOW_SWEEP_RUN_FILE
 from vaelab.run.guard import claim, is_ddp_child, release
 
 
+def sweep_jobs(sweep_dir: Path) -> list[Path]:
+    """The job folders in ``sweep_dir``: those with Hydra's record of a job."""
+    return [record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")]
+
+
 def failed_jobs(sweep_dir: Path) -> tuple[list[Path], list[Path]]:
     """(jobs, failed jobs) of the multirun in ``sweep_dir``, by the files they wrote (a sweep folder holds one
     multirun: ``RunFolderGuard`` refuses a used one)."""
-    jobs = [record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")]
+    jobs = sweep_jobs(sweep_dir)
     failed = sorted((job for job in jobs if (job / FAILED_FILE).is_file()), key=lambda job: (len(job.name), job.name))
     return jobs, failed
 
@@ -62,7 +67,7 @@ class RunFolderGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
-        jobs, _ = failed_jobs(sweep_dir)
+        jobs = sweep_jobs(sweep_dir)
         if not is_ddp_child() and (jobs or (sweep_dir / "multirun.yaml").is_file()):
             _exit(
                 f"{sweep_dir} already holds a sweep ({len(jobs)} job folders); pass another hydra.sweep.dir (by "
