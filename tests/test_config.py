@@ -39,7 +39,7 @@ def test_train_config_builds_model_data_callbacks_and_loggers(model: str, logger
     assert isinstance(hydra.utils.instantiate(cfg.data), IDXDataModule)
     assert (
         len(instantiate_group(cfg.callbacks)) == 9
-    )  # history, best + last checkpoints, interrupt, figures, progress bar, timer
+    )  # history, best + last checkpoints, interrupt, figures, learning rate, progress bar, timer, Optuna pruning
     assert len(instantiate_group(cfg.logger)) == {"none": 0, "many": 3}.get(logger, 1)
 
 

@@ -24,8 +24,11 @@ from helpers import NO_FIGURES, PROJECT_ROOT, free_port, tiny_data_overrides
 
 def postgres_bin() -> Path | None:
     """The folder of PostgreSQL's server programs: on the PATH, or where Debian puts them."""
-    found = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1:]), None)
-    return Path(found).resolve().parent if found else None  # resolved: Debian links only some programs onto the PATH
+    initdb = shutil.which("initdb")
+    if initdb is None:  # Debian's versioned folders, newest first
+        installed = Path("/usr/lib/postgresql").glob("*/bin/initdb")
+        initdb = max(installed, key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else -1, default=None)
+    return Path(initdb).resolve().parent if initdb else None  # resolved: Debian links only some programs onto the PATH
 
 
 PG_BIN = postgres_bin()
