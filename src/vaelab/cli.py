@@ -19,6 +19,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,10 +42,10 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's maximum on 64-bit
 TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
 
-_tuned = False
 JOB_THREADS_ENV = "VAELAB_JOB_THREADS"
 
 
+@cache
 def tune_malloc() -> bool:
     """Keep freed activation buffers in the heap instead of returning them to the OS each step.
 
@@ -54,20 +55,17 @@ def tune_malloc() -> bool:
     Raising the mmap and trim thresholds keeps that memory mapped. Returns True if applied (Linux with
     glibc); elsewhere it does nothing.
     """
-    global _tuned
-    if _tuned:
-        return True
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    _tuned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+    tuned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
-    if not _tuned:
+    if not tuned:
         log.debug("mallopt refused the thresholds; allocator left as it is")
-    return _tuned
+    return tuned
 
 
 def available_cores() -> int:
@@ -131,13 +129,6 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_tip)
 
 
-def record_failure(output_dir: Path, line: str, details: str = "") -> None:
-    """Mark a job folder failed: ``FAILED`` holds the error line (and the traceback of an unexpected error)."""
-    run = RunFolder(output_dir)
-    run.write_metrics({"status": RunStatus.FAILED, "error": line})
-    run.failed_file.write_text(line + "\n" + (f"\n{details}" if details else ""))
-
-
 def error_line(error: BaseException) -> str:
     """One line for an error: a user error's message, else the exception's type and first line."""
     cause = user_error(error)
@@ -153,10 +144,11 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
     ``HYDRA_FULL_ERROR=1`` lets every error propagate with its traceback, as Hydra does.
     """
     quiet_lightning()
+    folder = RunFolder(Path(cfg.paths.output_dir))
     try:
         return task(cfg)
     except BaseException as error:
-        run_guard.restore(Path(cfg.paths.output_dir))  # failed before it trained: the folder's record as it was
+        run_guard.restore(folder.path)  # failed before it trained: the folder's record as it was
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(error, Exception):
             raise
         cause = user_error(error)
@@ -167,10 +159,12 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
             raise SystemExit(1) from None
         line = error_line(error)
         log.error("error: %s", line)
-        if isinstance(cause, Interrupted):  # Ctrl-C or SIGTERM (a cluster's pre-emption): stop the sweep, do not go on
-            RunFolder(Path(cfg.paths.output_dir)).write_metrics({"status": RunStatus.INTERRUPTED, "error": line})
+        interrupted = isinstance(cause, Interrupted)  # Ctrl-C or SIGTERM (a pre-emption): stop the sweep
+        folder.write_metrics({"status": RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED, "error": line})
+        if interrupted:
             raise SystemExit(1) from None
-        record_failure(Path(cfg.paths.output_dir), line, "" if cause is not None else traceback.format_exc())
+        # FAILED: the line, and the traceback of an unexpected error.
+        folder.failed_file.write_text(line + "\n" + ("" if cause is not None else f"\n{traceback.format_exc()}"))
         return None
 
 

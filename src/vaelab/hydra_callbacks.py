@@ -13,49 +13,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError
 from vaelab.loggers import check_mlflow
-from vaelab.run.folder import FAILED_FILE, JOB_RECORD, MLFLOW_SWEEP_RUN_FILE
-from vaelab.run.guard import claim, is_ddp_child, release
-
-
-def sweep_jobs(sweep_dir: Path) -> list[Path]:
-    """The job folders in ``sweep_dir``: those with Hydra's record of a job."""
-    return [record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")]
-
-
-def failed_jobs(sweep_dir: Path) -> tuple[list[Path], list[Path]]:
-    """(jobs, failed jobs) of the multirun in ``sweep_dir``, by the files they wrote (a sweep folder holds one
-    multirun: ``RunFolderGuard`` refuses a used one)."""
-    jobs = sweep_jobs(sweep_dir)
-    failed = sorted((job for job in jobs if (job / FAILED_FILE).is_file()), key=lambda job: (len(job.name), job.name))
-    return jobs, failed
-
-
-class OutputDirCheck(Callback):
-    """Stop with one line when the run (or sweep) folder cannot be created, instead of Hydra's traceback."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(OmegaConf.select(config, "hydra.run.dir"))
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(OmegaConf.select(config, "hydra.sweep.dir"))
-
-    @staticmethod
-    def _check(folder: str | None) -> None:
-        if folder is None:
-            return
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            _exit(
-                f"cannot create the run folder {folder} ({error.strerror}); "
-                "pass paths.log_dir=<a writable folder> or hydra.run.dir=<folder>."
-            )
+from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, sweep_jobs
+from vaelab.run.guard import claim, create, is_ddp_child, release
 
 
 class RunFolderGuard(Callback):
     """One writer per run folder, and no silent reuse (``vaelab.run.guard``): a single run claims its folder before
     Hydra writes its record there; a multirun refuses a sweep folder that already holds jobs, and each of its jobs
-    claims its own folder. Lightning's DDP processes 1..n-1 leave it to rank 0."""
+    claims its own folder. Lightning's DDP processes 1..n-1 leave it to rank 0. A folder that cannot be created is
+    one line, not Hydra's traceback."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_ddp_child():
@@ -67,6 +33,10 @@ class RunFolderGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
+        try:
+            create(sweep_dir)
+        except VaelabError as error:
+            _exit(str(error))
         jobs = sweep_jobs(sweep_dir)
         if not is_ddp_child() and (jobs or (sweep_dir / "multirun.yaml").is_file()):
             _exit(
@@ -96,7 +66,8 @@ class FailedJobsReport(Callback):
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        jobs, failed = failed_jobs(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))))
+        jobs = sweep_jobs(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))))
+        failed = sorted((j for j in jobs if (j / FAILED_FILE).is_file()), key=lambda j: (len(j.name), j.name))
         if not failed:
             return
         lines = [f"error: {len(failed)} of {len(jobs)} jobs failed (each folder's FAILED file says why):"]
@@ -142,4 +113,4 @@ class MLflowSweepRun(Callback):
         if self.parent is None:
             return
         parent, sweep_dir = self.parent
-        parent.finalize("failed" if failed_jobs(sweep_dir)[1] else "success")
+        parent.finalize("failed" if any((job / FAILED_FILE).is_file() for job in sweep_jobs(sweep_dir)) else "success")

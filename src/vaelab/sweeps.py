@@ -25,7 +25,7 @@ import yaml
 from vaelab.errors import VaelabError
 from vaelab.figures import plots
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds
-from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus
+from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus, sweep_jobs
 from vaelab.tables import markdown_table, short_number, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
@@ -46,19 +46,13 @@ def job_status(job: RunFolder, metrics: dict[str, Any]) -> tuple[str, str]:
     return "unfinished", ""
 
 
-def best_epoch(job: RunFolder) -> float:
-    """The epoch with the lowest ``val/loss`` in the job's ``history.csv`` (NaN without one)."""
-    points = job.validation_losses()
-    return min(points, key=lambda point: point[1])[0] if points else float("nan")
-
-
 def collect_jobs(
     sweep_dir: Path, metric_columns: tuple[str, ...] = METRIC_COLUMNS
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per job folder (``<sweep>/<n>/`` with ``.hydra/overrides.yaml``): the overrides that vary
     between jobs, its status and error line, the final metrics from its ``metrics.json`` and its best epoch
     from ``history.csv``; and the overrides every job shares."""
-    jobs_found = sorted((RunFolder(p) for p in sweep_dir.iterdir() if RunFolder(p).is_job()), key=_job_order)
+    jobs_found = sorted(map(RunFolder, sweep_jobs(sweep_dir)), key=_job_order)
     overrides = {job: job.overrides() for job in jobs_found}
     common = (
         [o for o in overrides[jobs_found[0]] if all(o in others for others in overrides.values())] if jobs_found else []
@@ -67,7 +61,8 @@ def collect_jobs(
     for job in jobs_found:
         metrics = job.read_metrics()
         status, error = job_status(job, metrics)
-        metrics["best_epoch"] = best_epoch(job)
+        points = job.validation_losses()  # the best epoch: the lowest val/loss in history.csv
+        metrics["best_epoch"] = min(points, key=lambda point: point[1])[0] if points else float("nan")
         varying = " ".join(o for o in overrides[job] if o not in common)
         seed = job.config().get("seed")
         row: dict[str, Any] = {"job": job.name, "overrides": varying, "seed": seed if seed is not None else "",
@@ -101,11 +96,6 @@ def short_overrides(overrides: str) -> str:
     return " ".join(short)
 
 
-def sort_by(jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Best first; jobs without the metric (failed, pruned early, unfinished) last."""
-    return sorted(jobs, key=lambda row: (math.isnan(row[metric]), row[metric] if not math.isnan(row[metric]) else 0))
-
-
 def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]:
     """Write ``summary.{md,csv,png}`` (and the study's files for an Optuna sweep) into ``sweep_dir``; returns
     the sorted rows."""
@@ -113,7 +103,8 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     jobs, common = collect_jobs(sweep_dir, metric_columns)
     if not jobs:
         raise SystemExit(f"error: no job folders (with .hydra/overrides.yaml) in {sweep_dir}")
-    jobs = sort_by(jobs, metric)
+    # Best first; jobs without the metric (failed, pruned early, unfinished) last.
+    jobs = sorted(jobs, key=lambda row: (math.isnan(row[metric]), row[metric] if not math.isnan(row[metric]) else 0))
     table = markdown_table(jobs, ["job", "status", "overrides", *metric_columns])
     shared = f"Overrides of every job: `{' '.join(common)}`\n\n" if common else ""
     failed = [row for row in jobs if row["status"] in (RunStatus.FAILED, "unreadable")]

@@ -212,16 +212,11 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in sorted(metrics.items())}
 
 
-def logged_metrics(test: bool) -> list[str]:
-    """The epoch metrics every run logs: ``{stage}/{recon,kl,loss,nelbo}`` (test ones only when it tests)."""
-    stages = [stage for stage in STAGES if test or stage != "test"]
-    return [f"{stage}/{term}" for stage in stages for term in (*LOGGED_TERMS, "nelbo")]
-
-
 def check_optimized_metric(cfg: DictConfig) -> None:
-    """``optimized_metric`` (what train.py hands a sweeper) must be a metric this run logs: a misspelled one would
-    give every trial the value None."""
-    name, choices = cfg.get("optimized_metric"), logged_metrics(bool(cfg.get("test")))
+    """``optimized_metric`` (what train.py hands a sweeper) must be a metric this run logs (``{stage}/{recon,kl,
+    loss,nelbo}``, test ones only when it tests): a misspelled one would give every trial the value None."""
+    stages = [stage for stage in STAGES if cfg.get("test") or stage != "test"]
+    name, choices = cfg.get("optimized_metric"), [f"{s}/{term}" for s in stages for term in (*LOGGED_TERMS, "nelbo")]
     if name is not None and name not in choices:
         raise VaelabError(f"optimized_metric={name} is not a metric this run logs; choose from {', '.join(choices)}")
 

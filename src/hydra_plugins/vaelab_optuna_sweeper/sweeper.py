@@ -28,11 +28,12 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError
 from vaelab.replicas import RERUN_PREFIX, rank_by_mean, spread
-from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus
+from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus, json_safe
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,
@@ -119,7 +120,8 @@ class OptunaSweeper(Sweeper):
         if not space:
             raise VaelabError("nothing to search: hydra.sweeper.params is empty and no override is a sweep.")
         # Compose one job first, so a key the model lacks is one error here, not a failure of every trial.
-        self.validate_batch_is_legal([fixed + trial_overrides({k: _example(d) for k, d in space.items()})])
+        example = {k: d.choices[0] if isinstance(d, CategoricalDistribution) else d.low for k, d in space.items()}
+        self.validate_batch_is_legal([fixed + trial_overrides(example)])
 
         sampler = self._sampler(offset=0)  # built before any trial is asked: a bad target leaves no trial behind
         pruner = build_pruner(self.pruner_config)
@@ -198,7 +200,9 @@ class OptunaSweeper(Sweeper):
                 # The first seed reports each epoch to the pruner; the others run for the trials it kept.
                 first = self._launch([(trial, seeds[0], 0, True) for trial in trials], fixed)
                 kept = [trial for trial, job in zip(trials, first) if _outcome(job)[0] == RunStatus.COMPLETED]
-                replica_jobs = self._replica_jobs(kept, seeds)
+                replica_jobs = [
+                    (trial, seed, replica, False) for trial in kept for replica, seed in enumerate(seeds[1:], 1)
+                ]
                 others = self._launch(replica_jobs, fixed)
         except BaseException:
             for trial in trials:  # interrupted: leave no trial RUNNING forever
@@ -211,13 +215,6 @@ class OptunaSweeper(Sweeper):
         for trial in trials:
             exhausted = self._tell(study, trial, seeds, jobs[trial.number]) or exhausted  # every trial is told
         return exhausted
-
-    @staticmethod
-    def _replica_jobs(
-        trials: Sequence[optuna.Trial], seeds: Sequence[int]
-    ) -> list[tuple[optuna.Trial, int, int, bool]]:
-        """The ``(trial, seed, replica, reports)`` jobs of the seeds after the first, trial by trial."""
-        return [(trial, seed, replica, False) for trial in trials for replica, seed in enumerate(seeds[1:], 1)]
 
     def _launch(self, jobs: Sequence[tuple[optuna.Trial, int, int, bool]], fixed: list[str]) -> Sequence[Any]:
         """Launch ``(trial, seed, replica, reports)`` jobs in one batch of the launcher; returns their JobReturns."""
@@ -255,8 +252,8 @@ class OptunaSweeper(Sweeper):
             replica_values = {str(seed): value for seed, (_, value) in zip(seeds, outcomes)}
             summary = spread(values)
             trial.set_user_attr("replica_values", replica_values)
-            trial.set_user_attr("value_std", summary.std if math.isfinite(summary.std) else None)
-            trial.set_user_attr("value_ci95", summary.ci95 if math.isfinite(summary.ci95) else None)
+            trial.set_user_attr("value_std", json_safe(summary.std))
+            trial.set_user_attr("value_ci95", json_safe(summary.ci95))
         if outcomes[0][0] == RunStatus.PRUNED:
             outcome: dict[str, Any] = {"state": TrialState.PRUNED}
         elif len(values) == self.replicas:
@@ -299,7 +296,7 @@ class OptunaSweeper(Sweeper):
             record = study.user_attrs.get(f"{RERUN_PREFIX}{trial.number}", {"seeds": [], "values": []})
             record = {"seeds": record["seeds"] + seeds, "values": record["values"] + values}
             record.update(spread(v for v in record["values"] if v is not None).as_row())
-            study.set_user_attr(f"{RERUN_PREFIX}{trial.number}", _finite_or_none(record))
+            study.set_user_attr(f"{RERUN_PREFIX}{trial.number}", json_safe(record))
             rows.append({"trial": trial.number, "params": " ".join(trial_overrides(trial.params)),
                          **summary.as_row(), "search_value": trial.value, "seeds": " ".join(map(str, seeds)),
                          "jobs": " ".join(self._folder(trial.number, r) for r in range(len(seeds))),
@@ -346,26 +343,14 @@ def _outcome(job: Any) -> tuple[str, float | None]:
     return status, float(value) if status == RunStatus.COMPLETED else None
 
 
-def _finite_or_none(record: dict[str, Any]) -> dict[str, Any]:
-    """NaN (std of one run) as None: study attributes are stored as JSON."""
-    return {key: None if isinstance(v, float) and not math.isfinite(v) else v for key, v in record.items()}
-
-
 def _plain(config: Any) -> Any:
     return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
 
 
 def _suggest(trial: optuna.Trial, name: str, distribution: optuna.distributions.BaseDistribution) -> None:
-    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+    if isinstance(distribution, CategoricalDistribution):
         trial.suggest_categorical(name, distribution.choices)
     elif isinstance(distribution, optuna.distributions.IntDistribution):
         trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
     else:
         trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
-
-
-def _example(distribution: optuna.distributions.BaseDistribution) -> Any:
-    """A value from the distribution, to check that the overrides compose."""
-    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
-        return distribution.choices[0]
-    return distribution.low

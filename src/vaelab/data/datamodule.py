@@ -68,11 +68,6 @@ def already_collated(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Te
     return batch
 
 
-def raw_files(root: str | Path, name: str, files: dict[str, str | None]) -> list[Path]:
-    """The files of data set ``name`` under ``root`` (``<root>/<name>/raw/<file>``, torchvision's layout)."""
-    return [Path(root) / name / "raw" / file for file in files.values() if file]
-
-
 def locate(
     data_dir: str | Path,
     fallback_dirs: Sequence[str | Path],
@@ -85,7 +80,7 @@ def locate(
     ``torchvision_dataset``'s downloader) if allowed."""
     candidates = [Path(data_dir), *(Path(d) for d in fallback_dirs)]
     for candidate in candidates:
-        if all(path.is_file() for path in raw_files(candidate, name, files)):
+        if all((candidate / name / "raw" / file).is_file() for file in files.values() if file):  # torchvision's layout
             if candidate != Path(data_dir):
                 log.info("%s is not in data.data_dir=%s: using the fallback folder %s", name, data_dir,
                          candidate.resolve())  # fmt: skip
@@ -110,19 +105,6 @@ def locate(
         f"{name} not found: looked for {name}/raw/{{{wanted}}} in {looked}; "
         f"pass data.data_dir=<folder that holds {name}/raw/>{how}."
     )
-
-
-def load_split(
-    root: Path, train: bool, name: str = "MNIST", files: dict[str, str | None] = MNIST_FILES, num_classes: int = 10
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read one split, each IDX file checked against the format and its partner; images in [0, 1], labels
-    ``UNLABELED`` where the data set has no labels file."""
-    prefix = "train" if train else "test"
-    raw = root / name / "raw"
-    labels_file = files.get(f"{prefix}_labels")
-    images, labels = read_split(raw / files[f"{prefix}_images"], raw / labels_file if labels_file else None,
-                                num_classes)  # fmt: skip
-    return images.unsqueeze(1).float().div_(255.0).contiguous(), labels.long()
 
 
 def check_labels(num_classes: int, datamodule: object, model: str) -> None:
@@ -206,7 +188,13 @@ class IDXDataModule(pl.LightningDataModule):
         return locate(self.data_dir, self.fallback_data_dirs, download, self.name, self.files, self.torchvision_dataset)
 
     def load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return load_split(self.root, train, self.name, self.files, self.num_classes)
+        """One split, each IDX file checked against the format and its partner; images in [0, 1], labels
+        ``UNLABELED`` where the data set has no labels file."""
+        prefix, raw = "train" if train else "test", self.root / self.name / "raw"
+        labels_file = self.files.get(f"{prefix}_labels")
+        images, labels = read_split(raw / self.files[f"{prefix}_images"], raw / labels_file if labels_file else None,
+                                    self.num_classes)  # fmt: skip
+        return images.unsqueeze(1).float().div_(255.0).contiguous(), labels.long()
 
     def prepare_data(self) -> None:
         self.root = self.locate(self.download)

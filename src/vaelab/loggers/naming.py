@@ -26,14 +26,9 @@ def run_name(varied: bool = False) -> str:
     if in_multirun():
         name = f"{model} {Path(hydra_cfg.sweep.dir).name} #{Path(hydra_cfg.runtime.output_dir).name}"
         if varied:
-            name += " " + " ".join(short_override(override) for override in swept_overrides())
+            for key, equals, value in (override.partition("=") for override in swept_overrides()):
+                name += f" {key}{equals}{short_number(value, 4)}"  # a trial's lr=0.00024156772025296256: lr=0.0002416
     return re.sub(r"[/\\\x00-\x1f]", "_", name).strip()[:150]
-
-
-def short_override(override: str, digits: int = 4) -> str:
-    """``lr=0.00024156772025296256`` -> ``lr=0.0002416``: an Optuna trial's floats, readable in a run name."""
-    key, equals, value = override.partition("=")
-    return f"{key}{equals}{short_number(value, digits)}"
 
 
 def swept_overrides() -> list[str]:

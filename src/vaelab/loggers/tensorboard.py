@@ -66,14 +66,6 @@ def tensorboard_hparams(config: Mapping[str, Any], overrides: Sequence[str]) -> 
     return params
 
 
-def first_columns(params: Mapping[str, Any]) -> set[str]:
-    """The HParams columns a reader wants first: the model, and what the sweep varied (outside a sweep: the
-    model/data/trainer keys the command line set)."""
-    overrides = naming.swept_overrides() or naming.task_overrides()
-    keys = override_keys(overrides)
-    return {key for key in params if key in keys or key in ("model", "experiment")}
-
-
 class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
     """Lightning's TensorBoard logger, writing to ``<save_dir>/<run name>`` (``naming.run_name``), so TensorBoard
     names the run whether it is pointed at the run, a sweep or all of ``logs/``. A run resumed in place goes on in
@@ -105,9 +97,11 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
         self.log_metrics(metrics, step)
         declared = {tag: 0.0 for tag in HPARAM_METRICS.values()}  # only the names reach the summary
         experiment, start, end = hparams(dict(params), declared)
-        first = first_columns(params)
+        # TensorBoard lists and ticks the "differs" columns first: the model, and what the sweep varied (outside a
+        # sweep: the keys the command line set).
+        first = {"model", "experiment", *override_keys(naming.swept_overrides() or naming.task_overrides())}
         content = HParamsPluginData.FromString(experiment.value[0].metadata.plugin_data.content)
-        for info in content.experiment.hparam_infos:  # TensorBoard lists and ticks the "differs" columns first
+        for info in content.experiment.hparam_infos:
             info.differs = info.name in first
         experiment.value[0].metadata.plugin_data.content = content.SerializeToString()
         writer = self.experiment._get_file_writer()  # no public writer of raw summaries (test_dashboards checks)

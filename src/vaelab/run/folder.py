@@ -148,9 +148,10 @@ class RunFolder:
                 bad.append(HISTORY_FILE)
         return bad
 
-    def is_job(self) -> bool:
-        """True for a folder Hydra ran a job in (it has ``.hydra/overrides.yaml``)."""
-        return (self.path / JOB_RECORD).is_file()
+
+def sweep_jobs(sweep_dir: Path) -> list[Path]:
+    """The job folders in ``sweep_dir``: those with Hydra's record of a job."""
+    return [record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")]
 
 
 def write_atomic(path: Path, content: bytes | str) -> None:

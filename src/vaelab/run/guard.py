@@ -57,6 +57,17 @@ def holds_run(folder: Path) -> bool:
     )
 
 
+def create(folder: Path) -> None:
+    """Make ``folder`` (and its parents); one ``VaelabError`` line instead of Hydra's traceback when it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise VaelabError(
+            f"cannot create the run folder {folder} ({error.strerror}); "
+            "pass paths.log_dir=<a writable folder> or hydra.run.dir=<folder>."
+        ) from None
+
+
 def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
     """Make this process the one writer of ``folder`` (see the module docstring); raises ``VaelabError``.
 
@@ -64,7 +75,7 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
     """
     folder = folder.resolve()
     release(folder)  # this process claiming again (a test, or a resume run in-process): one lock per folder
-    folder.mkdir(parents=True, exist_ok=True)
+    create(folder)
     descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
