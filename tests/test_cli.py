@@ -196,8 +196,9 @@ def test_help_lists_the_groups() -> None:
     assert "cond_conv_vae" in result.stdout and "multi_gpu" in result.stdout
 
 
-def test_unwritable_log_folder_is_one_line() -> None:
-    result = run_inline("train.py", "paths.log_dir=/proc/vaelab-cannot-write-here")
+@pytest.mark.parametrize("sweep", [[], ["-m", "seed=1,2"]], ids=["run", "multirun"])
+def test_unwritable_log_folder_is_one_line(sweep: list[str]) -> None:
+    result = run_inline("train.py", *sweep, "paths.log_dir=/proc/vaelab-cannot-write-here")
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot create the run folder /proc/vaelab-cannot-write-here")
