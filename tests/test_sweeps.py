@@ -230,6 +230,10 @@ def test_optuna_failed_and_pruned_trials_and_a_search_that_runs_out(tiny_mnist: 
         ("model.beta=interval(2,1)", "error: model.beta=interval(2,1): `low <= high` must hold"),
         ("hydra.sweeper.sampler._target_=optuna.samplers.Nope", "error: hydra.sweeper.sampler: cannot build"),
         ("hydra.sweeper.n_trials=0", "error: hydra.sweeper.n_trials must be an integer >= 1"),
+        (
+            "hydra.sweeper.storage=sqlite:////proc/nope/s.db",
+            "error: hydra.sweeper.storage=sqlite:////proc/nope/s.db: cannot create /proc/nope",
+        ),  # fmt: skip
     ],
 )
 def test_bad_search_settings_are_one_error_and_leave_no_trial(tmp_path: Path, setting: str, message: str) -> None:

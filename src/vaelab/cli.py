@@ -27,7 +27,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, read_write
 
-from vaelab.errors import Interrupted, user_error
+from vaelab.errors import Interrupted, exit_with_error, user_error
 from vaelab.run import guard as run_guard
 from vaelab.run.folder import RunFolder, RunStatus, in_multirun
 from vaelab.run.resume import with_run_overrides
@@ -68,14 +68,6 @@ def tune_malloc() -> bool:
     return tuned
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask; a SLURM or container limit counts)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def job_threads(launcher: dict | None, cores: int) -> int | None:
     """Intra-op threads for a job run by ``launcher`` (Hydra's launcher config), or None to keep torch's default.
 
@@ -103,7 +95,9 @@ def set_job_threads() -> int:
     threads = None
     if HydraConfig.initialized():
         launcher = HydraConfig.get().get("launcher")
-        threads = job_threads(dict(launcher) if launcher is not None else None, available_cores())
+        # The cores this process may run on: its affinity mask (a SLURM or container limit counts), where there is one.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = job_threads(dict(launcher) if launcher is not None else None, cores)
     if threads is None and os.environ.get(JOB_THREADS_ENV):
         threads = int(os.environ[JOB_THREADS_ENV])
     if threads is not None:
@@ -112,7 +106,7 @@ def set_job_threads() -> int:
     return torch.get_num_threads()
 
 
-def _not_a_tip(record: logging.LogRecord) -> bool:
+def _not_a_tip(record: logging.LogRecord) -> bool:  # a function, not a lambda: addFilter adds it once per process
     return not str(record.msg).startswith("💡 Tip:")
 
 
@@ -155,8 +149,7 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
         if not in_multirun():
             if cause is None:
                 raise
-            print(f"error: {cause}", file=sys.stderr)
-            raise SystemExit(1) from None
+            exit_with_error(cause)
         line = error_line(error)
         log.error("error: %s", line)
         interrupted = isinstance(cause, Interrupted)  # Ctrl-C or SIGTERM (a pre-emption): stop the sweep

@@ -1,7 +1,10 @@
 """Errors a user can cause: the entry points print their message as one line, no traceback."""
 
 import math
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 import hydra.utils
 from hydra.errors import InstantiationException
@@ -13,6 +16,21 @@ class VaelabError(Exception):
 
 class Interrupted(VaelabError):
     """The run was stopped from outside (Ctrl-C, SIGTERM) after saving a resumable checkpoint."""
+
+
+def exit_with_error(message: object) -> NoReturn:
+    """How a command ends on an error a user can fix: ``error: <message>`` on stderr, exit status 1."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def make_folder(folder: Path, setting: str) -> None:
+    """``folder`` with its parents, made if missing; one ``VaelabError`` line naming the ``setting`` that put it there
+    instead of an ``OSError`` traceback when it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise VaelabError(f"{setting}: cannot create {folder} ({error.strerror})") from None
 
 
 def check_number(key: str, value: object, minimum: float, integer: bool = False, strict: bool = False) -> None:
@@ -49,16 +67,20 @@ def check_sizes(key: str, values: object, length: int | None = None) -> list[int
     return list(values)
 
 
-def instantiate(config: object, **kwargs: object) -> object:
+def instantiate(config: Any, key: str | None = None, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate``, with a ``VaelabError`` a class raises (a value it checks) raised as itself,
-    not wrapped in Hydra's ``InstantiationException``: ``train(cfg)`` and ``evaluate(cfg)`` raise typed errors."""
+    not wrapped in Hydra's ``InstantiationException``: ``train(cfg)`` and ``evaluate(cfg)`` raise typed errors.
+    With ``key`` (the setting that holds ``config``), any other failure is one ``VaelabError`` naming it."""
     try:
         return hydra.utils.instantiate(config, **kwargs)
-    except InstantiationException as error:
+    except Exception as error:
         cause = user_error(error)
-        if cause is None:
+        if cause is not None:
+            raise cause from None
+        if key is None:
             raise
-        raise cause from None
+        reason = str(error.__cause__ or error).splitlines()[0]
+        raise VaelabError(f"{key}: cannot build {config.get('_target_')!r} ({reason})") from None
 
 
 def user_error(error: BaseException | None) -> VaelabError | None:

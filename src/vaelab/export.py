@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.export import Dim, export
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, exit_with_error
 from vaelab.models.base import ELBOModule
 from vaelab.run.checkpoints import load_model
 
@@ -79,8 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         model = load_model(args.checkpoint, trusted=trusted)  # trusted_models in the message: --trusted-models here
     except VaelabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+        exit_with_error(error)
     checkpoint = args.checkpoint.resolve()
     run_folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
     folder = args.out or (run_folder / "export" if run_folder else checkpoint.with_name(f"{checkpoint.stem}_export"))

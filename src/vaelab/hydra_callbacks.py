@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, exit_with_error
 from vaelab.loggers import check_mlflow
 from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, sweep_jobs
 from vaelab.run.guard import claim, create, is_ddp_child, release
@@ -29,17 +29,17 @@ class RunFolderGuard(Callback):
             try:
                 claim(Path(str(OmegaConf.select(config, "hydra.run.dir"))), resuming)
             except VaelabError as error:
-                _exit(str(error))
+                exit_with_error(error)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
         try:
             create(sweep_dir)
         except VaelabError as error:
-            _exit(str(error))
+            exit_with_error(error)
         jobs = sweep_jobs(sweep_dir)
         if not is_ddp_child() and (jobs or (sweep_dir / "multirun.yaml").is_file()):
-            _exit(
+            exit_with_error(
                 f"{sweep_dir} already holds a sweep ({len(jobs)} job folders); pass another hydra.sweep.dir (by "
                 "default every sweep gets a new one)."
             )
@@ -50,12 +50,6 @@ class RunFolderGuard(Callback):
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(Path(str(config.hydra.runtime.output_dir)))
-
-
-def _exit(message: str) -> None:
-    """One ``error:`` line on stderr and exit status 1, before Hydra writes anything."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
 
 
 class FailedJobsReport(Callback):
@@ -95,7 +89,7 @@ class MLflowSweepRun(Callback):
         try:
             check_mlflow(settings.tracking_uri)
         except VaelabError as error:
-            _exit(str(error))
+            exit_with_error(error)
         from lightning.pytorch.loggers import MLFlowLogger  # Lightning's own: finds or creates the experiment
 
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))

@@ -13,11 +13,13 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from scipy import stats
 
 from vaelab.run.folder import RunFolder
+from vaelab.tables import markdown_table, write_csv
 
 # The random streams a run draws from: runs that differ only here are replicas of one setting.
 REPLICA_KEYS = ("seed", "data.shuffle_seed")
@@ -88,6 +90,20 @@ def rank_by_mean(rows: list[dict[str, Any]], maximize: bool = False) -> list[dic
         verdict = "best" if rank == 1 else verdicts[differ_beyond_noise(row["spread"], ranked[0]["spread"])]
         row.update(rank=rank, vs_best=verdict)
     return ranked
+
+
+def write_ranking(folder: Path, name: str, title: str, intro: str, rows: list[dict[str, Any]], columns: Sequence[str]
+                  ) -> None:  # fmt: skip
+    """``<name>.md`` (``title``, ``intro``, what the spread columns mean, the table) and ``<name>.csv`` of rows that
+    ``rank_by_mean`` ranked; prints the table and the ``<name>.*`` files."""
+    table = markdown_table(rows, columns)
+    notes = ("std: sample standard deviation; ci95: half-width of the 95 % confidence interval of the mean (Student "
+             "t); vs_best: whether the mean differs from the best one's beyond the noise (Welch's t-test, 5 %; '-' "
+             "below two runs).")  # fmt: skip
+    (folder / f"{name}.md").write_text(f"# {title}\n\n{intro} {notes}\n\n{table}")
+    write_csv(folder / f"{name}.csv", rows, columns)
+    written = ", ".join(sorted(path.name for path in folder.glob(f"{name}.*")))
+    print(f"\n{table}Written in {folder}: {written}", flush=True)
 
 
 def setting_key(config: Any) -> str:

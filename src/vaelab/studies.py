@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra.utils
 import optuna
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, instantiate, make_folder
 
 # The sweeper sets this in the environment of each job that reports to the pruner (hydra.job.env_set): the JSON of
 # ``trial_reference``. The job reads nothing else of the sweeper's.
@@ -44,7 +43,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
     intervals (killed, node lost) can be marked failed by ``fail_stale_trials``."""
     path = storage_file(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent, f"hydra.sweeper.storage={url}")
     if url.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -71,18 +70,9 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
     raise AssertionError("unreachable")
 
 
-def instantiate_setting(key: str, config: Mapping[str, Any]) -> Any:
-    """``hydra.utils.instantiate(config)``; a bad target or argument is one ``VaelabError`` naming ``key``."""
-    try:
-        return hydra.utils.instantiate(config)
-    except Exception as error:
-        cause = error.__cause__ or error
-        raise VaelabError(f"{key}: cannot build {config.get('_target_')!r} ({str(cause).splitlines()[0]})") from None
-
-
 def build_pruner(config: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
     """The configured pruner (a ``_target_`` mapping), or none."""
-    return instantiate_setting("hydra.sweeper.pruner", config) if config else optuna.pruners.NopPruner()
+    return instantiate(config, key="hydra.sweeper.pruner") if config else optuna.pruners.NopPruner()
 
 
 def open_study(

@@ -24,26 +24,13 @@ import yaml
 
 from vaelab.errors import VaelabError
 from vaelab.figures import plots
-from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds
+from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds, write_ranking
 from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus, sweep_jobs
-from vaelab.tables import markdown_table, short_number, write_csv
+from vaelab.tables import as_number, markdown_table, short_number, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
                   "epochs", "best_epoch", "seconds_per_epoch")  # fmt: skip
 EPOCH_COLUMNS = {"epochs", "best_epoch"}
-
-
-def job_status(job: RunFolder, metrics: dict[str, Any]) -> tuple[str, str]:
-    """``(status, error line)`` of a job folder: a ``RunStatus``, unreadable (a record file that cannot be read,
-    named in the line) or unfinished (no record)."""
-    if job.failed_file.is_file():
-        return RunStatus.FAILED, next(iter(job.failed_file.read_text(errors="replace").splitlines()), "")
-    unreadable = job.unreadable_files()
-    if unreadable:
-        return "unreadable", f"cannot read {', '.join(str(job.path / name) for name in unreadable)}"
-    if metrics:
-        return str(metrics.get("status", RunStatus.COMPLETED)), ""
-    return "unfinished", ""
 
 
 def collect_jobs(
@@ -60,22 +47,18 @@ def collect_jobs(
     jobs = []
     for job in jobs_found:
         metrics = job.read_metrics()
-        status, error = job_status(job, metrics)
+        status, error = job.status()
         points = job.validation_losses()  # the best epoch: the lowest val/loss in history.csv
         metrics["best_epoch"] = min(points, key=lambda point: point[1])[0] if points else float("nan")
         varying = " ".join(o for o in overrides[job] if o not in common)
         seed = job.config().get("seed")
         row: dict[str, Any] = {"job": job.name, "overrides": varying, "seed": seed if seed is not None else "",
                                "status": status, "error": error, "setting_key": setting_of(job)}  # fmt: skip
-        row.update({column: _number(metrics.get(column)) for column in metric_columns})
+        row.update({column: as_number(metrics.get(column)) for column in metric_columns})
         for column in EPOCH_COLUMNS & row.keys():  # counts print as 4, not 4.00
             row[column] = row[column] if math.isnan(row[column]) else int(row[column])
         jobs.append(row)
     return jobs, common
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
 def _job_order(job: RunFolder) -> tuple[tuple[int, ...], str]:
@@ -149,19 +132,14 @@ SETTING_COLUMNS = ("setting", "n", "mean", "std", "ci95", "best", "best_job", "v
 def summarise_settings(sweep_dir: Path, jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     """Write ``settings.{md,csv,png}``: the sweep's settings ranked by their mean ``metric`` over seeds."""
     rows = settings_table(jobs, metric)
-    table = markdown_table(rows, SETTING_COLUMNS)
-    notes = (f"Jobs that differ only by seed are one setting. n: jobs with a finite {metric} (not_counted: failed, "
-             "pruned or unfinished ones); std: sample standard deviation; ci95: half-width of the 95 % confidence "
-             "interval of the mean (Student t); vs_best: whether the mean differs from the best setting's beyond "
-             "the noise (Welch's t-test, 5 %; '-' below two runs).\n\n")  # fmt: skip
-    (sweep_dir / "settings.md").write_text(f"# Settings of sweep {sweep_dir.name}, {metric}\n\n{notes}{table}")
-    write_csv(sweep_dir / "settings.csv", rows, SETTING_COLUMNS)
+    intro = (f"Jobs that differ only by seed are one setting. n: jobs with a finite {metric} (not_counted: failed, "
+             "pruned or unfinished ones);")  # fmt: skip
     plots.ranked_bars(
         [short_overrides(row["setting"]) for row in rows], [row["mean"] for row in rows], metric,
         title=f"Sweep {sweep_dir.name}: settings", errors=[row["ci95"] for row in rows],
         points=[[job[metric] for job in jobs if job["job"] in row["jobs"].split()] for row in rows],
     ).savefig(sweep_dir / "settings.png")  # fmt: skip
-    print(f"\n{table}Written: {sweep_dir / 'settings.md'}, settings.csv, settings.png")
+    write_ranking(sweep_dir, "settings", f"Settings of sweep {sweep_dir.name}, {metric}", intro, rows, SETTING_COLUMNS)
     return rows
 
 
@@ -169,10 +147,10 @@ def replica_columns(trial: Any, rerun: dict[str, Any] | None) -> dict[str, Any]:
     """A trial's spread over its seeds (Optuna sweeper with ``replicas``) and over its re-runs, if it has them."""
     attrs, columns = trial.user_attrs, {}
     if "replica_values" in attrs:
-        columns = {"seeds": len(attrs["replica_values"]), "value_std": _number(attrs.get("value_std")),
-                   "value_ci95": _number(attrs.get("value_ci95"))}  # fmt: skip
+        columns = {"seeds": len(attrs["replica_values"]), "value_std": as_number(attrs.get("value_std")),
+                   "value_ci95": as_number(attrs.get("value_ci95"))}  # fmt: skip
     if rerun:
-        columns.update({f"rerun_{key}": _number(rerun.get(key)) for key in ("mean", "std")}, rerun_n=rerun.get("n"))
+        columns.update({f"rerun_{key}": as_number(rerun.get(key)) for key in ("mean", "std")}, rerun_n=rerun.get("n"))
     return columns
 
 

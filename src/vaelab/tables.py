@@ -18,6 +18,14 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
+def as_number(value: Any) -> float:
+    """A CSV cell or JSON value as a float: NaN for a missing value (None, ""), text that is no number, or a bool."""
+    try:
+        return float("nan") if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def short_number(value: str, digits: int = 3) -> str:
     """A number written in full, to ``digits`` significant digits where that is shorter (``0.0018724000045`` ->
     ``0.00187``); anything else as it is."""

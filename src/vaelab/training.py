@@ -48,13 +48,9 @@ class Run:
     resume: ResumePlan | None  # where fit goes on from, when it does
 
     @property
-    def pruned(self) -> bool:
-        return any(isinstance(c, OptunaPruning) and c.pruned_epoch is not None for c in self.callbacks)
-
-    @property
     def status(self) -> RunStatus:
         """What the fit did: pruned, untrained (not one optimizer step) or completed."""
-        if self.pruned:
+        if any(isinstance(c, OptunaPruning) and c.pruned_epoch is not None for c in self.callbacks):
             return RunStatus.PRUNED
         return RunStatus.COMPLETED if self.trainer.global_step else RunStatus.UNTRAINED
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,18 +30,16 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from vaelab.errors import VaelabError
-from vaelab.replicas import RERUN_PREFIX, rank_by_mean, spread
+from vaelab.errors import VaelabError, exit_with_error, instantiate
+from vaelab.replicas import RERUN_PREFIX, rank_by_mean, spread, write_ranking
 from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus, json_safe
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,
-    instantiate_setting,
     open_storage,
     open_study,
     trial_reference,
 )
-from vaelab.tables import markdown_table, write_csv
 
 from .lifecycle import fail_stale_trials, heartbeats
 from .space import format_value, split_search_space, trial_overrides
@@ -97,8 +94,7 @@ class OptunaSweeper(Sweeper):
         try:
             return self._sweep(arguments)
         except VaelabError as error:  # a bad setting: one line, as train.py gives for its own
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(1)
+            exit_with_error(error)
 
     def _sweep(self, arguments: list[str]) -> list[optuna.trial.FrozenTrial]:
         if not self.storage:
@@ -186,7 +182,7 @@ class OptunaSweeper(Sweeper):
         config = dict(self.sampler_config or {"_target_": "optuna.samplers.TPESampler"})
         if config.get("seed") is not None:
             config["seed"] = int(config["seed"]) + offset
-        return instantiate_setting("hydra.sweeper.sampler", config)
+        return instantiate(config, key="hydra.sweeper.sampler")
 
     def _run_batch(self, study: optuna.Study, trials: Sequence[optuna.Trial], fixed: list[str]) -> bool:
         """Launch the trials, each over its seeds; True when the sampler has run its whole search space (a grid or
@@ -301,16 +297,9 @@ class OptunaSweeper(Sweeper):
                          **summary.as_row(), "search_value": trial.value, "seeds": " ".join(map(str, seeds)),
                          "jobs": " ".join(self._folder(trial.number, r) for r in range(len(seeds))),
                          "spread": summary})  # fmt: skip
-        rows = rank_by_mean(rows, maximize)
-        table = markdown_table(rows, RERUN_COLUMNS)
-        (self.sweep_dir / "rerun.md").write_text(
-            f"# Study {self.study_name}: its best {len(top)} trials re-run over seeds {seeds}\n\n"
-            "Ranked by the mean over the new seeds; std: sample standard deviation; ci95: half-width of the 95 % "
-            "confidence interval of the mean (Student t); search_value: the trial's value in the search; vs_best: "
-            "whether the mean differs from the best one's beyond the noise (Welch's t-test, 5 %).\n\n" + table
-        )
-        write_csv(self.sweep_dir / "rerun.csv", rows, RERUN_COLUMNS)
-        print(table + f"\nWritten: {self.sweep_dir / 'rerun.md'}, rerun.csv", flush=True)
+        title = f"Study {self.study_name}: its best {len(top)} trials re-run over seeds {seeds}"
+        intro = "Ranked by the mean over the new seeds; search_value: the trial's value in the search;"
+        write_ranking(self.sweep_dir, "rerun", title, intro, rank_by_mean(rows, maximize), RERUN_COLUMNS)
         return study.trials
 
     def _fresh_seed(self, study: optuna.Study) -> int:
@@ -333,10 +322,9 @@ class OptunaSweeper(Sweeper):
 
 
 def _outcome(job: Any) -> tuple[str, float | None]:
-    """``(status, value)`` of a launched job: completed (with its finite returned metric), pruned, untrained or
-    failed."""
-    metrics = RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).read_metrics() if job.hydra_cfg else {}
-    status = RunStatus(metrics.get("status", RunStatus.COMPLETED)) if metrics else RunStatus.FAILED  # the job died
+    """``(status, value)`` of a launched job: completed (with its finite returned metric), or what its folder says
+    (``RunFolder.status``: pruned, untrained, failed, or unfinished for a job that died)."""
+    status = RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).status()[0] if job.hydra_cfg else "unfinished"
     value = job.return_value if job.status == JobStatus.COMPLETED else None
     if status == RunStatus.COMPLETED and not (isinstance(value, (int, float)) and math.isfinite(value)):
         status = RunStatus.FAILED

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, make_folder
 from vaelab.loggers.base import PlainLogger, RunHooks
 
 BACKENDS = {"CSVLogger": "csv", "TensorBoardLogger": "tensorboard", "MLFlowLogger": "mlflow"}
@@ -36,10 +36,4 @@ def check_mlflow(tracking_uri: str | None) -> None:
     if importlib.util.find_spec("mlflow") is None:
         raise VaelabError("logger=mlflow needs MLflow: pip install 'vaelab[mlflow]' (or mlflow>=3)")
     if tracking_uri and tracking_uri.startswith("sqlite:///"):
-        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise VaelabError(
-                f"logger.mlflow.tracking_uri={tracking_uri}: cannot create {folder} ({error.strerror})"
-            ) from None
+        make_folder(Path(tracking_uri.removeprefix("sqlite:///")).parent, f"logger.mlflow.tracking_uri={tracking_uri}")

@@ -27,6 +27,8 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from vaelab.tables import as_number
+
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINTS = "best*.ckpt"
@@ -34,6 +36,8 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "FAILED"
 JOB_RECORD = ".hydra/overrides.yaml"  # every folder Hydra ran a job in has one
+CONFIG_RECORD = ".hydra/config.yaml"
+HYDRA_RECORD = ".hydra/hydra.yaml"
 MLFLOW_RUN_ID_FILE = "mlflow_run_id"  # a run resumed in place goes on in the same MLflow run
 MLFLOW_SWEEP_RUN_FILE = "mlflow_sweep_run_id"  # in a sweep folder: the parent run the jobs' runs nest under
 STUDY_FILE = "optuna_study.yaml"  # in a sweep folder: where its Optuna study lives, for `python -m vaelab.sweeps`
@@ -108,7 +112,7 @@ class RunFolder:
         if not self.history_file.is_file():
             return []
         with self.history_file.open(newline="") as handle:
-            return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+            return [{key: as_number(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
     def validation_losses(self) -> list[tuple[int, float]]:
         """``(epoch, val/loss)`` for each epoch of ``history.csv`` that validated."""
@@ -116,37 +120,43 @@ class RunFolder:
         return [(int(row["epoch"]), row["val/loss"]) for row in rows if not math.isnan(row.get("val/loss", math.nan))]
 
     def overrides(self) -> list[str]:
-        """The command-line overrides of the job (``.hydra/overrides.yaml``), or [] without a record."""
-        return _read_yaml(self.path / JOB_RECORD) or []
+        """The command-line overrides of the job (``.hydra/overrides.yaml``), or [] without a readable record."""
+        recorded = _read_yaml(self.path / JOB_RECORD)
+        return recorded if _is_overrides(recorded) else []
 
     def config(self) -> dict[str, Any]:
         """The job's composed config as Hydra saved it (``.hydra/config.yaml``, interpolations unresolved), or {}."""
-        config = _read_yaml(self.path / ".hydra" / "config.yaml")
+        config = _read_yaml(self.path / CONFIG_RECORD)
         return config if isinstance(config, dict) else {}
 
     def config_choices(self) -> dict[str, str]:
         """The config group choices of the job (``model: conv_vae``, ``experiment: ...``)."""
-        hydra = _read_yaml(self.path / ".hydra" / "hydra.yaml") or {}
+        hydra = _read_yaml(self.path / HYDRA_RECORD)
         choices = hydra.get("hydra", {}).get("runtime", {}).get("choices", {}) if isinstance(hydra, dict) else {}
         return {key: value for key, value in choices.items() if isinstance(value, str)}
 
+    def status(self) -> tuple[str, str]:
+        """``(status, error line)``: a ``RunStatus`` (``metrics.json``'s; failed, with the ``FAILED`` file's line),
+        ``unreadable`` (a record file that cannot be read, named in the line) or ``unfinished`` (no record yet)."""
+        if self.failed_file.is_file():
+            return RunStatus.FAILED, next(iter(self.failed_file.read_text(errors="replace").splitlines()), "")
+        unreadable = self.unreadable_files()
+        if unreadable:
+            return "unreadable", f"cannot read {', '.join(str(self.path / name) for name in unreadable)}"
+        metrics = self.read_metrics()
+        return (str(metrics.get("status", RunStatus.COMPLETED)), "") if metrics else ("unfinished", "")
+
     def unreadable_files(self) -> list[str]:
-        """The record files (``metrics.json``, ``history.csv``, ``.hydra/*.yaml``) present but not readable as such."""
-        bad = []
-        if self.metrics_file.is_file() and not self.read_metrics():
-            bad.append(METRICS_FILE)
-        for name in (JOB_RECORD, ".hydra/config.yaml", ".hydra/hydra.yaml"):
-            if (self.path / name).is_file() and _read_yaml(self.path / name, strict=True) is _UNREADABLE:
-                bad.append(name)
-        if self.history_file.is_file():
-            try:
-                with self.history_file.open(newline="") as handle:
-                    header = next(csv.reader(handle), [])
-            except (OSError, UnicodeDecodeError, csv.Error):
-                header = []
-            if "epoch" not in header:
-                bad.append(HISTORY_FILE)
-        return bad
+        """The record files present but not readable as such: ``metrics.json`` (a JSON object), Hydra's ``.hydra/``
+        record (a list of overrides, two mappings) and ``history.csv`` (with an ``epoch`` column)."""
+        readable = {
+            METRICS_FILE: lambda: bool(self.read_metrics()),
+            JOB_RECORD: lambda: _is_overrides(_read_yaml(self.path / JOB_RECORD)),
+            CONFIG_RECORD: lambda: isinstance(_read_yaml(self.path / CONFIG_RECORD), dict),
+            HYDRA_RECORD: lambda: isinstance(_read_yaml(self.path / HYDRA_RECORD), dict),
+            HISTORY_FILE: lambda: "epoch" in _csv_header(self.history_file),
+        }
+        return [name for name, check in readable.items() if (self.path / name).is_file() and not check()]
 
 
 def sweep_jobs(sweep_dir: Path) -> list[Path]:
@@ -206,21 +216,21 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-_UNREADABLE = object()
-
-
-def _read_yaml(path: Path, strict: bool = False) -> Any:
-    """The file's YAML, None when it is missing; an unreadable file is None too (``_UNREADABLE`` if ``strict``)."""
-    if not path.is_file():
-        return None
+def _read_yaml(path: Path) -> Any:
+    """The file's YAML; None when it is missing or unreadable."""
     try:
         return yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return _UNREADABLE if strict else None
+        return None
 
 
-def _number(text: str | None) -> float:
+def _is_overrides(recorded: Any) -> bool:
+    return isinstance(recorded, list) and all(isinstance(line, str) for line in recorded)
+
+
+def _csv_header(path: Path) -> list[str]:
     try:
-        return float(text) if text not in (None, "") else float("nan")
-    except ValueError:
-        return float("nan")
+        with path.open(newline="") as handle:
+            return next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaelab.errors import VaelabError
-from vaelab.run.folder import RunFolder, write_atomic
+from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, write_atomic
 
 LOCK_FILE = ".vaelab.lock"
-RECORD_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config_tree.log")
+RECORD_FILES = (CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, "config_tree.log")
 LOG_SUFFIX = ".log"
 
 
@@ -50,7 +50,7 @@ def holds_run(folder: Path) -> bool:
     """True when ``folder`` has what a run leaves: its Hydra record, metrics, history or a checkpoint."""
     run = RunFolder(folder)
     return (
-        (folder / ".hydra" / "config.yaml").is_file()
+        (folder / CONFIG_RECORD).is_file()
         or run.metrics_file.is_file()
         or run.history_file.is_file()
         or any(run.checkpoints.glob("*.ckpt"))
@@ -58,7 +58,7 @@ def holds_run(folder: Path) -> bool:
 
 
 def create(folder: Path) -> None:
-    """Make ``folder`` (and its parents); one ``VaelabError`` line instead of Hydra's traceback when it cannot be."""
+    """Make the run or sweep ``folder``; one ``VaelabError`` line instead of Hydra's traceback when it cannot be."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

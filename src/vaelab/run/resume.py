@@ -21,13 +21,12 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, exit_with_error
 from vaelab.run.folder import JOB_RECORD, RunFolder
 
 if TYPE_CHECKING:  # this module runs before Hydra parses the command line: torch and Lightning load later
@@ -68,16 +67,9 @@ def with_run_overrides(argv: list[str]) -> list[str]:
 def run_overrides(run: RunFolder, given: list[Override]) -> list[str]:
     """The run's recorded overrides that the command line does not set itself (a key set twice can fail:
     ``~key`` or ``+key=`` twice), without its ``hydra.*`` ones and those in ``NOT_TAKEN_OVER``."""
-    try:
-        recorded = run.overrides()
-    except yaml.YAMLError:
-        recorded = None
-    if not isinstance(recorded, list) or not all(isinstance(line, str) for line in recorded):
-        print(
-            f"error: {run.path / JOB_RECORD}: not a list of overrides; repeat the run's own overrides instead",
-            file=sys.stderr,
-        )
-        raise SystemExit(1)
+    if JOB_RECORD in run.unreadable_files():
+        exit_with_error(f"{run.path / JOB_RECORD}: not a list of overrides; repeat the run's own overrides instead")
+    recorded = run.overrides()
     set_here = {(o.key_or_group, o.package) for o in given if o.type != OverrideType.CHANGE}
     changed_here = {(o.key_or_group, o.package) for o in given if o.type == OverrideType.CHANGE}
     kept = []
