@@ -219,6 +219,18 @@ def test_resume_with_an_unreadable_record_of_overrides_is_one_line(tmp_path: Pat
     ]
 
 
+def test_resume_with_a_cut_off_record_of_overrides_is_one_line(tmp_path: Path) -> None:
+    """Not YAML at all (a file cut off mid-write): refused like a record of another shape, never resumed without
+    the run's own overrides."""
+    run = write_run_record(tmp_path / "run", ["model=vae"])
+    (run / ".hydra" / "overrides.yaml").write_text("- model=vae\n- [trainer.max_")
+    result = run_inline("train.py", f"resume={run}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {run}/.hydra/overrides.yaml: not a list of overrides; repeat the run's own overrides instead"
+    ]
+
+
 def test_same_seed_same_losses(tiny_mnist: Path, tmp_path: Path) -> None:
     overrides = ["model=conv_vae", *FAST, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "logger=none",
                  *tiny_data_overrides(tiny_mnist)]  # fmt: skip
