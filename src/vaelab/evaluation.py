@@ -84,22 +84,14 @@ def checkpoint_sources(ckpt_path: str | None, runs: Any) -> list[Path]:
         if entry.is_file():
             found.append(entry)
         elif (entry / "checkpoints").is_dir():
-            found.append(run_checkpoint(entry))
+            found.append(RunFolder(entry).best_checkpoint())
         elif entry.is_dir() and (jobs := sorted(p for p in entry.iterdir() if (p / "checkpoints").is_dir())):
-            found.extend(run_checkpoint(job) for job in jobs)
+            found.extend(RunFolder(job).best_checkpoint() for job in jobs)
         else:
             raise VaelabError(
                 f"{entry} is neither a checkpoint, a run folder (with checkpoints/) nor a multirun folder."
             )
     return found
-
-
-def run_checkpoint(run_dir: Path) -> Path:
-    folder = RunFolder(run_dir)
-    chosen = folder.best_checkpoint() or folder.last_checkpoint
-    if not chosen.is_file():
-        raise VaelabError(f"{folder.checkpoints} holds no best*.ckpt and no last.ckpt.")
-    return chosen
 
 
 def run_names(checkpoint_path: Path) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from torch.export import Dim, export
 from vaelab.errors import VaelabError, exit_with_error
 from vaelab.models.base import ELBOModule
 from vaelab.run.checkpoints import load_model
+from vaelab.run.folder import RunFolder
 
 
 class Encoder(nn.Module):
@@ -79,9 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         model = load_model(args.checkpoint, trusted=trusted)  # trusted_models in the message: --trusted-models here
     except VaelabError as error:
         exit_with_error(error)
-    checkpoint = args.checkpoint.resolve()
-    run_folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
-    folder = args.out or (run_folder / "export" if run_folder else checkpoint.with_name(f"{checkpoint.stem}_export"))
+    run = RunFolder.of_checkpoint(args.checkpoint)
+    folder = args.out or (run.path / "export" if run else args.checkpoint.with_name(f"{args.checkpoint.stem}_export"))
     for path in export_model(model, folder).values():
         print(path)
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError, exit_with_error
 from vaelab.loggers import check_mlflow
-from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, sweep_jobs
+from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, RunFolder, sweep_jobs
 from vaelab.run.guard import claim, create, is_ddp_child, release
 
 
@@ -65,7 +65,7 @@ class FailedJobsReport(Callback):
         if not failed:
             return
         lines = [f"error: {len(failed)} of {len(jobs)} jobs failed (each folder's FAILED file says why):"]
-        lines += [f"  {job}: {(job / FAILED_FILE).read_text().splitlines()[0]}" for job in failed]
+        lines += [f"  {job}: {RunFolder(job).status()[1]}" for job in failed]
         print("\n".join(lines), file=sys.stderr, flush=True)
         sys.exit(1)
 

@@ -100,12 +100,9 @@ def open_study(
         raise VaelabError(f"study {study_name!r} in {storage}: {error}") from None
 
 
-def trial_reference(
-    storage: str, study_name: str, direction: str, pruner: Mapping[str, Any] | None, number: int
-) -> str:
+def trial_reference(storage: str, study_name: str, pruner: Mapping[str, Any] | None, number: int) -> str:
     """What a job needs to reach its trial, as the JSON the sweeper puts in the job's ``TRIAL_ENV``."""
-    return json.dumps({"storage": storage, "study_name": study_name, "direction": direction, "pruner": pruner,
-                       "number": number})  # fmt: skip
+    return json.dumps({"storage": storage, "study_name": study_name, "pruner": pruner, "number": number})
 
 
 def trial_of_this_job() -> optuna.Trial | None:
@@ -114,7 +111,7 @@ def trial_of_this_job() -> optuna.Trial | None:
         return None
     reference = json.loads(os.environ[TRIAL_ENV])
     storage = open_storage(reference["storage"])
-    study = open_study(storage, reference["study_name"], reference["direction"],
-                       pruner=build_pruner(reference.get("pruner")))  # fmt: skip
+    pruner = build_pruner(reference.get("pruner"))  # the study's sampler stays the sweeper's: a job only reports
+    study = optuna.load_study(study_name=reference["study_name"], storage=storage, pruner=pruner)
     study_id = storage.get_study_id_from_name(study.study_name)
     return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, reference["number"]))

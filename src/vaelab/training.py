@@ -149,7 +149,7 @@ def report(
         logger.finish_run(run.config, metrics, checkpoints["best"], trainer.global_step)
     if trainer.is_global_zero:
         run.folder.write_metrics({**metrics, **facts})
-        print_locations(run.folder, checkpoints, trainer.loggers, run.callbacks, metrics)
+        print_locations(run, checkpoints, metrics)
     return {**metrics, **facts}
 
 
@@ -224,19 +224,14 @@ def checkpoint_paths(run: Run) -> dict[str, str]:
     return {"best": best.best_model_path if best else "", "last": str(last) if last.is_file() else ""}
 
 
-def print_locations(
-    folder: RunFolder,
-    checkpoints: dict[str, str],
-    loggers: list[Logger],
-    callbacks: list[Any],
-    metrics: dict[str, float],
-) -> None:
+def print_locations(run: Run, checkpoints: dict[str, str], metrics: dict[str, float]) -> None:
     """The closing lines of a run: where everything it wrote is, and the headline numbers."""
+    folder = run.folder
     lines = [f"Run folder:   {folder.path}"]
     lines.append(f"Checkpoints:  best {checkpoints['best'] or '-'}")
     lines.append(f"              last {checkpoints['last'] or '-'}")
-    lines += [line for logger in hooks(loggers) if (line := logger.describe())]
-    figure_dirs = sorted({str(c.output_dir) for c in callbacks if isinstance(c, FigureLogger)})
+    lines += [line for logger in hooks(run.trainer.loggers) if (line := logger.describe())]
+    figure_dirs = sorted({str(c.output_dir) for c in run.callbacks if isinstance(c, FigureLogger)})
     if figure_dirs:
         lines.append(f"Figures:      {', '.join(figure_dirs)}")
     lines.append(f"Metrics:      {folder.metrics_file}  (per epoch: {folder.history_file})")

@@ -225,9 +225,7 @@ class OptunaSweeper(Sweeper):
             ]
             job += [f"seed={seed}"] if self.replicas > 1 else []
             if reports:  # the job's trial, told explicitly (vaelab.studies.trial_of_this_job)
-                reference = trial_reference(
-                    self.storage, self.study_name, self.direction, self.pruner_config, trial.number
-                )
+                reference = trial_reference(self.storage, self.study_name, self.pruner_config, trial.number)
                 job.append(f"++hydra.job.env_set.{TRIAL_ENV}={format_value(reference)}")
             overrides.append(job)
         return self.launcher.launch(overrides, initial_job_idx=jobs[0][0].number * self.replicas + jobs[0][2])

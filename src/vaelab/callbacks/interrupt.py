@@ -42,15 +42,11 @@ class InterruptCheckpoint(pl.Callback):
             raise KeyboardInterrupt
         self._ctrl_c = True
 
-    def _raise_if_noted(self) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         if self._ctrl_c:
             raise KeyboardInterrupt
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        self._raise_if_noted()
-
-    def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        self._raise_if_noted()
+    on_validation_batch_end = on_train_batch_end
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._ctrl_c = False  # handled: Lightning stops the run

@@ -45,13 +45,11 @@ class PlainLogger(RunHooks):
         self.logger.log_hyperparams(params)
 
     def describe(self) -> str:
-        from lightning.pytorch.loggers.logger import DummyLogger
-
-        if isinstance(self.logger, DummyLogger):  # fast_dev_run's: it writes nothing
-            return ""
         return folder_line(self.logger)
 
 
 def folder_line(logger: Any) -> str:
-    """``CSV:          <its folder>``: the logger's name and where it wrote."""
-    return f"{type(logger).__name__.removesuffix('Logger') + ':':<14}{logger.log_dir}"
+    """``CSV:          <its folder>``: the logger's name and where it wrote; "" for one without a folder (fast_dev_run's
+    dummy writes nothing)."""
+    folder = getattr(logger, "log_dir", None)
+    return f"{type(logger).__name__.removesuffix('Logger') + ':':<14}{folder}" if folder else ""

@@ -27,6 +27,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from vaelab.errors import VaelabError
 from vaelab.tables import as_number
 
 CHECKPOINTS = "checkpoints"
@@ -90,10 +91,12 @@ class RunFolder:
     metrics_file = Inside(METRICS_FILE)
     failed_file = Inside(FAILED_FILE)
 
-    def best_checkpoint(self) -> Path | None:
-        """The newest ``best*.ckpt``, if any."""
-        best = sorted(self.checkpoints.glob(BEST_CHECKPOINTS))
-        return best[-1] if best else None
+    def best_checkpoint(self) -> Path:
+        """The newest ``best*.ckpt``, else ``last.ckpt`` (a run that never validated); one line without either."""
+        best = sorted(self.checkpoints.glob(BEST_CHECKPOINTS)) or [self.last_checkpoint]
+        if not best[-1].is_file():
+            raise VaelabError(f"{self.checkpoints} holds no best*.ckpt and no last.ckpt.")
+        return best[-1]
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         """``metrics.json``, strict JSON (a missing or non-finite number is null), written whole or not at all."""
