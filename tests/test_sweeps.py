@@ -30,7 +30,7 @@ from helpers import (
 )
 from vaelab.cli import job_threads
 from vaelab.figures import plots
-from vaelab.studies import open_study, storage_file
+from vaelab.studies import open_storage, open_study, storage_file
 from vaelab.sweeps import short_overrides, summarise
 
 TINY_JOB = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
@@ -120,8 +120,8 @@ def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mni
     storage = tmp_path / "optuna" / "study.db"
     for run in ("a", "b"):  # the same command twice: the second continues the study
         if run == "b":  # ... after a sweep that died (kill -9) running trial 2: RUNNING, its heartbeat long gone
-            study = open_study(f"sqlite:///{storage}", "s", heartbeat_interval=1)
-            study._storage.record_heartbeat(study.ask()._trial_id)
+            opened = open_storage(f"sqlite:///{storage}", heartbeat_interval=1)
+            opened.record_heartbeat(open_study(opened, "s").ask()._trial_id)
             time.sleep(2.5)  # more than two heartbeat intervals
         run_sweep = run_inline if run == "a" else run_script  # the second as users run it, in its own process
         result = run_sweep("train.py", *OPTUNA_JOB, *optuna_overrides(storage), *tiny_data_overrides(tiny_mnist),
@@ -299,8 +299,8 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -
 
 def test_journal_storage_for_network_file_systems(tmp_path: Path) -> None:
     url = f"journal:{tmp_path / 'nfs' / 'study.journal'}"
-    study = open_study(url, "s")
+    study = open_study(open_storage(url), "s")
     study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
-    reopened = open_study(url, "s")  # another process on another node opens the same file
+    reopened = open_study(open_storage(url), "s")  # another process on another node opens the same file
     assert [t.value for t in reopened.trials] == [0.5]
     assert storage_file(url) == tmp_path / "nfs" / "study.journal" and storage_file("postgresql://db/x") is None

@@ -76,20 +76,19 @@ def build_pruner(config: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
 
 
 def open_study(
-    storage: str | optuna.storages.BaseStorage,
+    storage: optuna.storages.BaseStorage,
     study_name: str,
     direction: str = "minimize",
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
-    heartbeat_interval: int | None = None,
 ) -> optuna.Study:
-    """Create the study, or load it if the storage (a URL, or one ``open_storage`` opened) already has one of that
-    name (trials then add up)."""
+    """Create the study, or load it if the storage (``open_storage``) already has one of that name (trials then add
+    up)."""
     # The sweeper records heartbeats itself (heartbeats()); Optuna warns that they are meant for optimize().
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     try:
         return optuna.create_study(
-            storage=open_storage(storage, heartbeat_interval) if isinstance(storage, str) else storage,
+            storage=storage,
             study_name=study_name,
             direction=direction,
             sampler=sampler,
@@ -97,7 +96,7 @@ def open_study(
             load_if_exists=True,
         )
     except ValueError as error:  # e.g. an existing study with another direction
-        raise VaelabError(f"study {study_name!r} in {storage}: {error}") from None
+        raise VaelabError(f"study {study_name!r}: {error}") from None
 
 
 def trial_reference(storage: str, study_name: str, pruner: Mapping[str, Any] | None, number: int) -> str:

@@ -20,8 +20,7 @@ def run_name(varied: bool = False) -> str:
     Safe as a folder name."""
     if not HydraConfig.initialized():
         return "vaelab"
-    hydra_cfg = HydraConfig.get()
-    model = hydra_cfg.runtime.choices.get("model", "model")
+    hydra_cfg, model = HydraConfig.get(), choices().get("model", "model")
     name = f"{model} {Path(hydra_cfg.runtime.output_dir).name}"
     if in_multirun():
         name = f"{model} {Path(hydra_cfg.sweep.dir).name} #{Path(hydra_cfg.runtime.output_dir).name}"
@@ -46,6 +45,11 @@ def swept_overrides() -> list[str]:
     job = parser.parse_overrides(list(hydra_cfg.overrides.task))
     return [text for o, text in zip(job, hydra_cfg.overrides.task) if o.key_or_group not in fixed and
             not o.key_or_group.startswith("hydra.")]  # fmt: skip
+
+
+def choices() -> dict[str, str]:
+    """The job's config group choices (``model: conv_vae``; {} outside Hydra)."""
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
 
 
 def task_overrides() -> list[str]:

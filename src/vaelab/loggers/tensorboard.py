@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -55,10 +54,8 @@ def tensorboard_hparams(config: Mapping[str, Any], overrides: Sequence[str]) -> 
     chosen -= NOT_HPARAMS
     if not flat.get("tags"):
         chosen.discard("tags")
-    params: dict[str, Any] = {}
-    if HydraConfig.initialized():
-        choices = HydraConfig.get().runtime.choices
-        params = {group: choices[group] for group in ("model", "experiment") if choices.get(group)}
+    choices = naming.choices()
+    params: dict[str, Any] = {group: choices[group] for group in ("model", "experiment") if choices.get(group)}
     for key in sorted(chosen):
         value = flat[key]
         # Integers as text: TensorBoard shows every number with two decimals (a batch size of "128.00").
