@@ -123,15 +123,6 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_tip)
 
 
-def error_line(error: BaseException) -> str:
-    """One line for an error: a user error's message, else the exception's type and first line."""
-    cause = user_error(error)
-    if cause is not None:
-        return str(cause)
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
-
-
 def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | None:
     """``task(cfg)``, with errors reported as the module docstring says; None when a sweep job failed.
 
@@ -150,7 +141,9 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
             if cause is None:
                 raise
             exit_with_error(cause)
-        line = error_line(error)
+        # One line: a user error's message, else the exception's type and its message's first line.
+        first = str(error).strip().splitlines()[:1]
+        line = str(cause) if cause is not None else ": ".join([type(error).__name__, *first])
         log.error("error: %s", line)
         interrupted = isinstance(cause, Interrupted)  # Ctrl-C or SIGTERM (a pre-emption): stop the sweep
         folder.write_metrics({"status": RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED, "error": line})

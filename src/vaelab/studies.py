@@ -52,8 +52,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
     if url.startswith(SQLITE_PREFIX):
         # Several sweep processes on one file: wait for the write lock instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 60}
-    attempts = 5  # workers that start together on a new database (a file or a server) race to create its tables
-    for attempt in range(attempts):
+    for attempt in range(5):  # workers that start together on a new database (a file or a server) race to create it
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
@@ -61,13 +60,9 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval
                 )
         except Exception as error:  # the loser of that race sees a duplicate table or key: try again
-            if attempt == attempts - 1:
-                first_line = str(error).splitlines()[0]
-                raise VaelabError(
-                    f"hydra.sweeper.storage={url}: cannot open it as an Optuna storage ({first_line})."
-                ) from None
-            time.sleep(0.5 + attempt)
-    raise AssertionError("unreachable")
+            reason = (str(error).splitlines() or [type(error).__name__])[0]
+            time.sleep(0.5 + attempt if attempt < 4 else 0)
+    raise VaelabError(f"hydra.sweeper.storage={url}: cannot open it as an Optuna storage ({reason}).")
 
 
 def build_pruner(config: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
