@@ -102,7 +102,7 @@ def run_names(checkpoint_path: Path) -> tuple[str, str]:
         return checkpoint_path.stem, checkpoint_path.stem
     choices = folder.config_choices()
     setting = " ".join(name for name in (choices.get("experiment"), choices.get("model")) if name) or "run"
-    return setting, f"{setting}-{folder.name}"
+    return setting, f"{setting}-{folder.path.name}"
 
 
 def evaluate_checkpoint(

@@ -10,26 +10,19 @@ from pathlib import Path
 import torch
 
 
-def describe_device(device: torch.device) -> str:
-    """A short name of the machine a run used, for reports: the GPU's name, or the CPU's and its threads."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model_name = cpuinfo("model name") or platform.processor() or platform.machine()
-    threads = torch.get_num_threads()
-    return f"CPU {model_name}, {threads} thread{'s' if threads > 1 else ''}"
-
-
 def machine_facts(device: torch.device) -> dict[str, str | int]:
     """What makes a run's numbers specific to its machine, for ``metrics.json``: the device, the torch build,
     the CPU instruction set oneDNN's kernels use (their rounding differs between AVX2 and AVX-512, so a
     seeded run ends elsewhere on another kind of CPU: docs/results.md) and the intra-op threads."""
+    threads, cpu_name = torch.get_num_threads(), cpuinfo("model name") or platform.processor() or platform.machine()
+    cpu = f"CPU {cpu_name}, {threads} thread{'s' * (threads > 1)}"
     facts: dict[str, str | int] = {
-        "device": describe_device(device),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,  # a short name, for reports
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         # oneDNN picks its kernels by finer features than the capability: two AVX512 machines can differ here.
         "cpu_features": " ".join(cpu_features()),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
     }
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):  # a cap the user set on oneDNN's instruction set
         facts["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]

@@ -52,7 +52,7 @@ def collect_jobs(
         metrics["best_epoch"] = min(points, key=lambda point: point[1])[0] if points else float("nan")
         varying = " ".join(o for o in overrides[job] if o not in common)
         seed = job.config().get("seed")
-        row: dict[str, Any] = {"job": job.name, "overrides": varying, "seed": seed if seed is not None else "",
+        row: dict[str, Any] = {"job": job.path.name, "overrides": varying, "seed": seed if seed is not None else "",
                                "status": status, "error": error, "setting_key": setting_of(job)}  # fmt: skip
         row.update({column: as_number(metrics.get(column)) for column in metric_columns})
         for column in EPOCH_COLUMNS & row.keys():  # counts print as 4, not 4.00
@@ -63,8 +63,8 @@ def collect_jobs(
 
 def _job_order(job: RunFolder) -> tuple[tuple[int, ...], str]:
     """Job folders in number order: ``2`` before ``10``; a replica's ``<trial>_<replica>`` after its trial's."""
-    parts = job.name.split("_")
-    return (tuple(map(int, parts)), "") if all(part.isdigit() for part in parts) else ((1 << 30,), job.name)
+    parts = job.path.name.split("_")
+    return (tuple(map(int, parts)), "") if all(part.isdigit() for part in parts) else ((1 << 30,), job.path.name)
 
 
 def short_overrides(overrides: str) -> str:

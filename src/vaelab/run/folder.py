@@ -81,10 +81,6 @@ class RunFolder:
         parent = Path(checkpoint).resolve().parent
         return cls(parent.parent) if parent.name == CHECKPOINTS else None
 
-    @property
-    def name(self) -> str:
-        return self.path.name
-
     checkpoints = Inside(CHECKPOINTS)
     last_checkpoint = Inside(CHECKPOINTS, LAST_CHECKPOINT)
     history_file = Inside(HISTORY_FILE)

@@ -49,12 +49,8 @@ def is_ddp_child() -> bool:
 def holds_run(folder: Path) -> bool:
     """True when ``folder`` has what a run leaves: its Hydra record, metrics, history or a checkpoint."""
     run = RunFolder(folder)
-    return (
-        (folder / CONFIG_RECORD).is_file()
-        or run.metrics_file.is_file()
-        or run.history_file.is_file()
-        or any(run.checkpoints.glob("*.ckpt"))
-    )
+    records = (folder / CONFIG_RECORD, run.metrics_file, run.history_file)
+    return any(path.is_file() for path in records) or any(run.checkpoints.glob("*.ckpt"))
 
 
 def create(folder: Path) -> None:
