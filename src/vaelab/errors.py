@@ -79,7 +79,7 @@ def instantiate(config: Any, key: str | None = None, **kwargs: Any) -> Any:
             raise cause from None
         if key is None:
             raise
-        reason = str(error.__cause__ or error).splitlines()[0]
+        reason = (str(error.__cause__ or error).splitlines() or [type(error).__name__])[0]
         raise VaelabError(f"{key}: cannot build {config.get('_target_')!r} ({reason})") from None
 
 
