@@ -29,6 +29,7 @@ from helpers import (
     tiny_data_overrides,
 )
 from vaelab.cli import job_threads
+from vaelab.errors import VaelabError
 from vaelab.figures import plots
 from vaelab.studies import open_storage, open_study, storage_file
 from vaelab.sweeps import short_overrides, summarise
@@ -295,6 +296,17 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -
         errors = [line for line in process.communicate(timeout=120)[1].splitlines() if line.strip()]
         assert len(errors) == 1 and errors[0].startswith("error: MNIST not found"), errors
     assert len(list((tmp_path / "train" / "runs").iterdir())) == 2
+
+
+def test_a_study_keeps_its_direction(tmp_path: Path) -> None:
+    """Optuna would load a study made to minimize for a sweep that asks to maximize, and rank its trials upside down."""
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    open_study(storage, "s", "minimize")
+    with pytest.raises(
+        VaelabError, match="study 's' is to minimize, not maximize: pass another hydra.sweeper.study_name"
+    ):
+        open_study(storage, "s", "maximize")
+    assert open_study(storage, "s", "minimize").direction == optuna.study.StudyDirection.MINIMIZE
 
 
 def test_journal_storage_for_network_file_systems(tmp_path: Path) -> None:

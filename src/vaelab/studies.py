@@ -82,16 +82,16 @@ def open_study(
     # The sweeper records heartbeats itself (heartbeats()); Optuna warns that they are meant for optimize().
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     try:
-        return optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            direction=direction,
-            sampler=sampler,
-            pruner=pruner,
+        study = optuna.create_study(
+            storage=storage, study_name=study_name, direction=direction, sampler=sampler, pruner=pruner,
             load_if_exists=True,
-        )
-    except ValueError as error:  # e.g. an existing study with another direction
+        )  # fmt: skip
+    except ValueError as error:  # a direction that is neither minimize nor maximize
         raise VaelabError(f"study {study_name!r}: {error}") from None
+    kept = study.direction.name.lower()  # Optuna loads an existing study whatever direction is asked
+    if kept != str(direction).lower():
+        raise VaelabError(f"study {study_name!r} is to {kept}, not {direction}: pass another hydra.sweeper.study_name.")
+    return study
 
 
 def trial_reference(storage: str, study_name: str, pruner: Mapping[str, Any] | None, number: int) -> str:
