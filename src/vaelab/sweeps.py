@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, exit_with_error
 from vaelab.figures import plots
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds, write_ranking
 from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus, sweep_jobs
@@ -48,6 +48,9 @@ def collect_jobs(
     for job in jobs_found:
         metrics = job.read_metrics()
         status, error = job.status()
+        unreadable = job.unreadable_files() if status != RunStatus.FAILED else []
+        if unreadable:  # named in the summary: the job's record cannot be trusted
+            status, error = "unreadable", f"cannot read {', '.join(str(job.path / name) for name in unreadable)}"
         points = job.validation_losses()  # the best epoch: the lowest val/loss in history.csv
         metrics["best_epoch"] = min(points, key=lambda point: point[1])[0] if points else float("nan")
         varying = " ".join(o for o in overrides[job] if o not in common)
@@ -85,7 +88,7 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     metric_columns = METRIC_COLUMNS if metric in METRIC_COLUMNS else (metric, *METRIC_COLUMNS)
     jobs, common = collect_jobs(sweep_dir, metric_columns)
     if not jobs:
-        raise SystemExit(f"error: no job folders (with .hydra/overrides.yaml) in {sweep_dir}")
+        exit_with_error(f"no job folders (with .hydra/overrides.yaml) in {sweep_dir}")
     # Best first; jobs without the metric (failed, pruned early, unfinished) last.
     jobs = sorted(jobs, key=lambda row: (math.isnan(row[metric]), row[metric] if not math.isnan(row[metric]) else 0))
     table = markdown_table(jobs, ["job", "status", "overrides", *metric_columns])
@@ -224,7 +227,7 @@ def main() -> None:
     parser.add_argument("--metric", default="val/loss", help="metric to sort by (lower is better)")
     args = parser.parse_args()
     if not args.sweep_dir.is_dir():
-        raise SystemExit(f"error: {args.sweep_dir} is not a folder")
+        exit_with_error(f"{args.sweep_dir} is not a folder")
     summarise(args.sweep_dir, args.metric)
 
 

@@ -135,19 +135,17 @@ class RunFolder:
         return {key: value for key, value in choices.items() if isinstance(value, str)}
 
     def status(self) -> tuple[str, str]:
-        """``(status, error line)``: a ``RunStatus`` (``metrics.json``'s; failed, with the ``FAILED`` file's line),
-        ``unreadable`` (a record file that cannot be read, named in the line) or ``unfinished`` (no record yet)."""
+        """``(status, error line)``: a ``RunStatus`` (``metrics.json``'s; failed, with the ``FAILED`` file's line) or
+        ``unfinished`` (no readable ``metrics.json`` yet). Reads two small files: the sweeper asks it of every job."""
         if self.failed_file.is_file():
             return RunStatus.FAILED, next(iter(self.failed_file.read_text(errors="replace").splitlines()), "")
-        unreadable = self.unreadable_files()
-        if unreadable:
-            return "unreadable", f"cannot read {', '.join(str(self.path / name) for name in unreadable)}"
         metrics = self.read_metrics()
         return (str(metrics.get("status", RunStatus.COMPLETED)), "") if metrics else ("unfinished", "")
 
-    def unreadable_files(self) -> list[str]:
-        """The record files present but not readable as such: ``metrics.json`` (a JSON object), Hydra's ``.hydra/``
-        record (a list of overrides, two mappings) and ``history.csv`` (with an ``epoch`` column)."""
+    def unreadable_files(self, *names: str) -> list[str]:
+        """The record files (all, or those in ``names``) present but not readable as such: ``metrics.json`` (a JSON
+        object), Hydra's ``.hydra/`` record (a list of overrides, two mappings), ``history.csv`` (an ``epoch`` column).
+        Only the files asked about are read (parsing the Hydra record takes ~20 ms)."""
         readable = {
             METRICS_FILE: lambda: bool(self.read_metrics()),
             JOB_RECORD: lambda: _is_overrides(_read_yaml(self.path / JOB_RECORD)),
@@ -155,7 +153,8 @@ class RunFolder:
             HYDRA_RECORD: lambda: isinstance(_read_yaml(self.path / HYDRA_RECORD), dict),
             HISTORY_FILE: lambda: "epoch" in _csv_header(self.history_file),
         }
-        return [name for name, check in readable.items() if (self.path / name).is_file() and not check()]
+        asked = [name for name in readable if not names or name in names]
+        return [name for name in asked if (self.path / name).is_file() and not readable[name]()]
 
 
 def sweep_jobs(sweep_dir: Path) -> list[Path]:

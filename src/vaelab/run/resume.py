@@ -67,7 +67,7 @@ def with_run_overrides(argv: list[str]) -> list[str]:
 def run_overrides(run: RunFolder, given: list[Override]) -> list[str]:
     """The run's recorded overrides that the command line does not set itself (a key set twice can fail:
     ``~key`` or ``+key=`` twice), without its ``hydra.*`` ones and those in ``NOT_TAKEN_OVER``."""
-    if JOB_RECORD in run.unreadable_files():
+    if run.unreadable_files(JOB_RECORD):
         exit_with_error(f"{run.path / JOB_RECORD}: not a list of overrides; repeat the run's own overrides instead")
     recorded = run.overrides()
     set_here = {(o.key_or_group, o.package) for o in given if o.type != OverrideType.CHANGE}
