@@ -33,9 +33,11 @@ def make_folder(folder: Path, setting: str) -> None:
         raise VaelabError(f"{setting}: cannot create {folder} ({error.strerror})") from None
 
 
-def check_number(key: str, value: object, minimum: float, integer: bool = False, strict: bool = False) -> None:
+def check_number(
+    key: str, value: object, minimum: float, integer: bool = False, strict: bool = False, maximum: float | None = None
+) -> None:
     """Raise a ``VaelabError`` naming ``key`` unless ``value`` is a number (an int if ``integer``) >= ``minimum``
-    (> ``minimum`` if ``strict``)."""
+    (> ``minimum`` if ``strict``) and <= ``maximum``."""
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise VaelabError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}.")
@@ -43,6 +45,17 @@ def check_number(key: str, value: object, minimum: float, integer: bool = False,
         raise VaelabError(f"{key} must be a finite number, got {value!r}.")
     if value < minimum or (strict and value == minimum):
         raise VaelabError(f"{key} must be {'>' if strict else '>='} {minimum:g}, got {value!r}.")
+    if maximum is not None and value > maximum:
+        raise VaelabError(f"{key} must be <= {maximum}, got {value!r}.")
+
+
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's and Lightning's seeding take
+
+
+def check_seed(seed: object) -> None:
+    """``seed`` (null: unseeded) must be an integer numpy can seed with: 1.5 is not silently 1."""
+    if seed is not None:
+        check_number("seed", seed, minimum=SEED_RANGE[0], integer=True, maximum=SEED_RANGE[1])
 
 
 def check_finite(config: object, key: str = "") -> None:

@@ -23,7 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from vaelab.cli import tune_malloc
 from vaelab.data import IDXDataModule
 from vaelab.data.datamodule import check_labels
-from vaelab.errors import VaelabError, check_finite, check_number, instantiate
+from vaelab.errors import VaelabError, check_finite, check_number, check_seed, instantiate
 from vaelab.figures import plots
 from vaelab.figures.model import FIGURES, FigureSettings, draw_figures
 from vaelab.figures.projector import write_projector
@@ -51,6 +51,10 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     # null skips the estimate; zero, a fraction or a negative count of samples has no meaning.
     if cfg.get("iwae_samples") is not None:
         check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
+    check_seed(cfg.get("seed"))
+    # The report needs test images: 0 batches would leave every number empty.
+    if cfg.trainer.get("limit_test_batches") is not None:
+        check_number("trainer.limit_test_batches", cfg.trainer.limit_test_batches, minimum=0, strict=True)
     sources = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
     # Every file read, and its model class trusted, before anything is built: a bad one is one line.
     checkpoints = [read_checkpoint(path, trusted=cfg.get("trusted_models") or ()) for path in sources]

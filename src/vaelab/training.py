@@ -22,7 +22,7 @@ from vaelab.callbacks import FigureLogger, OptunaPruning
 from vaelab.cli import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.data.datamodule import check_labels
-from vaelab.errors import Interrupted, VaelabError, check_finite, check_number, instantiate
+from vaelab.errors import Interrupted, VaelabError, check_finite, check_number, check_seed, instantiate
 from vaelab.loggers import hooks
 from vaelab.machine import machine_facts
 from vaelab.models.base import LOGGED_TERMS, STAGES, ELBOModule, NonFiniteLossError
@@ -111,9 +111,11 @@ def fit(run: Run) -> dict[str, float]:
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
+        # Resume needs a last.ckpt: before the first one, the only way on is to start the run again.
+        then = f"resume={run.folder.path}" if run.folder.last_checkpoint.is_file() else "run the command again in a new folder (none was saved to resume from)"
         raise VaelabError(
             f"cannot write {error.filename or run.folder.path}: {error.strerror}; the files already there are intact "
-            f"(each is written whole or not at all): free space, then resume={run.folder.path}"
+            f"(each is written whole or not at all): free space, then {then}"
         ) from None
     except NonFiniteLossError as error:
         last = run.folder.last_checkpoint if run.folder.last_checkpoint.is_file() else "none saved yet"
@@ -181,6 +183,7 @@ def check_settings(cfg: DictConfig) -> None:
     """Values no run can use, each one line naming the key, before anything is built or printed."""
     check_finite(OmegaConf.to_container(cfg, resolve=True))
     check_number("trainer.max_epochs", cfg.trainer.get("max_epochs"), minimum=1, integer=True)
+    check_seed(cfg.get("seed"))
     check_optimized_metric(cfg)
 
 

@@ -23,16 +23,24 @@ class EpochHistory(Checkpoint):
 
     def __init__(self, run_dir: str) -> None:
         self.folder = RunFolder(Path(run_dir))
+        self._validated = False  # whether this epoch validated (``trainer.check_val_every_n_epoch`` may skip it)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             drop_rows_from(self.folder.history_file, trainer.global_step + 1)
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = False
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = self._validated or not trainer.sanity_checking
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
-        metrics = trainer.callback_metrics
-        row = {name: float(metrics[name]) for name in HISTORY_COLUMNS if name in metrics}
+        metrics = trainer.callback_metrics  # val/* there is the last validation's: kept only for an epoch that ran one
+        row = {name: float(metrics[name]) for name in HISTORY_COLUMNS
+               if name in metrics and (self._validated or not name.startswith("val/"))}  # fmt: skip
         self._append({"epoch": trainer.current_epoch, "step": trainer.global_step, **row})
 
     def _append(self, row: dict[str, float]) -> None:

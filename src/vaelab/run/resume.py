@@ -153,4 +153,26 @@ def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None
         return None
     checkpoint = read_checkpoint(path, trusted=trusted)
     check_resumable(checkpoint, model, path)
+    check_trains_more(checkpoint, cfg, f"resume={resume}" if resume else f"ckpt_path={path}")
     return ResumePlan(str(path), int(checkpoint.get("global_step", 0)))
+
+
+def epochs_done(checkpoint: dict) -> int | None:
+    """The training epochs a checkpoint has finished (Lightning's fit-loop progress; None if it has none): a
+    checkpoint saved at an epoch's end counts that epoch, one saved mid-epoch (an interrupt) does not."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    processed = progress.get("processed") if isinstance(progress, dict) else None
+    return processed if isinstance(processed, int) else None
+
+
+def check_trains_more(checkpoint: dict, cfg: DictConfig, source: str) -> None:
+    """One line, before anything is written, when going on from ``checkpoint`` would train nothing: its run already
+    reached ``trainer.max_epochs`` (or ``max_steps``). A resume that trains nothing must not rewrite the record."""
+    done, step = epochs_done(checkpoint), int(checkpoint.get("global_step", 0))
+    max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps") or -1
+    if done is not None and isinstance(max_epochs, int) and done >= max_epochs:
+        raise VaelabError(f"{source}: the run has already trained {done} epochs (trainer.max_epochs={max_epochs}); "
+                          f"pass trainer.max_epochs={done + 1} or more to train on. Nothing was changed.")  # fmt: skip
+    if max_steps > 0 and step >= max_steps:
+        raise VaelabError(f"{source}: the run has already trained {step} steps (trainer.max_steps={max_steps}); "
+                          "pass a larger trainer.max_steps to train on. Nothing was changed.")  # fmt: skip
