@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from helpers import SWEPT_MODELS, compose_config, run_inline, run_script, tensorboard_run, tiny_data_overrides
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate, figure_labels
-from vaelab.run.guard import holds_run
+from vaelab.run.folder import RunFolder
 from vaelab.training import train
 
 EXPECTED_FIGURES = {
@@ -185,7 +185,7 @@ def test_a_bad_value_is_one_line_and_exit_status_1(
     result = run_script(script, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [line], result.stderr[-2000:]
     assert result.stdout.strip() == ""  # no config tree first
-    assert not holds_run(tmp_path / "run")  # the same command, mended, may use the folder
+    assert not RunFolder(tmp_path / "run").holds_run()  # the same command, mended, may use the folder
 
 
 def test_help_lists_the_groups() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import torch
 from helpers import NO_FIGURES, compose_config, run_inline, tiny_data_overrides
 from test_run_safety import one_error_line, snapshot
 from vaelab.errors import VaelabError
+from vaelab.evaluation import evaluate
 from vaelab.training import train
 
 TINY = ["model=vae", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
@@ -52,3 +54,50 @@ def test_a_resume_that_trains_nothing_changes_nothing(tiny_mnist: Path, tmp_path
     with pytest.raises(VaelabError, match="already trained 2 epochs"):
         train(compose_config("train", [*TINY, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=2",
                                        *tiny_data_overrides(tiny_mnist)], tmp_path / "other"))  # fmt: skip
+
+
+EVAL = ["iwae_samples=null", "projector=false", "figures.num_points=50", "figures.grid_size=3",
+        "data.eval_batch_size=50", "trainer.limit_test_batches=1"]  # fmt: skip
+
+
+@pytest.fixture
+def two_sweeps(tiny_mnist: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A 2-seed sweep, and a copy of it in another folder (job folders of the same names)."""
+    sweep = tmp_path / "sweep1"
+    result = run_inline("train.py", "-m", *TINY, "trainer.max_epochs=1", "seed=1,2", *tiny_data_overrides(tiny_mnist),
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    copy = tmp_path / "sweep2"
+    shutil.copytree(sweep, copy)
+    return sweep, copy
+
+
+def evaluate_runs(runs: list[Path], tiny_mnist: Path, output: Path, capsys: pytest.CaptureFixture) -> list[dict]:
+    evaluate(compose_config("eval", [f"runs=[{','.join(map(str, runs))}]", *EVAL, *tiny_data_overrides(tiny_mnist)],
+                            output))  # fmt: skip
+    capsys.readouterr()
+    return list(csv.DictReader((output / "results.csv").open()))
+
+
+def test_evaluation_counts_each_completed_run_once_and_names_what_it_left_out(
+    two_sweeps: tuple[Path, Path], tiny_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    first, second = two_sweeps
+    # Job folders that share a name: each its own output folder and its own name in the row.
+    rows = evaluate_runs([first / "0", second / "0"], tiny_mnist, tmp_path / "e1", capsys)
+    assert len(rows) == 1 and rows[0]["seeds"] == "2"
+    names = rows[0]["run"].split()
+    assert len(set(names)) == 2 and all((tmp_path / "e1" / name / "metrics.json").is_file() for name in names)
+    # The same run named three ways is one run.
+    rows = evaluate_runs([first / "0", first / "0", Path(f"{first / '0'}/")], tiny_mnist, tmp_path / "e2", capsys)
+    assert rows[0]["seeds"] == "1" and rows[0]["loss_std"] == ""
+    # An interrupted job and a failed one are left out, and the report says so.
+    metrics = json.loads((second / "0" / "metrics.json").read_text())
+    (second / "0" / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted"}))
+    (second / "1" / "FAILED").write_text("RuntimeError: boom\n")
+    rows = evaluate_runs([first, second], tiny_mnist, tmp_path / "e3", capsys)
+    assert rows[0]["seeds"] == "2"  # sweep1's two jobs
+    report = (tmp_path / "e3" / "results_table.md").read_text()
+    assert f"{second / '0'}: interrupted" in report and f"{second / '1'}: failed (RuntimeError: boom)" in report
+    with pytest.raises(VaelabError, match="no completed run to evaluate"):
+        evaluate_runs([second], tiny_mnist, tmp_path / "e4", capsys)

@@ -33,7 +33,7 @@ from vaelab.models.inference import encode_means
 from vaelab.models.probability import iwae_log_likelihood
 from vaelab.replicas import group_replicas, setting_of, spread, without_seeds
 from vaelab.run.checkpoints import model_class, model_from_checkpoint, read_checkpoint
-from vaelab.run.folder import RunFolder
+from vaelab.run.folder import RunFolder, RunStatus, sweep_jobs
 from vaelab.tables import markdown_table, write_csv
 
 RESULT_COLUMNS = (
@@ -55,7 +55,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     # The report needs test images: 0 batches would leave every number empty.
     if cfg.trainer.get("limit_test_batches") is not None:
         check_number("trainer.limit_test_batches", cfg.trainer.limit_test_batches, minimum=0, strict=True)
-    sources = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
+    sources, left_out = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
     # Every file read, and its model class trusted, before anything is built: a bad one is one line.
     checkpoints = [read_checkpoint(path, trusted=cfg.get("trusted_models") or ()) for path in sources]
     output_dir = Path(cfg.paths.output_dir)
@@ -64,38 +64,61 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         check_labels(model_class(checkpoint["vaelab_model_class"]).num_classes, datamodule, str(path))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
 
+    names = [run_names(path) for path in sources]
+    labels = unique_labels([label for _, label in names], sources)
     results = []
-    for checkpoint_path, checkpoint in zip(sources, checkpoints):
-        setting, label = run_names(checkpoint_path)
+    for checkpoint_path, checkpoint, (setting, _), label in zip(sources, checkpoints, names, labels):
         run_output = output_dir if len(sources) == 1 and not cfg.get("runs") else output_dir / label
         results.append(evaluate_checkpoint(cfg, checkpoint_path, checkpoint, datamodule, trainer, run_output, setting,
                                            label))  # fmt: skip
     if cfg.get("runs"):
-        write_comparison(results, sources, output_dir, cfg.get("report_dir"))
+        write_comparison(results, sources, output_dir, cfg.get("report_dir"), left_out)
     return results
 
 
-def checkpoint_sources(ckpt_path: str | None, runs: Any) -> list[Path]:
-    """The checkpoints to evaluate: ``ckpt_path``, or for each entry of ``runs`` a checkpoint file, a run folder
-    (its best checkpoint, else ``last.ckpt``) or a multirun folder (each of its job folders)."""
+def checkpoint_sources(ckpt_path: str | None, runs: Any) -> tuple[list[Path], list[str]]:
+    """The checkpoints to evaluate, and a line for each run left out. ``ckpt_path``, or for each entry of ``runs`` a
+    checkpoint file, a run folder (its best checkpoint, else ``last.ckpt``) or a multirun folder (each of its job
+    folders). A run counts once however often it is named, and only a completed one: an interrupted, failed, pruned
+    or unfinished run is left out (a checkpoint file named on its own is taken as it is)."""
     if bool(ckpt_path) == bool(runs):
         raise VaelabError("pass exactly one of ckpt_path=<file.ckpt> or runs='[<run folder>, ...]'.")
     if ckpt_path:
-        return [Path(ckpt_path)]
+        return [Path(ckpt_path)], []
     entries = [runs] if isinstance(runs, str) else list(runs)
-    found: list[Path] = []
+    found: dict[Path, Path] = {}  # resolved -> as named
+    left_out: list[str] = []
     for entry in map(Path, entries):
         if entry.is_file():
-            found.append(entry)
-        elif (entry / "checkpoints").is_dir():
-            found.append(RunFolder(entry).best_checkpoint())
-        elif entry.is_dir() and (jobs := sorted(p for p in entry.iterdir() if (p / "checkpoints").is_dir())):
-            found.extend(RunFolder(job).best_checkpoint() for job in jobs)
+            found.setdefault(entry.resolve(), entry)
+            continue
+        if RunFolder(entry).holds_run():
+            folders = [entry]
+        elif entry.is_dir() and (jobs := sweep_jobs(entry)):
+            folders = jobs
         else:
-            raise VaelabError(
-                f"{entry} is neither a checkpoint, a run folder (with checkpoints/) nor a multirun folder."
-            )
-    return found
+            raise VaelabError(f"{entry} is neither a checkpoint, a run folder nor a multirun folder.")
+        for folder in map(RunFolder, folders):
+            status, error = folder.status()
+            if status != RunStatus.COMPLETED:
+                left_out.append(f"{folder.path}: {status}" + (f" ({error})" if error else ""))
+            else:  # named twice (A, A/, a sweep and one of its jobs): one file, counted once
+                checkpoint = folder.best_checkpoint()
+                found.setdefault(checkpoint.resolve(), checkpoint)
+    if not found:
+        raise VaelabError(f"no completed run to evaluate in runs={list(entries)}: left out {'; '.join(left_out)}")
+    return list(found.values()), left_out
+
+
+def unique_labels(labels: list[str], sources: list[Path]) -> list[str]:
+    """``labels`` made unique (each names an output folder): runs whose folders share a name (``sweep1/0`` and
+    ``sweep2/0``) add their parent folder's name, and a number where even that is shared."""
+    labels = [
+        label if labels.count(label) == 1 else f"{label}-{source.resolve().parents[2].name}"
+        if RunFolder.of_checkpoint(source) else label
+        for label, source in zip(labels, sources)
+    ]
+    return [label if labels.count(label) == 1 else f"{label}-{index + 1}" for index, label in enumerate(labels)]
 
 
 def run_names(checkpoint_path: Path) -> tuple[str, str]:
@@ -256,13 +279,16 @@ def validation_band(folders: list[RunFolder | None]) -> tuple[list[int], list[fl
 
 
 def write_comparison(
-    results: list[dict[str, Any]], sources: list[Path], output_dir: Path, report_dir: str | None
+    results: list[dict[str, Any]], sources: list[Path], output_dir: Path, report_dir: str | None,
+    left_out: list[str] = (),
 ) -> None:
-    """``results.csv`` and ``results_table.md`` (one row per setting, replicas averaged) and ``comparison.png``;
-    copies into ``report_dir``."""
+    """``results.csv`` and ``results_table.md`` (one row per setting, replicas averaged; the runs left out named
+    below it) and ``comparison.png``; copies into ``report_dir``."""
     groups = replica_groups(sources)
     rows = [setting_row([results[i] for i in group]) for group in groups]
     table = markdown_table(rows, RESULT_COLUMNS)
+    if left_out:
+        table += "\nLeft out (only completed runs count):\n\n" + "".join(f"- {line}\n" for line in left_out)
     names = figure_labels([results[group[0]] for group in groups], [sources[group[0]] for group in groups])
     names = [name + (f" (n={len(group)})" if len(group) > 1 else "") for name, group in zip(names, groups)]
     curves = {

@@ -39,7 +39,7 @@ def collect_jobs(
     """One row per job folder (``<sweep>/<n>/`` with ``.hydra/overrides.yaml``): the overrides that vary
     between jobs, its status and error line, the final metrics from its ``metrics.json`` and its best epoch
     from ``history.csv``; and the overrides every job shares."""
-    jobs_found = sorted(map(RunFolder, sweep_jobs(sweep_dir)), key=_job_order)
+    jobs_found = list(map(RunFolder, sweep_jobs(sweep_dir)))
     overrides = {job: job.overrides() for job in jobs_found}
     common = (
         [o for o in overrides[jobs_found[0]] if all(o in others for others in overrides.values())] if jobs_found else []
@@ -62,12 +62,6 @@ def collect_jobs(
             row[column] = row[column] if math.isnan(row[column]) else int(row[column])
         jobs.append(row)
     return jobs, common
-
-
-def _job_order(job: RunFolder) -> tuple[tuple[int, ...], str]:
-    """Job folders in number order: ``2`` before ``10``; a replica's ``<trial>_<replica>`` after its trial's."""
-    parts = job.path.name.split("_")
-    return (tuple(map(int, parts)), "") if all(part.isdigit() for part in parts) else ((1 << 30,), job.path.name)
 
 
 def short_overrides(overrides: str) -> str:

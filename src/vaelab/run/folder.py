@@ -87,6 +87,11 @@ class RunFolder:
     metrics_file = Inside(METRICS_FILE)
     failed_file = Inside(FAILED_FILE)
 
+    def holds_run(self) -> bool:
+        """True when the folder has what a run leaves: its Hydra record, metrics, history or a checkpoint."""
+        records = (self.path / CONFIG_RECORD, self.metrics_file, self.history_file)
+        return any(path.is_file() for path in records) or any(self.checkpoints.glob("*.ckpt"))
+
     def best_checkpoint(self) -> Path:
         """The newest ``best*.ckpt``, else ``last.ckpt`` (a run that never validated); one line without either."""
         best = sorted(self.checkpoints.glob(BEST_CHECKPOINTS)) or [self.last_checkpoint]
@@ -158,8 +163,14 @@ class RunFolder:
 
 
 def sweep_jobs(sweep_dir: Path) -> list[Path]:
-    """The job folders in ``sweep_dir``: those with Hydra's record of a job."""
-    return [record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")]
+    """The job folders in ``sweep_dir`` (those with Hydra's record of a job), in job order."""
+    return sorted((record.parents[1] for record in sweep_dir.glob(f"*/{JOB_RECORD}")), key=job_order)
+
+
+def job_order(job: Path) -> tuple[tuple[int, ...], str]:
+    """Job folders in number order: ``2`` before ``10``; a replica's ``<trial>_<replica>`` after its trial's."""
+    parts = job.name.split("_")
+    return (tuple(map(int, parts)), "") if all(part.isdigit() for part in parts) else ((1 << 30,), job.name)
 
 
 def write_atomic(path: Path, content: bytes | str) -> None:

@@ -46,13 +46,6 @@ def is_ddp_child() -> bool:
     return any(os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0 for name in ranks)
 
 
-def holds_run(folder: Path) -> bool:
-    """True when ``folder`` has what a run leaves: its Hydra record, metrics, history or a checkpoint."""
-    run = RunFolder(folder)
-    records = (folder / CONFIG_RECORD, run.metrics_file, run.history_file)
-    return any(path.is_file() for path in records) or any(run.checkpoints.glob("*.ckpt"))
-
-
 def create(folder: Path) -> None:
     """Make the run or sweep ``folder``; one ``VaelabError`` line instead of Hydra's traceback when it cannot be."""
     try:
@@ -79,7 +72,7 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
         holder = _read_holder(descriptor)
         os.close(descriptor)
         raise VaelabError(f"{folder} is in use by {holder}; wait for it to end, or pass another folder.") from None
-    if not resuming and not new_job and holds_run(folder):
+    if not resuming and not new_job and RunFolder(folder).holds_run():
         os.close(descriptor)
         raise VaelabError(
             f"{folder} already holds a run; pass resume={folder} to continue it, or another folder "
