@@ -101,3 +101,30 @@ def test_evaluation_counts_each_completed_run_once_and_names_what_it_left_out(
     assert f"{second / '0'}: interrupted" in report and f"{second / '1'}: failed (RuntimeError: boom)" in report
     with pytest.raises(VaelabError, match="no completed run to evaluate"):
         evaluate_runs([second], tiny_mnist, tmp_path / "e4", capsys)
+
+
+def test_folders_do_not_nest_and_a_resume_needs_the_runs_record(
+    two_sweeps: tuple[Path, Path], tiny_mnist: Path, tmp_path: Path
+) -> None:
+    sweep, _ = two_sweeps
+    run = sweep / "0"
+    data = tiny_data_overrides(tiny_mnist)
+    inside_sweep = run_inline("train.py", *TINY, "trainer.max_epochs=1", *data, f"hydra.run.dir={sweep / 'extra'}")
+    one_error_line(inside_sweep, "is inside the sweep folder", str(sweep.resolve()))
+    assert not (sweep / "extra").exists()
+    inside_run = run_inline("train.py", "-m", *TINY, "seed=3,4", *data, f"hydra.sweep.dir={run / 'sub'}")
+    one_error_line(inside_run, "is inside the run folder", str(run.resolve()))
+    assert not (run / "sub").exists()
+    # A run folder as the sweep folder.
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "metrics.json").write_text("{}")
+    one_error_line(run_inline("train.py", "-m", *TINY, "seed=3,4", *data, f"hydra.sweep.dir={single}"), "holds a run")
+    # resume= in a multirun would go on in a new sweep folder: refused.
+    one_error_line(run_inline("train.py", "-m", f"resume={run}", "trainer.max_epochs=2"), "drop -m")
+    # Without its record of overrides, a resume would train the defaults over the run's record.
+    before = snapshot(run)
+    (run / ".hydra" / "overrides.yaml").unlink()
+    before.pop(".hydra/overrides.yaml")
+    one_error_line(run_inline("train.py", f"resume={run}", "trainer.max_epochs=2"), "overrides.yaml", "ckpt_path=")
+    assert snapshot(run) == before

@@ -27,7 +27,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, read_write
 
-from vaelab.errors import Interrupted, exit_with_error, user_error
+from vaelab.errors import Interrupted, VaelabError, exit_with_error, user_error
 from vaelab.run import guard as run_guard
 from vaelab.run.folder import RunFolder, RunStatus, in_multirun
 from vaelab.run.resume import with_run_overrides
@@ -204,7 +204,10 @@ def _evaluate_job(cfg: DictConfig) -> list[dict] | None:
 def train_command() -> None:
     """``vaelab-train``: Hydra's command line for ``vaelab.training.train``; ``resume=<run>`` goes on with the
     run's own overrides."""
-    sys.argv = with_run_overrides(sys.argv)
+    try:
+        sys.argv = with_run_overrides(sys.argv)
+    except VaelabError as error:
+        exit_with_error(error)
     _train_job()
 
 

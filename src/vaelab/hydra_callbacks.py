@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError, exit_with_error
 from vaelab.loggers import check_mlflow
-from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, RunFolder, sweep_jobs
-from vaelab.run.guard import claim, create, is_ddp_child, release
+from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, SWEEP_RECORD, RunFolder, sweep_jobs
+from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release
 
 
 class RunFolderGuard(Callback):
@@ -34,11 +34,15 @@ class RunFolderGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
         try:
+            if not is_ddp_child():
+                check_not_nested(sweep_dir)
+                if RunFolder(sweep_dir).holds_run():
+                    raise VaelabError(f"{sweep_dir} holds a run; pass another hydra.sweep.dir.")
             create(sweep_dir)
         except VaelabError as error:
             exit_with_error(error)
         jobs = sweep_jobs(sweep_dir)
-        if not is_ddp_child() and (jobs or (sweep_dir / "multirun.yaml").is_file()):
+        if not is_ddp_child() and (jobs or (sweep_dir / SWEEP_RECORD).is_file()):
             exit_with_error(
                 f"{sweep_dir} already holds a sweep ({len(jobs)} job folders); pass another hydra.sweep.dir (by "
                 "default every sweep gets a new one)."

@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 
 from vaelab.errors import VaelabError, exit_with_error, instantiate
 from vaelab.replicas import RERUN_PREFIX, rank_by_mean, spread, write_ranking
-from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus, json_safe
+from vaelab.run.folder import STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, json_safe
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,
@@ -128,7 +128,7 @@ class OptunaSweeper(Sweeper):
         if stale:
             log.info(f"Trials {stale} had no heartbeat (their sweep was killed): marked FAIL")
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        OmegaConf.save(self.config, self.sweep_dir / SWEEP_RECORD)
         (self.sweep_dir / STUDY_FILE).write_text(
             OmegaConf.to_yaml({"storage": self.storage, "study_name": self.study_name, "direction": self.direction})
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, in_multirun
+from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_RECORD, in_multirun
 from vaelab.tables import short_number
 
 
@@ -38,7 +38,7 @@ def swept_overrides() -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     hydra_cfg = HydraConfig.get()
-    sweep_file = Path(hydra_cfg.sweep.dir) / "multirun.yaml"
+    sweep_file = Path(hydra_cfg.sweep.dir) / SWEEP_RECORD
     command_line = list(OmegaConf.load(sweep_file).hydra.overrides.task) if sweep_file.is_file() else []
     parser = OverridesParser.create()
     fixed = {o.key_or_group for o in parser.parse_overrides(command_line) if not o.is_sweep_override()}

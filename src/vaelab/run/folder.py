@@ -39,6 +39,7 @@ FAILED_FILE = "FAILED"
 JOB_RECORD = ".hydra/overrides.yaml"  # every folder Hydra ran a job in has one
 CONFIG_RECORD = ".hydra/config.yaml"
 HYDRA_RECORD = ".hydra/hydra.yaml"
+SWEEP_RECORD = "multirun.yaml"  # in a sweep folder: Hydra's record of the sweep
 MLFLOW_RUN_ID_FILE = "mlflow_run_id"  # a run resumed in place goes on in the same MLflow run
 MLFLOW_SWEEP_RUN_FILE = "mlflow_sweep_run_id"  # in a sweep folder: the parent run the jobs' runs nest under
 STUDY_FILE = "optuna_study.yaml"  # in a sweep folder: where its Optuna study lives, for `python -m vaelab.sweeps`

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaelab.errors import VaelabError
-from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, write_atomic
+from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, SWEEP_RECORD, RunFolder, write_atomic
 
 LOCK_FILE = ".vaelab.lock"
 RECORD_FILES = (CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, "config_tree.log")
@@ -57,6 +57,20 @@ def create(folder: Path) -> None:
         ) from None
 
 
+def check_not_nested(folder: Path) -> None:
+    """Refuse a new run or sweep folder inside a sweep folder or a run folder: evaluation and sweep summaries read a
+    sweep's sub-folders as its jobs and a run folder as one run, so a folder inside either would be misread."""
+    for outer in folder.resolve().parents:
+        if (outer / SWEEP_RECORD).is_file():
+            kind = "sweep folder"
+        elif RunFolder(outer).holds_run():
+            kind = "run folder"
+        else:
+            continue
+        raise VaelabError(f"{folder} is inside the {kind} {outer}; pass a folder outside it (hydra.run.dir or "
+                          "hydra.sweep.dir), so that it is read as what it is.")  # fmt: skip
+
+
 def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
     """Make this process the one writer of ``folder`` (see the module docstring); raises ``VaelabError``.
 
@@ -64,6 +78,8 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
     """
     folder = folder.resolve()
     release(folder)  # this process claiming again (a test, or a resume run in-process): one lock per folder
+    if not resuming and not new_job:
+        check_not_nested(folder)
     create(folder)
     descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:

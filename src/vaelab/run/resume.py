@@ -26,7 +26,7 @@ from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
-from vaelab.errors import VaelabError, exit_with_error
+from vaelab.errors import VaelabError
 from vaelab.run.folder import JOB_RECORD, RunFolder
 
 if TYPE_CHECKING:  # this module runs before Hydra parses the command line: torch and Lightning load later
@@ -47,28 +47,39 @@ if not OmegaConf.has_resolver("if_null"):
 
 def with_run_overrides(argv: list[str]) -> list[str]:
     """``argv`` (``sys.argv``) with the overrides of the run that ``resume=`` names put before the command line's
-    own; ``argv`` itself when there is no ``resume=`` or that folder has no record of its overrides."""
+    own; ``argv`` itself when there is no ``resume=`` (or that folder has no checkpoint: ``resume_plan`` says so).
+    Raises ``VaelabError`` for a multirun (a resume goes on in the run's own folder) and for a run folder without
+    the record of its overrides (it would go on with the defaults)."""
     positions = override_positions(argv)
     if not any("resume=" in argv[index] for index in positions):  # the usual start: nothing to parse
         return argv
     given = [parsed for index in positions if (parsed := parse(argv[index])) is not None]
     resume = next((o.value() for o in reversed(given) if o.key_or_group == "resume"), None)
-    if not isinstance(resume, str) or not (Path(resume) / JOB_RECORD).is_file():
+    if not isinstance(resume, str):
         return argv
-    taken_over = run_overrides(RunFolder(Path(resume)), given)
+    if any(flag in argv for flag in MULTIRUN_FLAGS):
+        raise VaelabError(f"resume={resume} goes on with one run in its own folder: drop -m/--multirun.")
+    run = RunFolder(Path(resume))
+    if not (run.path / JOB_RECORD).is_file():
+        if run.last_checkpoint.is_file():
+            raise VaelabError(
+                f"resume={resume}: no {JOB_RECORD} there, the record of the run's settings, so it would go on with "
+                f"the defaults; pass ckpt_path={run.last_checkpoint} with the run's settings instead (a new folder)."
+            )
+        return argv
+    taken_over = run_overrides(run, given)
     if not taken_over:
         return argv
     print(f"resume={resume}: going on with the run's overrides {' '.join(taken_over)}", file=sys.stderr)
     first, after_last = positions[0], positions[-1] + 1  # argparse wants the overrides in one run of tokens
-    run_mode = [] if any(flag in argv for flag in MULTIRUN_FLAGS) else ["hydra.mode=RUN"]
-    return [*argv[:first], *taken_over, *argv[first:after_last], *run_mode, *argv[after_last:]]
+    return [*argv[:first], *taken_over, *argv[first:after_last], "hydra.mode=RUN", *argv[after_last:]]
 
 
 def run_overrides(run: RunFolder, given: list[Override]) -> list[str]:
     """The run's recorded overrides that the command line does not set itself (a key set twice can fail:
     ``~key`` or ``+key=`` twice), without its ``hydra.*`` ones and those in ``NOT_TAKEN_OVER``."""
     if run.unreadable_files(JOB_RECORD):
-        exit_with_error(f"{run.path / JOB_RECORD}: not a list of overrides; repeat the run's own overrides instead")
+        raise VaelabError(f"{run.path / JOB_RECORD}: not a list of overrides; repeat the run's own overrides instead")
     recorded = run.overrides()
     set_here = {(o.key_or_group, o.package) for o in given if o.type != OverrideType.CHANGE}
     changed_here = {(o.key_or_group, o.package) for o in given if o.type == OverrideType.CHANGE}
