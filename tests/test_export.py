@@ -47,5 +47,37 @@ def test_an_untrusted_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
         main([str(path)])
     assert stopped.value.code == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "elsewhere.Model" in lines[0] and "trusted_models" in lines[0]
+    assert len(lines) == 1 and "elsewhere.Model" in lines[0] and "--trusted-models elsewhere.Model" in lines[0]
     assert not (tmp_path / "foreign_export").exists()
+
+
+def error_line(capsys: pytest.CaptureFixture, *argv: str) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        main(list(argv))
+    assert stopped.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in lines[0], lines
+    return lines[0]
+
+
+def test_an_export_names_its_checkpoint_and_is_never_replaced_silently(
+    trained_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    first, second = (trained_sweep / str(job) / "checkpoints" / "last.ckpt" for job in (0, 1))
+    out = tmp_path / "export"
+    main([str(first), "--out", str(out)])
+    capsys.readouterr()
+    assert json.loads((out / "export.json").read_text())["checkpoint"] == str(first.resolve())
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    line = error_line(capsys, str(second), "--out", str(out))
+    assert "already holds an export" in line and str(first.resolve()) in line and "--force" in line
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    main([str(second), "--out", str(out), "--force"])
+    assert json.loads((out / "export.json").read_text())["checkpoint"] == str(second.resolve())
+    # --out naming a file, and a checkpoint whose hyperparameters build no model: one line each.
+    (tmp_path / "file").write_text("")
+    assert "is a file" in error_line(capsys, str(first), "--out", str(tmp_path / "file"))
+    checkpoint = torch.load(first, weights_only=True)
+    checkpoint["hyper_parameters"]["latent_dim"] = 2**40
+    torch.save(checkpoint, tmp_path / "huge.ckpt")
+    assert "do not build a VAE" in error_line(capsys, str(tmp_path / "huge.ckpt"))

@@ -7,15 +7,19 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import NO_FIGURES, compose_config, run_inline, tiny_data_overrides
+from helpers import NO_FIGURES, PROJECT_ROOT, compose_config, free_port, run_inline, tiny_data_overrides, write_mnist
 from test_run_safety import one_error_line, snapshot
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate
+from vaelab.sweeps import summarise
 from vaelab.training import train
 
 TINY = ["model=vae", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
@@ -128,3 +132,41 @@ def test_folders_do_not_nest_and_a_resume_needs_the_runs_record(
     before.pop(".hydra/overrides.yaml")
     one_error_line(run_inline("train.py", f"resume={run}", "trainer.max_epochs=2"), "overrides.yaml", "ckpt_path=")
     assert snapshot(run) == before
+
+
+def test_a_sweep_summary_refuses_a_metric_no_job_recorded(two_sweeps: tuple[Path, Path]) -> None:
+    sweep, _ = two_sweeps
+    summarise(sweep)
+    before = snapshot(sweep)
+    command = [sys.executable, "-m", "vaelab.sweeps", str(sweep), "--metric", "val/nope"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    one_error_line(result, "--metric val/nope", "val/loss")
+    assert snapshot(sweep) == before  # settings.csv and the summary as they were
+    # A history.csv that is not text: the job is named unreadable, not a traceback.
+    (sweep / "1" / "history.csv").write_bytes(b"epoch,step\xff\xfe\n0,\xff\n")
+    rows = {row["job"]: row for row in summarise(sweep)}
+    assert rows["1"]["status"] == "unreadable" and "history.csv" in rows["1"]["error"]
+    assert rows["0"]["status"] == "completed"
+
+
+def test_a_damaged_data_file_or_an_unreachable_tracker_is_one_line_before_the_tree(tmp_path: Path) -> None:
+    data = write_mnist(tmp_path / "data")
+    test_images = data / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    test_images.write_bytes(test_images.read_bytes()[:5000])  # the test split: read only after training, before
+    command = [*TINY, "trainer.max_epochs=1", *tiny_data_overrides(data)]
+    one_error_line(run_inline("train.py", *command, f"hydra.run.dir={tmp_path / 'r1'}"), "truncated or corrupt")
+    assert not (tmp_path / "r1" / "checkpoints").exists()
+    write_mnist(tmp_path / "data")
+    started = time.monotonic()
+    unreachable = ["logger=mlflow", f"logger.mlflow.tracking_uri=http://127.0.0.1:{free_port()}"]
+    command = [o for o in command if o != "logger=csv"]
+    result = run_inline("train.py", *command, *unreachable, f"hydra.run.dir={tmp_path / 'r2'}")
+    one_error_line(result, "cannot reach the tracking server")
+    assert time.monotonic() - started < 60  # MLflow's own client retries for minutes
+
+
+def test_a_misspelled_key_added_on_the_command_line_is_one_line(tiny_mnist: Path, tmp_path: Path) -> None:
+    result = run_inline("train.py", *TINY, "+seeed=3", *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={tmp_path}")
+    one_error_line(result, "+seeed is not a setting", "did you mean seed?")
+    result = run_inline("evaluate.py", "ckpt_path=x.ckpt", "+iwae_sample=3", f"hydra.run.dir={tmp_path / 'e'}")
+    one_error_line(result, "+iwae_sample is not a setting", "did you mean iwae_samples?")

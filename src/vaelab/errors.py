@@ -1,5 +1,6 @@
 """Errors a user can cause: the entry points print their message as one line, no traceback."""
 
+import difflib
 import math
 import sys
 from collections.abc import Sequence
@@ -56,6 +57,27 @@ def check_seed(seed: object) -> None:
     """``seed`` (null: unseeded) must be an integer numpy can seed with: 1.5 is not silently 1."""
     if seed is not None:
         check_number("seed", seed, minimum=SEED_RANGE[0], integer=True, maximum=SEED_RANGE[1])
+
+
+def check_added_keys(config: Any) -> None:
+    """A top-level key that the command line adds (``+seeed=3``) and that is no config group is a misspelling: no
+    part of vaelab reads it, so it would be silently ignored. One line naming the nearest existing key instead."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    groups = set(hydra_cfg.runtime.choices)
+    added = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    for override in added:
+        key = override.key_or_group
+        if override.type in (OverrideType.ADD, OverrideType.FORCE_ADD) and "." not in key and key not in groups:
+            known = [name for name in config if name != key]
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {near[0]}?" if near else f"the settings are {', '.join(known)}"
+            raise VaelabError(f"+{key} is not a setting vaelab reads, so it would be ignored; {hint}")
 
 
 def check_finite(config: object, key: str = "") -> None:

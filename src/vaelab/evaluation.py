@@ -23,7 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from vaelab.cli import tune_malloc
 from vaelab.data import IDXDataModule
 from vaelab.data.datamodule import check_labels
-from vaelab.errors import VaelabError, check_finite, check_number, check_seed, instantiate
+from vaelab.errors import VaelabError, check_added_keys, check_finite, check_number, check_seed, instantiate
 from vaelab.figures import plots
 from vaelab.figures.model import FIGURES, FigureSettings, draw_figures
 from vaelab.figures.projector import write_projector
@@ -52,6 +52,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     if cfg.get("iwae_samples") is not None:
         check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
     check_seed(cfg.get("seed"))
+    check_added_keys(cfg)
     # The report needs test images: 0 batches would leave every number empty.
     if cfg.trainer.get("limit_test_batches") is not None:
         check_number("trainer.limit_test_batches", cfg.trainer.limit_test_batches, minimum=0, strict=True)
@@ -113,10 +114,9 @@ def checkpoint_sources(ckpt_path: str | None, runs: Any) -> tuple[list[Path], li
 def unique_labels(labels: list[str], sources: list[Path]) -> list[str]:
     """``labels`` made unique (each names an output folder): runs whose folders share a name (``sweep1/0`` and
     ``sweep2/0``) add their parent folder's name, and a number where even that is shared."""
+    parents = [source.resolve().parents[2].name if RunFolder.of_checkpoint(source) else "" for source in sources]
     labels = [
-        label if labels.count(label) == 1 else f"{label}-{source.resolve().parents[2].name}"
-        if RunFolder.of_checkpoint(source) else label
-        for label, source in zip(labels, sources)
+        f"{label}-{parent}" if labels.count(label) > 1 and parent else label for label, parent in zip(labels, parents)
     ]
     return [label if labels.count(label) == 1 else f"{label}-{index + 1}" for index, label in enumerate(labels)]
 
@@ -279,8 +279,7 @@ def validation_band(folders: list[RunFolder | None]) -> tuple[list[int], list[fl
 
 
 def write_comparison(
-    results: list[dict[str, Any]], sources: list[Path], output_dir: Path, report_dir: str | None,
-    left_out: list[str] = (),
+    results: list[dict[str, Any]], sources: list[Path], output_dir: Path, report_dir: str | None, left_out: list[str]
 ) -> None:
     """``results.csv`` and ``results_table.md`` (one row per setting, replicas averaged; the runs left out named
     below it) and ``comparison.png``; copies into ``report_dir``."""

@@ -1,16 +1,17 @@
 """A trained model out of vaelab: its encoder and decoder as ``torch.export`` programs, which run with torch alone.
 
-    vaelab-export <checkpoint> [--out <folder>] [--trusted-models mymodels.WideVAE,...]
+    vaelab-export <checkpoint> [--out <folder>] [--force] [--trusted-models mymodels.WideVAE,...]
 
 writes ``encoder.pt2`` (``images [B, 1, 28, 28], labels [B] -> (z_mean, log_var)``), ``decoder.pt2``
 (``z [B, latent_dim], labels [B] -> pixel means [B, 1, 28, 28]``; ``decode``, what the figures draw) and
-``export.json`` (the model's class, latent size and classes). Any batch size; the labels are ignored by a model
-that is not conditional. Load one with ``torch.export.load(path).module()``.
+``export.json`` (the model's class, latent size and classes, and the checkpoint it came from). Any batch size; the
+labels are ignored by a model that is not conditional. Load one with ``torch.export.load(path).module()``.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -20,8 +21,11 @@ from torch.export import Dim, export
 
 from vaelab.errors import VaelabError, exit_with_error
 from vaelab.models.base import ELBOModule
-from vaelab.run.checkpoints import load_model
-from vaelab.run.folder import RunFolder
+from vaelab.run.checkpoints import UntrustedModelError, load_model
+from vaelab.run.folder import RunFolder, write_atomic
+
+DESCRIPTION_FILE = "export.json"
+EXPORT_FILES = ("encoder.pt2", "decoder.pt2", DESCRIPTION_FILE)
 
 
 class Encoder(nn.Module):
@@ -42,8 +46,9 @@ class Decoder(nn.Module):
         return self.model.decode(z, labels)
 
 
-def export_model(model: ELBOModule, folder: Path) -> dict[str, Path]:
-    """Write ``model``'s encoder and decoder programs and ``export.json`` into ``folder``; returns their paths."""
+def export_model(model: ELBOModule, folder: Path, checkpoint: Path | None = None) -> dict[str, Path]:
+    """Write ``model``'s encoder and decoder programs and ``export.json`` (naming ``checkpoint``, the file it came
+    from) into ``folder``; returns their paths."""
     model = model.cpu().float().eval().to(memory_format=torch.contiguous_format)
     folder.mkdir(parents=True, exist_ok=True)
     batch = Dim("batch", min=1)
@@ -60,12 +65,29 @@ def export_model(model: ELBOModule, folder: Path) -> dict[str, Path]:
     with torch.no_grad():
         for name, (module, example, dynamic) in inputs.items():
             written[name] = folder / f"{name}.pt2"
-            torch.export.save(export(module, example, dynamic_shapes=dynamic), written[name])
-    written["description"] = folder / "export.json"
+            buffer = io.BytesIO()
+            torch.export.save(export(module, example, dynamic_shapes=dynamic), buffer)
+            write_atomic(written[name], buffer.getvalue())
+    written["description"] = folder / DESCRIPTION_FILE
     description = {"model_class": model.checkpoint_name(), "latent_dim": model.latent_dim,
-                   "num_classes": model.num_classes, "image_shape": [1, 28, 28]}  # fmt: skip
-    written["description"].write_text(json.dumps(description, indent=2) + "\n")
+                   "num_classes": model.num_classes, "image_shape": [1, 28, 28],
+                   "checkpoint": str(checkpoint.resolve()) if checkpoint else None}  # fmt: skip
+    write_atomic(written["description"], json.dumps(description, indent=2) + "\n")
     return written
+
+
+def check_export_folder(folder: Path, replace: bool) -> None:
+    """``folder`` must be a folder (or not exist yet) and, unless ``replace``, hold no export already."""
+    if folder.exists() and not folder.is_dir():
+        raise VaelabError(f"--out {folder} is a file, not a folder; pass a folder for the programs.")
+    previous = folder / DESCRIPTION_FILE
+    if not replace and any((folder / name).exists() for name in EXPORT_FILES):
+        try:
+            source = json.loads(previous.read_text()).get("checkpoint") or "an unknown checkpoint"
+        except (OSError, ValueError, AttributeError):
+            source = "an unknown checkpoint"
+        raise VaelabError(f"{folder} already holds an export (of {source}); pass --out <another folder>, or --force "
+                          "to replace it.")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,16 +95,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="vaelab-export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a vaelab checkpoint (.ckpt)")
     parser.add_argument("--out", type=Path, help="folder for the programs (default: <run>/export, <file>_export)")
+    parser.add_argument("--force", action="store_true", help="replace an export already in that folder")
     parser.add_argument("--trusted-models", default="", help="comma-separated model classes outside vaelab to trust")
     args = parser.parse_args(argv)
     trusted = [name for name in args.trusted_models.split(",") if name]
     try:
-        model = load_model(args.checkpoint, trusted=trusted)  # trusted_models in the message: --trusted-models here
+        run = RunFolder.of_checkpoint(args.checkpoint)
+        folder = args.out or (
+            run.path / "export" if run else args.checkpoint.with_name(f"{args.checkpoint.stem}_export")
+        )
+        check_export_folder(folder, args.force)
+        model = load_model(args.checkpoint, trusted=trusted)
+        written = export_model(model, folder, args.checkpoint)
+    except UntrustedModelError as error:
+        exit_with_error(UntrustedModelError(error.path, error.name, setting="--trusted-models {name}"))
     except VaelabError as error:
         exit_with_error(error)
-    run = RunFolder.of_checkpoint(args.checkpoint)
-    folder = args.out or (run.path / "export" if run else args.checkpoint.with_name(f"{args.checkpoint.stem}_export"))
-    for path in export_model(model, folder).values():
+    except OSError as error:  # a folder that cannot be made or written
+        exit_with_error(f"cannot write the export into {folder}: {error.strerror or error}")
+    for path in written.values():
         print(path)
 
 

@@ -87,7 +87,10 @@ def rank_by_mean(rows: list[dict[str, Any]], maximize: bool = False) -> list[dic
                                            if row["spread"].n else 0.0))  # fmt: skip
     verdicts = {True: "worse", False: "within noise", None: "-"}
     for rank, row in enumerate(ranked, 1):
-        verdict = "best" if rank == 1 else verdicts[differ_beyond_noise(row["spread"], ranked[0]["spread"])]
+        if rank == 1:
+            verdict = "best" if row["spread"].n else "-"  # a setting without a value is nobody's best
+        else:
+            verdict = verdicts[differ_beyond_noise(row["spread"], ranked[0]["spread"])]
         row.update(rank=rank, vs_best=verdict)
     return ranked
 

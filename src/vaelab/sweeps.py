@@ -82,7 +82,11 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     metric_columns = METRIC_COLUMNS if metric in METRIC_COLUMNS else (metric, *METRIC_COLUMNS)
     jobs, common = collect_jobs(sweep_dir, metric_columns)
     if not jobs:
-        exit_with_error(f"no job folders (with .hydra/overrides.yaml) in {sweep_dir}")
+        raise VaelabError(f"no job folders (with .hydra/overrides.yaml) in {sweep_dir}")
+    recorded = sorted({key for job in sweep_jobs(sweep_dir) for key in RunFolder(job).read_metrics()} - {"status"})
+    if metric not in METRIC_COLUMNS and metric not in recorded:  # a misspelling would rank every job as equal
+        raise VaelabError(f"--metric {metric}: no job of {sweep_dir} recorded it; its jobs recorded "
+                          f"{', '.join(recorded) or 'no metric'}")  # fmt: skip
     # Best first; jobs without the metric (failed, pruned early, unfinished) last.
     jobs = sorted(jobs, key=lambda row: (math.isnan(row[metric]), row[metric] if not math.isnan(row[metric]) else 0))
     table = markdown_table(jobs, ["job", "status", "overrides", *metric_columns])
@@ -220,9 +224,12 @@ def main() -> None:
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. logs/train/multiruns/<date>_<time>")
     parser.add_argument("--metric", default="val/loss", help="metric to sort by (lower is better)")
     args = parser.parse_args()
-    if not args.sweep_dir.is_dir():
-        exit_with_error(f"{args.sweep_dir} is not a folder")
-    summarise(args.sweep_dir, args.metric)
+    try:
+        if not args.sweep_dir.is_dir():
+            raise VaelabError(f"{args.sweep_dir} is not a folder")
+        summarise(args.sweep_dir, args.metric)
+    except VaelabError as error:
+        exit_with_error(error)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,15 @@ from vaelab.callbacks import FigureLogger, OptunaPruning
 from vaelab.cli import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.data.datamodule import check_labels
-from vaelab.errors import Interrupted, VaelabError, check_finite, check_number, check_seed, instantiate
+from vaelab.errors import (
+    Interrupted,
+    VaelabError,
+    check_added_keys,
+    check_finite,
+    check_number,
+    check_seed,
+    instantiate,
+)
 from vaelab.loggers import hooks
 from vaelab.machine import machine_facts
 from vaelab.models.base import LOGGED_TERMS, STAGES, ELBOModule, NonFiniteLossError
@@ -84,11 +92,13 @@ def build(cfg: DictConfig) -> Run:
     model = build_model(cfg.model)
     check_labels(model.num_classes, datamodule, f"model={model.model_name or type(model).__name__}")
     resume = resume_plan(cfg, model)
+    if rank_zero_only.rank == 0 and hasattr(datamodule, "check_files"):
+        datamodule.check_files()  # a missing or damaged file now, not after the tree (or after training)
+    callbacks = instantiate_group(cfg.get("callbacks"))  # conf/callbacks/
+    loggers: list[Logger] = instantiate_group(cfg.get("logger"))  # an unreachable tracking server: one line here
     # After the checks: a bad value is one line, not the tree and then a line.
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, folder.path / "config_tree.log")
-    callbacks = instantiate_group(cfg.get("callbacks"))  # conf/callbacks/
-    loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     config = OmegaConf.to_container(cfg, resolve=True)
     # trainer.loggers: fast_dev_run swaps in Lightning's dummy logger.
@@ -112,7 +122,11 @@ def fit(run: Run) -> dict[str, float]:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
         # Resume needs a last.ckpt: before the first one, the only way on is to start the run again.
-        then = f"resume={run.folder.path}" if run.folder.last_checkpoint.is_file() else "run the command again in a new folder (none was saved to resume from)"
+        then = (
+            f"resume={run.folder.path}"
+            if run.folder.last_checkpoint.is_file()
+            else "run the command again in a new folder (none was saved to resume from)"
+        )
         raise VaelabError(
             f"cannot write {error.filename or run.folder.path}: {error.strerror}; the files already there are intact "
             f"(each is written whole or not at all): free space, then {then}"
@@ -184,6 +198,7 @@ def check_settings(cfg: DictConfig) -> None:
     check_finite(OmegaConf.to_container(cfg, resolve=True))
     check_number("trainer.max_epochs", cfg.trainer.get("max_epochs"), minimum=1, integer=True)
     check_seed(cfg.get("seed"))
+    check_added_keys(cfg)
     check_optimized_metric(cfg)
 
 

@@ -196,6 +196,12 @@ class IDXDataModule(pl.LightningDataModule):
                                     self.num_classes)  # fmt: skip
         return images.unsqueeze(1).float().div_(255.0).contiguous(), labels.long()
 
+    def check_files(self) -> None:
+        """Find (or download) and read every file now: a missing, truncated or mismatched one is one line before the
+        run prints or writes anything. The splits stay loaded for ``setup``."""
+        self.prepare_data()
+        self.setup()
+
     def prepare_data(self) -> None:
         self.root = self.locate(self.download)
 

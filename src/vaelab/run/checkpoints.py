@@ -52,6 +52,17 @@ def model_class(name: str) -> type[ELBOModule]:
     return found
 
 
+class UntrustedModelError(VaelabError):
+    """A checkpoint names a model class outside ``trusted_names``; ``hint(setting)`` says how to trust it."""
+
+    def __init__(self, path: Path, name: str, setting: str = "trusted_models=[{name}]") -> None:
+        self.path, self.name = path, name
+        super().__init__(
+            f"{path} names model class {name!r}, which is not a vaelab model and not trusted: if you trust that "
+            f"class's code, pass {setting.format(name=name)}."
+        )
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, but written into a temporary file beside the checkpoint and renamed over it.
 
@@ -89,10 +100,7 @@ def read_checkpoint(
     if not isinstance(name, str) or name not in trusted_names(trusted):
         if not isinstance(name, str):
             raise VaelabError(f"{path} names no model class: it is not a vaelab model's checkpoint.")
-        raise VaelabError(
-            f"{path} names model class {name[:200]!r}, which is not a vaelab model and not in trusted_models: if you "
-            f"trust that class's code, add it to trusted_models (trusted_models=[{name[:200]}])."
-        )
+        raise UntrustedModelError(path, name[:200])
     return checkpoint
 
 
@@ -133,8 +141,9 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkp
     hyper_parameters = {k: v for k, v in hyper_parameters.items() if k not in ("optimizer", "scheduler")}
     try:
         model = built_class(**hyper_parameters)
-    except (TypeError, ValueError) as error:
-        raise VaelabError(f"{path}: its hyper_parameters do not build a {built_class.__name__} ({error}).") from None
+    except (TypeError, ValueError, OverflowError, MemoryError, RuntimeError) as error:  # RuntimeError: too large
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+        raise VaelabError(f"{path}: its hyper_parameters do not build a {built_class.__name__} ({reason}).") from None
     check_weights_fit(checkpoint, model, path)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()

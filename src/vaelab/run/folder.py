@@ -113,16 +113,19 @@ class RunFolder:
         return metrics if isinstance(metrics, dict) else {}
 
     def read_history(self) -> list[dict[str, float]]:
-        """The rows of ``history.csv`` (numbers; an empty cell is NaN), or [] without one."""
-        if not self.history_file.is_file():
+        """The rows of ``history.csv`` (numbers; an empty cell is NaN), or [] without a readable one
+        (``unreadable_files`` names it)."""
+        try:
+            with self.history_file.open(newline="", encoding="utf-8") as handle:
+                return [{key: as_number(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+        except (OSError, UnicodeDecodeError, csv.Error):
             return []
-        with self.history_file.open(newline="") as handle:
-            return [{key: as_number(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
     def validation_losses(self) -> list[tuple[int, float]]:
         """``(epoch, val/loss)`` for each epoch of ``history.csv`` that validated."""
         rows = self.read_history()
-        return [(int(row["epoch"]), row["val/loss"]) for row in rows if not math.isnan(row.get("val/loss", math.nan))]
+        validated = [row for row in rows if not math.isnan(row.get("val/loss", math.nan))]
+        return [(int(row["epoch"]), row["val/loss"]) for row in validated if math.isfinite(row.get("epoch", math.nan))]
 
     def overrides(self) -> list[str]:
         """The command-line overrides of the job (``.hydra/overrides.yaml``), or [] without a readable record."""
