@@ -170,3 +170,13 @@ def test_a_misspelled_key_added_on_the_command_line_is_one_line(tiny_mnist: Path
     one_error_line(result, "+seeed is not a setting", "did you mean seed?")
     result = run_inline("evaluate.py", "ckpt_path=x.ckpt", "+iwae_sample=3", f"hydra.run.dir={tmp_path / 'e'}")
     one_error_line(result, "+iwae_sample is not a setting", "did you mean iwae_samples?")
+
+
+@pytest.mark.parametrize("script, setting", [("train.py", "resume"), ("train.py", "ckpt_path"), ("train.py", "hydra.run.dir"),
+                                             ("train.py", "hydra.sweep.dir"), ("evaluate.py", "ckpt_path")])  # fmt: skip
+def test_a_path_longer_than_the_system_allows_is_one_line(script: str, setting: str, tmp_path: Path) -> None:
+    long_path = tmp_path.joinpath(*["a" * 200] * 25)  # > PATH_MAX (4096)
+    multirun = ["-m"] if setting == "hydra.sweep.dir" else []
+    result = run_inline(script, *multirun, f"{setting}={long_path}", f"hydra.run.dir={tmp_path / 'r'}"
+                        if setting != "hydra.run.dir" else "print_config=false")  # fmt: skip
+    one_error_line(result, "a path is longer than this system allows")

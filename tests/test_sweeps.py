@@ -235,6 +235,7 @@ def test_optuna_failed_and_pruned_trials_and_a_search_that_runs_out(tiny_mnist: 
             "hydra.sweeper.storage=sqlite:////proc/nope/s.db",
             "error: hydra.sweeper.storage=sqlite:////proc/nope/s.db: cannot create /proc/nope",
         ),  # fmt: skip
+        ("hydra.sweeper.storage=journal:", "error: hydra.sweeper.storage=journal: names no file"),
     ],
 )
 def test_bad_search_settings_are_one_error_and_leave_no_trial(tmp_path: Path, setting: str, message: str) -> None:

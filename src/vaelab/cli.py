@@ -206,8 +206,8 @@ def train_command() -> None:
     run's own overrides."""
     try:
         sys.argv = with_run_overrides(sys.argv)
-    except VaelabError as error:
-        exit_with_error(error)
+    except (VaelabError, OSError) as error:
+        exit_with_error(user_error(error) or error)
     _train_job()
 
 

@@ -1,6 +1,7 @@
 """Errors a user can cause: the entry points print their message as one line, no traceback."""
 
 import difflib
+import errno
 import math
 import sys
 from collections.abc import Sequence
@@ -119,10 +120,15 @@ def instantiate(config: Any, key: str | None = None, **kwargs: Any) -> Any:
 
 
 def user_error(error: BaseException | None) -> VaelabError | None:
-    """The ``VaelabError`` behind ``error`` (Hydra wraps errors raised while instantiating), if any."""
+    """The ``VaelabError`` behind ``error`` (Hydra wraps errors raised while instantiating), if any; a path too
+    long for the system is one too."""
     while error is not None:
         if isinstance(error, VaelabError):
             return error
+        if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # a setting's path, whichever
+            name = str(error.filename or "")
+            return VaelabError(f"a path is longer than this system allows ({len(name)} characters: {name[:60]}...); "
+                               "pass a shorter one.")  # fmt: skip
         if not isinstance(error, InstantiationException):
             return None
         error = error.__cause__

@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.errors import VaelabError, exit_with_error
+from vaelab.errors import VaelabError, exit_with_error, user_error
 from vaelab.loggers import check_mlflow
 from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, SWEEP_RECORD, RunFolder, sweep_jobs
 from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release
@@ -28,8 +28,8 @@ class RunFolderGuard(Callback):
             resuming = OmegaConf.select(config, "resume") is not None
             try:
                 claim(Path(str(OmegaConf.select(config, "hydra.run.dir"))), resuming)
-            except VaelabError as error:
-                exit_with_error(error)
+            except (VaelabError, OSError) as error:  # OSError: a path too long for the system
+                exit_with_error(user_error(error) or error)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
@@ -39,8 +39,8 @@ class RunFolderGuard(Callback):
                 if RunFolder(sweep_dir).holds_run():
                     raise VaelabError(f"{sweep_dir} holds a run; pass another hydra.sweep.dir.")
             create(sweep_dir)
-        except VaelabError as error:
-            exit_with_error(error)
+        except (VaelabError, OSError) as error:
+            exit_with_error(user_error(error) or error)
         jobs = sweep_jobs(sweep_dir)
         if not is_ddp_child() and (jobs or (sweep_dir / SWEEP_RECORD).is_file()):
             exit_with_error(

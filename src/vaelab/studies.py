@@ -43,11 +43,17 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
     intervals (killed, node lost) can be marked failed by ``fail_stale_trials``."""
     path = storage_file(url)
     if path is not None:
+        if not path.name or path.is_dir():
+            raise VaelabError(f"hydra.sweeper.storage={url} names no file (a folder or nothing); "
+                              "give one, e.g. journal:logs/optuna/vaelab.log")  # fmt: skip
         make_folder(path.parent, f"hydra.sweeper.storage={url}")
     if url.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        return JournalStorage(JournalFileBackend(str(path)))
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as error:
+            raise VaelabError(f"hydra.sweeper.storage={url}: cannot open {path} ({error.strerror})") from None
     engine_kwargs: dict[str, Any] = {}
     if url.startswith(SQLITE_PREFIX):
         # Several sweep processes on one file: wait for the write lock instead of failing at once.
