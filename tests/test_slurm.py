@@ -40,7 +40,10 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     assert started.returncode == 0, started.stderr + started.stdout
     env["SLURM_CONF"] = str(state / "slurm.conf")
     yield env
-    subprocess.run([PROJECT_ROOT / "tools" / "slurm_local.sh", "stop"], env=env, capture_output=True, timeout=60)
+    subprocess.run([PROJECT_ROOT / "tools" / "slurm_local.sh", "stop"], env=env, capture_output=True, timeout=90)
+    left = [subprocess.run(["pgrep", "-a", "-x", name], capture_output=True, text=True).stdout
+            for name in ("slurmstepd", "srun", "slurmd", "slurmctld")]  # fmt: skip
+    assert not "".join(left), f"still running after the cluster stopped: {left}"  # nothing outlives the tests
 
 
 def sweep(env: dict[str, str], *overrides: str, background: bool = False):
@@ -93,6 +96,13 @@ def test_sweeps_ddp_and_a_requeued_job_through_slurm(slurm: dict[str, str], tiny
     assert [m["status"] for m in statuses] == ["failed", "completed", "completed"]
     assert [m["threads"] for m in statuses[1:]] == [1, 1]  # each job's threads follow its cpus_per_task
     assert len(list((tmp_path / "grid" / ".submitit").glob("*/*_submission.sh"))) == 1  # one sbatch array
+
+    # A job sbatch refuses (a GPU of this CPU-only node): sbatch's reason in one error line, no traceback.
+    refused = sweep(slurm, *JOB, "trainer.max_epochs=1", "hydra.launcher.gpus_per_node=1", *data,
+                    f"hydra.sweep.dir={tmp_path / 'refused'}")  # fmt: skip
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert len(errors) == 1 and "the cluster refused the jobs" in errors[0] and "gres" in errors[0], errors
 
     # A 2-task DDP job: Lightning takes its ranks from SLURM; val/loss is the mean over every image once.
     ddp = sweep(slurm, *JOB, "trainer.max_epochs=1", "hydra.launcher.tasks_per_node=2", "trainer.devices=2",

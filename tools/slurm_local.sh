@@ -2,7 +2,7 @@
 # A one-node SLURM cluster on this machine, for development and the tests (tests/test_slurm.py):
 #   sudo tools/slurm_local.sh start     # writes $SLURM_LOCAL_DIR/slurm.conf, starts munged, slurmctld, slurmd
 #   export SLURM_CONF=/tmp/vaelab-slurm/slurm.conf    # what the start prints: sbatch, sinfo & co. read it
-#   sudo tools/slurm_local.sh stop      # stops the daemons it started
+#   sudo tools/slurm_local.sh stop      # cancels the jobs, then stops the daemons it started
 # It installs nothing: Debian/Ubuntu: apt-get install slurm-wlm munge. Root only (the daemons run as root).
 # The node is this machine as slurmd detects it (slurmd -C: cores, memory); one partition, "local". No accounting
 # database (sacct answers nothing; submitit reads the jobs' result files instead).
@@ -68,6 +68,19 @@ CONFIG
 }
 
 stop() {
+    # The jobs first: their slurmstepd and srun processes outlive the daemons otherwise.
+    if [ -f "$STATE/slurmctld.pid" ] && command -v scancel >/dev/null; then
+        export SLURM_CONF=$CONF
+        squeue -h -o %i 2>/dev/null | xargs -r scancel 2>/dev/null || true
+        for _ in $(seq 60); do
+            [ -z "$(squeue -h -o %i 2>/dev/null)" ] && ! pgrep -x slurmstepd >/dev/null && break
+            sleep 0.5
+        done
+    fi
+    if pgrep -x slurmstepd >/dev/null; then  # a step that did not end within 30 s of its cancel
+        echo "warning: killing slurmstepd processes left after the jobs were cancelled" >&2
+        pkill -KILL -x slurmstepd || true
+    fi
     for daemon in slurmd slurmctld; do
         if [ -f "$STATE/$daemon.pid" ]; then
             kill "$(cat "$STATE/$daemon.pid")" 2>/dev/null || true
