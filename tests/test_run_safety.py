@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from helpers import NO_FIGURES, compose_config, run_inline, start_long_run, tiny_data_overrides
 from vaelab.errors import VaelabError
@@ -193,6 +194,15 @@ def test_a_study_of_another_model_is_refused(tiny_mnist: Path, tmp_path: Path) -
     other = run_inline("train.py", *search, "model=conv_vae", f"hydra.sweep.dir={tmp_path / 'b'}")
     one_error_line(other, "study 'vae'", "belongs to model=vae", "model=conv_vae", "allow_other_setting=true")
     assert len(optuna.load_study(study_name="vae", storage=storage).trials) == 1  # no conv trial joined it
+    # Another fixed setting (the latent size, the batches per epoch) would rank trials that are not comparable.
+    for index, (setting, words) in enumerate((("model.latent_dim=3", "model.latent_dim=2"),
+                                               ("trainer.limit_train_batches=3", "=2"))):  # fmt: skip
+        other = run_inline("train.py", *search, "model=vae", setting, f"hydra.sweep.dir={tmp_path / str(index)}")
+        one_error_line(other, "study 'vae'", "was searched with", words, setting, "allow_other_setting=true")
+    assert len(optuna.load_study(study_name="vae", storage=storage).trials) == 1
+    same = run_inline("train.py", *search, "model=vae", "seed=7", f"hydra.sweep.dir={tmp_path / 'c'}")  # a seed is no setting
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert yaml.safe_load((tmp_path / "c" / "optimization_results.yaml").read_text())["fixed_overrides"]
 
 
 def test_a_sweep_summary_names_the_files_it_cannot_read(tiny_mnist: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ user attributes ``rerun_of_trial_<n>``).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -30,8 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from vaelab.config_tree import flat_config
 from vaelab.errors import VaelabError, exit_with_error, instantiate
-from vaelab.replicas import RERUN_PREFIX, rank_by_mean, spread, write_ranking
+from vaelab.replicas import RERUN_PREFIX, rank_by_mean, setting_key, spread, write_ranking
 from vaelab.run.folder import STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, json_safe
 from vaelab.studies import (
     TRIAL_ENV,
@@ -118,12 +120,13 @@ class OptunaSweeper(Sweeper):
         # Compose one job first, so a key the model lacks is one error here, not a failure of every trial.
         example = {k: d.choices[0] if isinstance(d, CategoricalDistribution) else d.low for k, d in space.items()}
         self.validate_batch_is_legal([fixed + trial_overrides(example)])
+        fixed_settings = self._fixed_settings(fixed + trial_overrides(example), space)
 
         sampler = self._sampler(offset=0)  # built before any trial is asked: a bad target leaves no trial behind
         pruner = build_pruner(self.pruner_config)
         self._storage = open_storage(self.storage, self.heartbeat_interval)
         study = open_study(self._storage, self.study_name, self.direction, sampler, pruner)
-        self._check_setting(study, space)
+        self._check_setting(study, space, fixed_settings)
         stale = fail_stale_trials(study)
         if stale:
             log.info(f"Trials {stale} had no heartbeat (their sweep was killed): marked FAIL")
@@ -158,24 +161,48 @@ class OptunaSweeper(Sweeper):
                 ) from None
             exhausted = self._run_batch(study, trials, fixed)
             launched += len(trials)
-        self._write_results(study)
+        self._write_results(study, fixed)
         return study.trials
 
-    def _check_setting(self, study: optuna.Study, space: dict[str, Any]) -> None:
-        """A study belongs to the model and the searched keys that made it (user attribute ``vaelab_setting``; their
-        ranges may change between sweeps): trials of another would become its best. Refused unless
-        ``allow_other_setting``; a study without the record gets it."""
-        setting = {"model": str(self.config.hydra.runtime.choices.get("model")), "space": sorted(space)}
+    def _fixed_settings(self, job_overrides: list[str], space: dict[str, Any]) -> dict[str, Any]:
+        """Every setting of a job of this sweep that is not searched, as ``{dotted key: value}``: its composed config
+        without Hydra's, the seeds, where it writes (``replicas.PLACE_KEYS``) and the searched keys."""
+        job = self.hydra_context.config_loader.load_sweep_config(master_config=self.config,
+                                                                 sweep_overrides=job_overrides)  # fmt: skip
+        config = json.loads(setting_key(OmegaConf.to_container(job, resolve=False)))
+        searched = tuple(space)
+        return {key: value for key, value in flat_config(config).items()
+                if not any(key == name or key.startswith(f"{name}.") for name in searched)}  # fmt: skip
+
+    def _check_setting(self, study: optuna.Study, space: dict[str, Any], fixed: dict[str, Any]) -> None:
+        """A study belongs to the model, the searched keys and every other setting that made it (user attribute
+        ``vaelab_setting``; the searched ranges may change between sweeps): trials of another would become its best,
+        with best parameters that omit what differed. Refused unless ``allow_other_setting``; a study without the
+        record gets it."""
+        setting = {"model": str(self.config.hydra.runtime.choices.get("model")), "space": sorted(space),
+                   "fixed": fixed}  # fmt: skip
         recorded = study.user_attrs.get(SETTING_ATTR)
         if recorded is None:
             study.set_user_attr(SETTING_ATTR, setting)
-        elif recorded != setting and not self.allow_other_setting:
+            return
+        if self.allow_other_setting:
+            return
+        advice = ("pass another hydra.sweeper.study_name, or hydra.sweeper.allow_other_setting=true to add these "
+                  "trials to it.")  # fmt: skip
+        if recorded.get("model") != setting["model"] or recorded.get("space") != setting["space"]:
             what = "model" if recorded.get("model") != setting["model"] else "search space"
             raise VaelabError(
                 f"study {self.study_name!r} in {self.storage} belongs to model={recorded.get('model')} searching "
                 f"{recorded.get('space')}, and this sweep has another {what} (model={setting['model']} searching "
-                f"{setting['space']}); pass another hydra.sweeper.study_name, or "
-                "hydra.sweeper.allow_other_setting=true to add these trials to it."
+                f"{setting['space']}); {advice}"
+            )
+        before = recorded.get("fixed")  # None: a study recorded before fixed settings were
+        differing = sorted(key for key in {*fixed, *(before or {})} if (before or {}).get(key) != fixed.get(key))
+        if before is not None and differing:
+            key = differing[0]
+            raise VaelabError(
+                f"study {self.study_name!r} in {self.storage} was searched with {key}={before.get(key)!r}, this sweep "
+                f"has {key}={fixed.get(key)!r} ({len(differing)} fixed settings differ); {advice}"
             )
 
     def _sampler(self, offset: int) -> optuna.samplers.BaseSampler:
@@ -307,10 +334,13 @@ class OptunaSweeper(Sweeper):
                  for seed in record.get("seeds", [])]  # fmt: skip
         return max(used) + 1
 
-    def _write_results(self, study: optuna.Study) -> None:
+    def _write_results(self, study: optuna.Study, fixed: list[str]) -> None:
+        """``optimization_results.yaml``: the best trial's parameters, with the overrides every trial shared (the
+        rest of each job's settings is in its folder's .hydra/config.yaml)."""
         completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
         results: dict[str, Any] = {"name": "optuna", "study_name": self.study_name, "storage": self.storage,
-                                   "trials": len(study.trials), "completed": len(completed)}  # fmt: skip
+                                   "trials": len(study.trials), "completed": len(completed),
+                                   "fixed_overrides": list(fixed)}  # fmt: skip
         if completed:
             results.update(
                 best_trial=study.best_trial.number, best_params=study.best_params, best_value=study.best_value
