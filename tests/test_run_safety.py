@@ -200,7 +200,8 @@ def test_a_study_of_another_model_is_refused(tiny_mnist: Path, tmp_path: Path) -
         other = run_inline("train.py", *search, "model=vae", setting, f"hydra.sweep.dir={tmp_path / str(index)}")
         one_error_line(other, "study 'vae'", "was searched with", words, setting, "allow_other_setting=true")
     assert len(optuna.load_study(study_name="vae", storage=storage).trials) == 1
-    same = run_inline("train.py", *search, "model=vae", "seed=7", f"hydra.sweep.dir={tmp_path / 'c'}")  # a seed is no setting
+    # A seed is no setting: the same study takes the trial.
+    same = run_inline("train.py", *search, "model=vae", "seed=7", f"hydra.sweep.dir={tmp_path / 'c'}")
     assert same.returncode == 0, same.stderr[-3000:]
     assert yaml.safe_load((tmp_path / "c" / "optimization_results.yaml").read_text())["fixed_overrides"]
 
