@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -321,6 +323,35 @@ def test_ctrl_c_during_validation_resumes_to_the_uninterrupted_history(
         assert [r.get(name) for r in rows[resumed]] == pytest.approx([r[name] for r in rows[straight]], abs=1e-4), name
 
 
+@pytest.mark.parametrize(
+    "hook, batch, sigterm",
+    [
+        ("on_train_batch_end", 1, False),  # Ctrl-C: raised at the end of the batch it landed in
+        ("on_train_batch_start", 2, False),  # a batch fetched, its step not taken
+        ("on_train_batch_end", 0, True),  # SIGTERM (a pre-emption), after the epoch's first batch
+    ],
+)
+def test_an_interrupt_inside_an_epoch_resumes_to_the_uninterrupted_history(
+    hook: str, batch: int, sigterm: bool, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    """The resumed epoch goes on with the batches the interrupted one had not trained (the loader's state is in the
+    checkpoint), so every row equals the uninterrupted run's."""
+    common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1",
+              "test=false", "logger=none", *NO_FIGURES, *tiny_data_overrides(tiny_mnist), "trainer.max_epochs=3"]  # fmt: skip
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(compose_config("train", common, straight))
+    stop = f"+callbacks.stop={{_target_:helpers.StopAt,hook:{hook},epoch:1,batch:{batch},sigterm:{sigterm}}}"
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted):
+        train(compose_config("train", [*common, stop], resumed))
+    signal.signal(signal.SIGINT, handler)
+    train(compose_config("train", [*common, f"resume={resumed}"], resumed))
+    rows = {run: RunFolder(run).read_history() for run in (straight, resumed)}
+    assert [(r["epoch"], r["step"]) for r in rows[resumed]] == [(0, 4), (1, 8), (2, 12)]
+    for name in ("train/loss", "train/recon", "train/kl", "val/loss"):
+        assert [r[name] for r in rows[resumed]] == pytest.approx([r[name] for r in rows[straight]], abs=1e-4), name
+
+
 def test_fit_time_is_the_fit_alone_with_the_best_checkpoint_tested(tiny_mnist: Path, tmp_path: Path) -> None:
     """Testing restores the best checkpoint, Timer state included: fit_seconds must not count its time twice."""
     marks = tmp_path / "marks"
@@ -330,3 +361,27 @@ def test_fit_time_is_the_fit_alone_with_the_best_checkpoint_tested(tiny_mnist: P
     metrics = train(compose_config("train", overrides, tmp_path / "run"))
     started, tested = (float(line) for line in marks.read_text().split())
     assert 0 < metrics["fit_seconds"] <= round(tested - started, 1) + 0.1
+
+
+def test_ddp_saves_every_process_state_and_resumes_inside_an_epoch(tiny_mnist: Path, tmp_path: Path) -> None:
+    """Two processes: the checkpoint holds the epoch's training sums of both, each one's noise, and the batches of
+    the epoch trained; the resume goes on with the rest of the epoch."""
+    common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+              "test=false", "logger=none", *NO_FIGURES, "trainer.max_epochs=2", "trainer.strategy=ddp",
+              "trainer.devices=2", "trainer.accelerator=cpu", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "tests")}  # helpers.StopAt in every process
+
+    def run(*overrides: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(PROJECT_ROOT / "train.py"), *overrides], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    stop = "+callbacks.stop={_target_:helpers.StopAt,hook:on_train_batch_end,epoch:1,batch:0}"
+    assert run(*common, stop, f"hydra.run.dir={tmp_path}").returncode == 1
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches": 1}]
+    assert {float(state["weight"]) for state in saved["vaelab_train_means"].values()} == {100.0}  # 2 x 50 images
+    noise = saved["vaelab_train_noise_state"]
+    assert noise.shape[0] == 2 and not torch.equal(noise[0], noise[1])
+    again = run(f"resume={tmp_path}", "callbacks.stop.epoch=99")  # the stop, moved past the run's end
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [(r["epoch"], r["step"]) for r in RunFolder(tmp_path).read_history()] == [(0, 3), (1, 6)]

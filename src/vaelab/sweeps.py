@@ -25,12 +25,15 @@ import yaml
 from vaelab.errors import VaelabError, exit_with_error
 from vaelab.figures import plots
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds, write_ranking
-from vaelab.run.folder import STUDY_FILE, RunFolder, RunStatus, sweep_jobs
+from vaelab.run.folder import HISTORY_COLUMNS, STUDY_FILE, RunFolder, RunStatus, sweep_jobs
 from vaelab.tables import as_number, markdown_table, short_number, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
                   "epochs", "best_epoch", "seconds_per_epoch")  # fmt: skip
 EPOCH_COLUMNS = {"epochs", "best_epoch"}
+# What a run can record, whether or not these jobs did (test/* only when they test).
+TEST_COLUMNS = [column.replace("val/", "test/") for column in HISTORY_COLUMNS if column.startswith("val/")]
+KNOWN_METRICS = {*METRIC_COLUMNS, *HISTORY_COLUMNS, *TEST_COLUMNS}
 
 
 def collect_jobs(
@@ -84,7 +87,7 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     if not jobs:
         raise VaelabError(f"no job folders (with .hydra/overrides.yaml) in {sweep_dir}")
     recorded = sorted({key for job in sweep_jobs(sweep_dir) for key in RunFolder(job).read_metrics()} - {"status"})
-    if metric not in METRIC_COLUMNS and metric not in recorded:  # a misspelling would rank every job as equal
+    if metric not in KNOWN_METRICS and metric not in recorded:  # a misspelling would rank every job as equal
         raise VaelabError(f"--metric {metric}: no job of {sweep_dir} recorded it; its jobs recorded "
                           f"{', '.join(recorded) or 'no metric'}")  # fmt: skip
     # Best first; jobs without the metric (failed, pruned early, unfinished) last.

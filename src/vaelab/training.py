@@ -92,10 +92,10 @@ def build(cfg: DictConfig) -> Run:
     model = build_model(cfg.model)
     check_labels(model.num_classes, datamodule, f"model={model.model_name or type(model).__name__}")
     resume = resume_plan(cfg, model)
-    if rank_zero_only.rank == 0 and hasattr(datamodule, "check_files"):
-        datamodule.check_files()  # a missing or damaged file now, not after the tree (or after training)
     callbacks = instantiate_group(cfg.get("callbacks"))  # conf/callbacks/
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))  # an unreachable tracking server: one line here
+    if rank_zero_only.rank == 0 and hasattr(datamodule, "check_files"):
+        datamodule.check_files()  # a missing or damaged file now, not after the tree (or after training)
     # After the checks: a bad value is one line, not the tree and then a line.
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, folder.path / "config_tree.log")

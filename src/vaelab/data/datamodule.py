@@ -4,8 +4,9 @@ tensors served in whole batches (no per-sample PIL transforms). ``conf/data/`` h
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -60,7 +61,37 @@ class EpochRandomSampler(RandomSampler):
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         self.generator.manual_seed(self.seed * 100_003 + epoch)
+
+
+class ResumableLoader(DataLoader):
+    """The training loader, resumable inside an epoch. Lightning saves its ``state_dict`` in every checkpoint: the
+    epoch and the batches of it that were trained, as ``progress`` reads them off the trainer (a batch fetched but not
+    trained is trained again on resume). On a resume Lightning gives the state back, and the loader then skips those
+    batches of that epoch's order, so the epoch goes on where it stopped instead of drawing its first batches again.
+    Exact for any sampler whose order depends only on the epoch (``EpochRandomSampler``, the ``DistributedSampler``
+    Lightning swaps in under DDP, which builds this class again with the same ``progress``)."""
+
+    def __init__(self, *args: Any, progress: Callable[[], tuple[int, int]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches trained of it), from a checkpoint
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = getattr(self.sampler, "epoch", None)  # set by Lightning (set_epoch) before the first batch is drawn
+        resume_at, self._resume_at = self._resume_at, None
+        batches = super().__iter__()
+        for _ in range(resume_at[1] if resume_at is not None and resume_at[0] == epoch else 0):
+            next(batches, None)  # in-memory batches: drawing and dropping them costs next to nothing
+        yield from batches
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, trained = self.progress() if self.progress else (0, 0)
+        return {"epoch": epoch, "batches": trained}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume_at = (int(state.get("epoch", -1)), int(state.get("batches", 0)))
 
 
 def already_collated(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,7 +263,8 @@ class IDXDataModule(pl.LightningDataModule):
             # Lightning's DistributedSampler pads the last batch with repeated images; evaluation must not
             # count an image twice, so each process takes every world_size-th image and nothing more.
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(
+        resumable = {"progress": self._trained_in_epoch} if shuffle else {}
+        return (ResumableLoader if shuffle else DataLoader)(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -240,7 +272,14 @@ class IDXDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            **resumable,
         )
+
+    def _trained_in_epoch(self) -> tuple[int, int]:
+        """``(epoch, batches of it trained)``: Lightning's progress counts a batch whose step ran as done (a resume
+        does not train it again) and one that was only fetched as not."""
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return self.trainer.current_epoch, progress.processed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)

@@ -276,11 +276,16 @@ class ELBOModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets ``vaelab.run.checkpoints.load_model`` rebuild the right variant from the file alone.
         checkpoint["vaelab_model_class"] = self.checkpoint_name()
+        # One row per DDP process (the model's hook runs on every process when a checkpoint is saved): each draws
+        # its own noise and goes on with its own on a resume.
         if "train" in self._noise:
-            checkpoint["vaelab_train_noise_state"] = self._noise["train"].get_state()
+            state = self._noise["train"].get_state()
+            checkpoint["vaelab_train_noise_state"] = self.all_gather(state) if self._processes() > 1 else state[None]
+        # Summed over the processes (what the epoch's sync does), so a resume goes on with the whole epoch's sums.
         states = {term: mean.metric_state for term, mean in self.epoch_means("train").items()}
         checkpoint["vaelab_train_means"] = {
-            term: {name: value.detach().cpu() for name, value in state.items()} for term, state in states.items()
+            term: {name: self._summed_over_processes(value).detach().cpu() for name, value in state.items()}
+            for term, state in states.items()
         }
 
     @classmethod
@@ -289,23 +294,36 @@ class ELBOModule(pl.LightningModule):
         return f"{cls.__module__}.{cls.__qualname__}"
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("vaelab_train_noise_state")
+        state = checkpoint.get("vaelab_train_noise_state")  # [processes, state bytes] (a single state before)
         self._noise.pop("train", None)
-        self._restored_train_noise = state if isinstance(state, torch.Tensor) and state.dtype == torch.uint8 else None
+        self._restored_train_noise = None
+        if isinstance(state, torch.Tensor) and state.dtype == torch.uint8:
+            if state.dim() == 1:
+                self._restored_train_noise = state
+            elif len(state) == self._processes():  # on another number of processes each draws from its seed
+                self._restored_train_noise = state[self.global_rank]
         self._restore_train_means(checkpoint.get("vaelab_train_means"))
+
+    def _processes(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    def _summed_over_processes(self, value: torch.Tensor) -> torch.Tensor:
+        return self.all_gather(value).sum(dim=0) if self._processes() > 1 else value
 
     def _restore_train_means(self, saved: object) -> None:
         """The training means of the epoch a checkpoint was saved in. Lightning starts the next epoch (and
         ``on_train_epoch_start`` resets them) unless the run resumes inside that epoch: a Ctrl-C mid-epoch or during
-        its validation, whose row then averages every batch of the epoch. Per process, so a single one only."""
-        if self._trainer is None or self.trainer.world_size != 1 or not isinstance(saved, dict):
+        its validation, whose row then averages every batch of the epoch. The sums of every process go to process
+        0 (the epoch's sync adds them up again)."""
+        if self._trainer is None or not isinstance(saved, dict):
             return
         if not all(isinstance(saved.get(term), dict) for term in LOGGED_TERMS):
             return
         for term, mean in self.epoch_means("train").items():
             mean.reset()
             mean.update(torch.empty(0, device=self.device))  # marks it updated, adds nothing
-            mean.merge_state({name: torch.as_tensor(value).to(self.device) for name, value in saved[term].items()})
+            if self.global_rank == 0:
+                mean.merge_state({name: torch.as_tensor(value).to(self.device) for name, value in saved[term].items()})
 
 
 def _shapes(value: object) -> str:
