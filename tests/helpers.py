@@ -260,3 +260,16 @@ def val_loss_over_ranks(checkpoint: Path, data_dir: Path, val_size: int, world_s
             for rank in range(world_size)
         ]  # fmt: skip
     return torch.cat(losses).mean().item()
+
+
+class Rewrite:
+    """A callback that replaces ``old`` with ``new`` in the file ``path`` when training starts: a config edited
+    while a sweep runs, for ``+callbacks.rewrite={_target_:helpers.Rewrite,...}``."""
+
+    def __new__(cls, path: str, old: str, new: str):
+        import lightning.pytorch as pl
+
+        def rewrite(self, trainer, module) -> None:
+            Path(path).write_text(Path(path).read_text().replace(old, new))
+
+        return type("RewriteHook", (pl.Callback,), {"on_train_start": rewrite})()

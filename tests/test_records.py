@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from helpers import NO_FIGURES, PROJECT_ROOT, compose_config, free_port, run_inline, tiny_data_overrides, write_mnist
 from test_run_safety import one_error_line, snapshot
@@ -180,3 +181,21 @@ def test_a_path_longer_than_the_system_allows_is_one_line(script: str, setting: 
     result = run_inline(script, *multirun, f"{setting}={long_path}", f"hydra.run.dir={tmp_path / 'r'}"
                         if setting != "hydra.run.dir" else "print_config=false")  # fmt: skip
     one_error_line(result, "a path is longer than this system allows")
+
+
+def test_a_sweep_keeps_the_configuration_it_started_with(tiny_mnist: Path, tmp_path: Path) -> None:
+    experiment = tmp_path / "conf" / "experiment" / "small.yaml"
+    experiment.parent.mkdir(parents=True)
+    experiment.write_text("# @package _global_\nmodel:\n  latent_dim: 3\n")
+    rewrite = (
+        f"+callbacks.rewrite={{_target_:helpers.Rewrite,path:'{experiment}',old:'latent_dim: 3',new:'latent_dim: ['}}"
+    )
+    sweep = tmp_path / "sweep"
+    result = run_inline("train.py", "-m", "--config-dir", str(tmp_path / "conf"), "+experiment=small", "seed=1,2",
+                        *TINY, "trainer.max_epochs=1", rewrite, *tiny_data_overrides(tiny_mnist),
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "latent_dim: [" in experiment.read_text()  # job 0 broke the file before job 1 was composed
+    for job in ("0", "1"):
+        assert yaml.safe_load((sweep / job / ".hydra" / "config.yaml").read_text())["model"]["latent_dim"] == 3
+    assert (sweep / ".configs").is_dir()

@@ -3,17 +3,20 @@ MLflow run that groups a multirun's jobs."""
 
 from __future__ import annotations
 
+import importlib.resources
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.global_hydra import GlobalHydra
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError, exit_with_error, user_error
 from vaelab.loggers import check_mlflow
-from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, SWEEP_RECORD, RunFolder, sweep_jobs
+from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, sweep_jobs
 from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release
 
 
@@ -54,6 +57,42 @@ class RunFolderGuard(Callback):
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(Path(str(config.hydra.runtime.output_dir)))
+
+
+class ConfigSnapshot(Callback):
+    """A multirun keeps the configuration it started with: the config folders it composes from (the package's
+    ``vaelab/conf``, a ``--config-dir``, Hydra's own) are copied into ``<sweep>/.configs/`` at its start, and every
+    job is composed from the copies, in whatever process a launcher runs it (the config loader travels with the job).
+    Editing a YAML file while the sweep runs changes none of its later jobs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if is_ddp_child():
+            return
+        snapshot = Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / SWEEP_CONFIGS
+        loader = GlobalHydra.instance().config_loader()
+        search_path = loader.get_search_path()
+        for index, element in enumerate(search_path.get_path()):
+            folder = config_folder(element.path)
+            if folder is not None:
+                copy = snapshot / f"{index}-{element.provider}"
+                shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__", "*.py[co]"))
+                element.path = f"file://{copy}"
+        loader.repository.initialize_sources(search_path)
+
+
+def config_folder(path: str) -> Path | None:
+    """The folder behind a config search path entry (``file://<folder>``, ``pkg://<package>``); None for the
+    structured configs Hydra keeps in memory, or a package that is not a folder on disk."""
+    if path.startswith("file://"):
+        folder = Path(path.removeprefix("file://"))
+    elif path.startswith("pkg://"):
+        try:
+            folder = Path(str(importlib.resources.files(path.removeprefix("pkg://"))))
+        except (ImportError, TypeError, ValueError):
+            return None
+    else:
+        return None
+    return folder if folder.is_dir() else None
 
 
 class FailedJobsReport(Callback):

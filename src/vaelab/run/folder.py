@@ -7,7 +7,8 @@
     <run>/FAILED                   a failed sweep job's error line (and traceback)
     <run>/figures/ tensorboard/ csv/ mlflow/   what the callbacks and loggers write
 
-A sweep is a folder of such run folders (``<sweep>/<job number>/``). Where runs go is set in
+A sweep is a folder of such run folders (``<sweep>/<job number>/``), its ``multirun.yaml`` and ``.configs/`` (the
+config folders it composes every job from, as they were when it started). Where runs go is set in
 ``conf/hydra/default.yaml``; the callbacks' folders in ``conf/callbacks/default.yaml``.
 """
 
@@ -40,6 +41,7 @@ JOB_RECORD = ".hydra/overrides.yaml"  # every folder Hydra ran a job in has one
 CONFIG_RECORD = ".hydra/config.yaml"
 HYDRA_RECORD = ".hydra/hydra.yaml"
 SWEEP_RECORD = "multirun.yaml"  # in a sweep folder: Hydra's record of the sweep
+SWEEP_CONFIGS = ".configs"  # in a sweep folder: the config folders as they were when it started
 MLFLOW_RUN_ID_FILE = "mlflow_run_id"  # a run resumed in place goes on in the same MLflow run
 MLFLOW_SWEEP_RUN_FILE = "mlflow_sweep_run_id"  # in a sweep folder: the parent run the jobs' runs nest under
 STUDY_FILE = "optuna_study.yaml"  # in a sweep folder: where its Optuna study lives, for `python -m vaelab.sweeps`
