@@ -1,6 +1,9 @@
 # Quick start: `make train` (set up .venv, train the default conv VAE) and `make test`.
 PYTHON ?= python3
 VENV := .venv
+# Where the data sets are (vaelab reads VAELAB_DATA_DIR): an offline MNIST copy beside the clone when there is one,
+# else ./data, where the first run downloads MNIST.
+export VAELAB_DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(abspath data))
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: venv train test browser-check constraints clean-logs

@@ -7,6 +7,7 @@ plain transposed convolution it replaced (the time before).
 A model name times untrained weights (the arithmetic is the same; the estimate is not a result).
 """
 
+import os
 import sys
 import time
 
@@ -37,7 +38,8 @@ def main() -> None:
     tune_malloc()
     source = sys.argv[1]
     model = (UNTRAINED[source]() if source in UNTRAINED else load_model(source)).eval()
-    data = IDXDataModule(data_dir=sys.argv[2] if len(sys.argv) > 2 else "../shared/data", download=False)
+    data = IDXDataModule(data_dir=sys.argv[2] if len(sys.argv) > 2 else os.environ.get("VAELAB_DATA_DIR", "data"),
+                         download=False)  # fmt: skip
     samples = int(sys.argv[3]) if len(sys.argv) > 3 else 100
     data.prepare_data()
     data.setup("test")

@@ -63,6 +63,14 @@ def trained_sweep(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return sweep
 
 
+@pytest.fixture
+def ddp_alone(tmp_path_factory: pytest.TempPathFactory):
+    """One DDP test at a time across the xdist workers: two 2-process gloo groups side by side on 2 cores have
+    reset each other's connections (two of three parallel runs here)."""
+    with FileLock(str(shared_temp(tmp_path_factory) / "ddp.lock")):
+        yield
+
+
 @pytest.fixture(scope="session")
 def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite store with its tables made (MLflow's migrations take ~4 s per new store); made once per

@@ -84,7 +84,7 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path | No
 
 def tiny_data_overrides(data_dir: Path) -> list[str]:
     """Hydra overrides that point a run at the tiny data set, offline."""
-    return [f"data.data_dir={data_dir}", "data.fallback_data_dirs=[]", "data.download=false", "data.val_size=100"]
+    return [f"data.data_dir={data_dir}", "data.download=false", "data.val_size=100"]
 
 
 def run_script(script: str, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -14,7 +14,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from helpers import SWEPT_MODELS, compose_config, run_inline, run_script, tensorboard_run, tiny_data_overrides
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate, figure_labels
-from vaelab.run.folder import RunFolder
 from vaelab.training import train
 
 EXPECTED_FIGURES = {
@@ -131,9 +130,9 @@ def test_comparison_labels_say_what_sets_runs_of_one_setting_apart(tmp_path: Pat
         return {"setting": setting, "run": f"{setting}-{name}"}, tmp_path / name / "checkpoints" / "best.ckpt"
 
     runs = [
-        run("a", "capacity conv_vae", "+experiment=capacity", "model=conv_vae"),
-        run("b", "capacity conv_vae", "+experiment=capacity", "model=conv_vae", "trainer.max_epochs=10"),
-        run("c", "reference vae", "+experiment=reference", "model=vae"),
+        run("a", "capacity conv_vae", "experiment=capacity", "model=conv_vae"),
+        run("b", "capacity conv_vae", "experiment=capacity", "model=conv_vae", "trainer.max_epochs=10"),
+        run("c", "reference vae", "experiment=reference", "model=vae"),
         run("d", "vae", "seed=1"),
         run("e", "vae", "seed=1"),
     ]
@@ -164,7 +163,7 @@ def test_wrong_group_choice_lists_the_valid_options() -> None:
 
 
 def test_missing_data_is_one_line(tmp_path: Path) -> None:
-    overrides = [f"data.data_dir={tmp_path}", "data.fallback_data_dirs=[]", "data.download=false"]
+    overrides = [f"data.data_dir={tmp_path}", "data.download=false"]
     with pytest.raises(VaelabError) as error:
         train(compose_config("train", overrides, tmp_path / "run"))
     message = str(error.value)
@@ -185,7 +184,7 @@ def test_a_bad_value_is_one_line_and_exit_status_1(
     result = run_script(script, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [line], result.stderr[-2000:]
     assert result.stdout.strip() == ""  # no config tree first
-    assert not RunFolder(tmp_path / "run").holds_run()  # the same command, mended, may use the folder
+    assert not (tmp_path / "run").exists()  # a mistake leaves no empty run folder behind
 
 
 def test_help_lists_the_groups() -> None:

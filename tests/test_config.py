@@ -104,7 +104,7 @@ def test_every_experiment_is_checked() -> None:
 @pytest.mark.parametrize(("experiment", "model"), [(e, m) for e, spec in EXPERIMENTS.items() for m in spec[0]])
 def test_experiments_build_their_setting_with_a_2d_latent(experiment: str, model: str, tmp_path: Path) -> None:
     _, epochs, batch_size, lr, cosine, widths = EXPERIMENTS[experiment]
-    cfg = compose_config("train", [f"+experiment={experiment}", f"model={model}"], tmp_path)
+    cfg = compose_config("train", [f"experiment={experiment}", f"model={model}"], tmp_path)
     built = build_model(cfg.model)
     assert built.latent_dim == 2 and built.model_name == model
     assert (cfg.trainer.max_epochs, cfg.data.batch_size) == (epochs, batch_size)
@@ -136,7 +136,7 @@ def test_experiments_build_their_setting_with_a_2d_latent(experiment: str, model
         ("model.decoder_hidden_dim=1.5", "model.decoder_hidden_dim"),
         ("model.encoder_channels=[32]", "model.encoder_channels"),
         ("model=cond_conv_vae model.decoder_channels=[64,x]", "model.decoder_channels[1]"),
-        ("+experiment=capacity model=vae", "model.hidden_dim is not a setting of VAE (model=vae)"),
+        ("experiment=capacity model=vae", "model.hidden_dim is not a setting of VAE (model=vae)"),
     ],
 )
 def test_bad_values_are_caught_before_training_and_name_the_key(override: str, key: str, tmp_path: Path) -> None:

@@ -77,22 +77,20 @@ def test_batches_carry_images_and_labels(tiny_mnist: Path) -> None:
     assert torch.equal(next(iter(other_loader))[0], second_epoch)
 
 
-def test_fallback_folder_is_used_when_data_dir_is_empty(tiny_mnist: Path, tmp_path: Path) -> None:
-    assert locate(tmp_path / "empty", [tmp_path / "also-empty", tiny_mnist], download=False) == tiny_mnist
+def test_the_data_folder_comes_from_vaelab_data_dir(tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One documented way to point every command at a data folder; no other folder is searched."""
+    monkeypatch.setenv("VAELAB_DATA_DIR", str(tiny_mnist))
+    assert compose_config("train", []).data.data_dir == str(tiny_mnist)
+    monkeypatch.delenv("VAELAB_DATA_DIR")
+    assert compose_config("train", []).data.data_dir.endswith("/data")
 
 
 def test_missing_data_names_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(VaelabError) as error:
-        locate(tmp_path / "nowhere", [tmp_path / "elsewhere"], download=False)
+        locate(tmp_path / "nowhere", download=False)
     message = str(error.value)
-    assert "nowhere" in message and "elsewhere" in message and "data.data_dir=" in message
+    assert "nowhere" in message and "data.data_dir=" in message and "VAELAB_DATA_DIR" in message
     assert "\n" not in message
-
-
-def test_fallback_folder_is_said_in_the_log(tiny_mnist: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="vaelab.data.datamodule"):
-        make_datamodule(tmp_path / "empty", fallback_data_dirs=[str(tiny_mnist)])
-    assert f"using the fallback folder {tiny_mnist.resolve()}" in caplog.text
 
 
 def _idx(array: np.ndarray, type_byte: int = 0x08) -> bytes:
@@ -164,7 +162,7 @@ def test_real_mnist(real_mnist: Path) -> None:
 FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                  "Ankle boot"]  # fmt: skip
 ONE_EPOCH = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "logger=none",
-             "data.batch_size=50", "data.val_size=100", "data.fallback_data_dirs=[]", "data.download=false",
+             "data.batch_size=50", "data.val_size=100", "data.download=false",
              "callbacks.figures.grid_size=3", "callbacks.figures.num_points=50", "test=false"]  # fmt: skip
 
 
@@ -174,7 +172,7 @@ def test_fashion_mnist_trains_and_evaluates_with_its_class_names(tmp_path: Path)
     run = tmp_path / "run"
     metrics = train(compose_config("train", ["model=cond_conv_vae", *common, *ONE_EPOCH], run))
     assert metrics["status"] == "completed" and (run / "figures" / "latent_grid_digit9.png").is_file()
-    overrides = [*common, "data.fallback_data_dirs=[]", "data.download=false", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+    overrides = [*common, "data.download=false", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
                  "iwae_samples=null", "figures.num_points=50", "figures.grid_size=3"]  # fmt: skip
     evaluate(compose_config("eval", overrides, tmp_path / "eval"))
     (metadata,) = (tmp_path / "eval").rglob("metadata.tsv")

@@ -91,9 +91,9 @@ def test_two_sweep_processes_share_a_study_on_postgres(postgres: str, tiny_mnist
 
     # A third one killed outright in the middle of its trial leaves it RUNNING; the next sweep's start finds its
     # heartbeat gone and marks it FAIL, then runs its own.
-    killed = sweep_process(
-        *search, "trainer.max_epochs=500", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'c'}"
-    )
+    # (A 500-epoch trial is another fixed setting than the study's: allowed here, it only has to run long enough.)
+    killed = sweep_process(*search, "trainer.max_epochs=500", "hydra.sweeper.allow_other_setting=true",
+                           "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'c'}")  # fmt: skip
     deadline = time.time() + 120
     while len(optuna.load_study(study_name="shared", storage=storage).trials) < 5 and time.time() < deadline:
         time.sleep(0.5)

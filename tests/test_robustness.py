@@ -275,7 +275,7 @@ def test_non_finite_loss_stops_with_one_line(tiny_mnist: Path, tmp_path: Path) -
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
-def test_ddp_on_cpu_with_two_processes(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_ddp_on_cpu_with_two_processes(tiny_mnist: Path, tmp_path: Path, ddp_alone: None) -> None:
     result = run_script("train.py", "model=vae", *FAST, "trainer.max_epochs=1", "trainer.strategy=ddp",
                         "trainer.devices=2", "trainer.accelerator=cpu", *tiny_data_overrides(tiny_mnist),
                         "data.val_size=5", f"hydra.run.dir={tmp_path}", timeout=300)  # fmt: skip
@@ -363,7 +363,9 @@ def test_fit_time_is_the_fit_alone_with_the_best_checkpoint_tested(tiny_mnist: P
     assert 0 < metrics["fit_seconds"] <= round(tested - started, 1) + 0.1
 
 
-def test_ddp_saves_every_process_state_and_resumes_inside_an_epoch(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_ddp_saves_every_process_state_and_resumes_inside_an_epoch(
+    tiny_mnist: Path, tmp_path: Path, ddp_alone: None
+) -> None:
     """Two processes: the checkpoint holds the epoch's training sums of both, each one's noise, and the batches of
     the epoch trained; the resume goes on with the rest of the epoch."""
     common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
@@ -376,7 +378,8 @@ def test_ddp_saves_every_process_state_and_resumes_inside_an_epoch(tiny_mnist: P
                               capture_output=True, text=True, timeout=300)  # fmt: skip
 
     stop = "+callbacks.stop={_target_:helpers.StopAt,hook:on_train_batch_end,epoch:1,batch:0}"
-    assert run(*common, stop, f"hydra.run.dir={tmp_path}").returncode == 1
+    stopped = run(*common, stop, f"hydra.run.dir={tmp_path}")
+    assert stopped.returncode == 1 and "stopped by Ctrl-C" in stopped.stderr, stopped.stderr[-3000:]
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches": 1}]
     assert {float(state["weight"]) for state in saved["vaelab_train_means"].values()} == {100.0}  # 2 x 50 images

@@ -55,7 +55,12 @@ def test_grid_sweep_summary_and_hparams(tiny_mnist: Path, tmp_path: Path) -> Non
         *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")) == [
+        "0",
+        "1",
+        "2",
+        "3",
+    ]
 
     jobs = summarise(tmp_path, "val/nelbo")
     assert len(jobs) == 4 and {row["job"] for row in jobs} == {"0", "1", "2", "3"}
@@ -136,7 +141,7 @@ def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mni
     assert len({tuple(sorted(t.params.items())) for t in complete}) == 4  # the second run did not repeat the first
     assert all(t.intermediate_values for t in complete)  # each job reported its epochs to the study
     # Job folders carry the trial numbers, and each folder's metric is the trial's value.
-    assert sorted(p.name for p in (tmp_path / "b").iterdir() if p.is_dir()) == ["3", "4"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir() if p.is_dir() and not p.name.startswith(".")) == ["3", "4"]
     metrics = json.loads((tmp_path / "b" / "4" / "metrics.json").read_text())
     assert metrics["val/nelbo"] == pytest.approx(trials[4].value)
     results = yaml.safe_load((tmp_path / "b" / "optimization_results.yaml").read_text())
@@ -182,7 +187,12 @@ def test_two_sweep_processes_share_one_study(tiny_mnist: Path, tmp_path: Path) -
     trials = load_trials(storage)
     assert sorted(t.number for t in trials) == [0, 1, 2, 3] and {t.state.name for t in trials} == {"COMPLETE"}
     # One folder per trial, even though both processes wrote into the same sweep folder.
-    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith(".")) == [
+        "0",
+        "1",
+        "2",
+        "3",
+    ]
 
 
 def test_optuna_failed_and_pruned_trials_and_a_search_that_runs_out(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -273,13 +283,13 @@ def test_parallel_optuna_trials_through_submitit(tiny_mnist: Path, tmp_path: Pat
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
-def test_ddp_inside_a_multirun(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_ddp_inside_a_multirun(tiny_mnist: Path, tmp_path: Path, ddp_alone: None) -> None:
     result = run_script("train.py", "-m", "model=vae", "model.latent_dim=2,3", *TINY_JOB, "trainer.strategy=ddp",
                         "trainer.devices=2", "trainer.accelerator=cpu", *tiny_data_overrides(tiny_mnist),
                         f"hydra.sweep.dir={tmp_path}", timeout=400)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     # Two jobs, each with its two processes; the second process re-ran its job, not the sweep.
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0", "1"]
     for job, latent_dim in (("0", 2), ("1", 3)):
         assert json.loads((tmp_path / job / "metrics.json").read_text())["status"] == "completed"
         checkpoint = torch.load(tmp_path / job / "checkpoints" / "last.ckpt", weights_only=True)
@@ -291,7 +301,7 @@ def test_ddp_inside_a_multirun(tiny_mnist: Path, tmp_path: Path) -> None:
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
     # Runs that stop at once (no data) still get their run folder from Hydra first.
     command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.log_dir={tmp_path}", "data.data_dir=/nonexistent",
-               "data.fallback_data_dirs=[]", "data.download=false"]  # fmt: skip
+               "data.download=false"]  # fmt: skip
     processes = [subprocess.Popen(command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for process in processes:  # each says so in one line
         errors = [line for line in process.communicate(timeout=120)[1].splitlines() if line.strip()]

@@ -139,6 +139,8 @@ def test_a_hostile_class_path_is_refused_with_nothing_imported(
         ("def encode(self, images, labels=None):\n        return super().encode(images, labels)[0]",
          "Broken.encode must return (z_mean, log_var), each [batch, latent_dim=2]; got [2, 2]"),
         ("num_classes = -1", "Broken.num_classes must be an integer >= 0, got -1"),
+        ("def encode(self, images):\n        return super().encode(images)",
+         "Broken.encode must take (images, labels=None); it takes (images)"),
     ],
 )  # fmt: skip
 def test_the_contract_is_checked_in_one_line(body: str, words: str, user_module: Path) -> None:

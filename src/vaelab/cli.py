@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -208,6 +209,9 @@ def train_command() -> None:
         sys.argv = with_run_overrides(sys.argv)
     except (VaelabError, OSError) as error:
         exit_with_error(user_error(error) or error)
+    # experiment is an optional group of train.yaml's defaults: Hydra would refuse the appending form that older
+    # runs recorded and other templates teach.
+    sys.argv = [re.sub(r"^\+{1,2}experiment=", "experiment=", token) for token in sys.argv]
     _train_job()
 
 

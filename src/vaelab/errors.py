@@ -2,6 +2,7 @@
 
 import difflib
 import errno
+import importlib
 import math
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,15 @@ def exit_with_error(message: object) -> NoReturn:
     """How a command ends on an error a user can fix: ``error: <message>`` on stderr, exit status 1."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(1)
+
+
+def require(module: str, extra: str, purpose: str) -> Any:
+    """The optional ``module``, imported; a ``VaelabError`` naming the extra that installs it when it is missing (a
+    plain ``pip install vaelab`` has none of them)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise VaelabError(f"{purpose} needs {module}, which is not installed: pip install 'vaelab[{extra}]'") from None
 
 
 def make_folder(folder: Path, setting: str) -> None:

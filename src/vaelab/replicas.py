@@ -27,7 +27,7 @@ REPLICA_KEYS = ("seed", "data.shuffle_seed")
 PLACE_KEYS = (
     "task_name", "tags", "print_config", "ckpt_path", "resume", "test", "optimized_metric", "paths", "logger",
     "callbacks", "hydra", "trainer.default_root_dir", "trainer.enable_progress_bar", "data.data_dir",
-    "data.fallback_data_dirs", "data.download", "data.num_workers", "data.pin_memory", "data.eval_batch_size",
+    "data.download", "data.num_workers", "data.pin_memory", "data.eval_batch_size",
 )  # fmt: skip
 
 # The study user attribute that holds the re-runs of trial <n> (seeds, values, mean, std, ci95).

@@ -13,11 +13,12 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
+from vaelab.errors import VaelabError, instantiate, make_folder, require
 
-from vaelab.errors import VaelabError, instantiate, make_folder
+if TYPE_CHECKING:  # the sweeps extra: imported where it is used (a plain install has no Optuna)
+    import optuna
 
 # The sweeper sets this in the environment of each job that reports to the pruner (hydra.job.env_set): the JSON of
 # ``trial_reference``. The job reads nothing else of the sweeper's.
@@ -41,6 +42,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
 
     ``heartbeat_interval`` (RDB storages): trials whose sweep process stopped sending heartbeats for two
     intervals (killed, node lost) can be marked failed by ``fail_stale_trials``."""
+    optuna = require("optuna", extra="sweeps", purpose="hparams_search=optuna")
     path = storage_file(url)
     if path is not None:
         if not path.name or path.is_dir():
@@ -73,6 +75,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> optuna.stor
 
 def build_pruner(config: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
     """The configured pruner (a ``_target_`` mapping), or none."""
+    optuna = require("optuna", extra="sweeps", purpose="hparams_search=optuna")
     return instantiate(config, key="hydra.sweeper.pruner") if config else optuna.pruners.NopPruner()
 
 
@@ -85,6 +88,7 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or load it if the storage (``open_storage``) already has one of that name (trials then add
     up)."""
+    optuna = require("optuna", extra="sweeps", purpose="hparams_search=optuna")
     # The sweeper records heartbeats itself (heartbeats()); Optuna warns that they are meant for optimize().
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     try:
@@ -107,6 +111,7 @@ def trial_reference(storage: str, study_name: str, pruner: Mapping[str, Any] | N
 
 def trial_of_this_job() -> optuna.Trial | None:
     """The trial this job runs for, as the vaelab Optuna sweeper told it in ``TRIAL_ENV``; else None."""
+    optuna = require("optuna", extra="sweeps", purpose="hparams_search=optuna")
     if not os.environ.get(TRIAL_ENV):
         return None
     reference = json.loads(os.environ[TRIAL_ENV])

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from vaelab.errors import VaelabError, exit_with_error
+from vaelab.errors import VaelabError, exit_with_error, require
 from vaelab.figures import plots
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds, write_ranking
 from vaelab.run.folder import HISTORY_COLUMNS, STUDY_FILE, RunFolder, RunStatus, sweep_jobs
@@ -161,7 +161,7 @@ def replica_columns(trial: Any, rerun: dict[str, Any] | None) -> dict[str, Any]:
 def summarise_study(sweep_dir: Path) -> list[dict[str, Any]]:
     """The Optuna study behind a sweep folder: every trial (state, value, parameters, job folder), the best
     parameters, and Optuna's optimisation-history and parameter-importance plots, written beside the summary."""
-    import optuna
+    optuna = require("optuna", extra="sweeps", purpose="the study's tables")
     from optuna.visualization import matplotlib as optuna_plots
 
     from vaelab.studies import open_storage, storage_file

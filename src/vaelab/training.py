@@ -203,7 +203,7 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def check_model_settings(model_cfg: DictConfig) -> None:
-    """A key the model class does not take (an experiment for another model: ``+experiment=capacity model=vae``)
+    """A key the model class does not take (an experiment for another model: ``experiment=capacity model=vae``)
     is one line naming it and the class's settings, not a TypeError inside Hydra's instantiate."""
     try:
         model_class = hydra.utils.get_class(str(model_cfg.get("_target_")))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from vaelab.studies import TRIAL_ENV
 
 
 class OptunaPruning(pl.Callback):
@@ -25,8 +28,8 @@ class OptunaPruning(pl.Callback):
         prune = False
         if trainer.is_global_zero:
             value = trainer.callback_metrics.get(self.monitor)
-            if value is not None and math.isfinite(float(value)):
-                from vaelab.studies import trial_of_this_job  # optuna (0.35 s to import) only when it is used
+            if value is not None and math.isfinite(float(value)) and os.environ.get(TRIAL_ENV):
+                from vaelab.studies import trial_of_this_job  # optuna (0.35 s to import) only in a sweep's job
 
                 self._trial = self._trial or trial_of_this_job()  # opened lazily, on rank 0 only
                 if self._trial is not None:

@@ -101,22 +101,17 @@ def already_collated(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Te
 
 def locate(
     data_dir: str | Path,
-    fallback_dirs: Sequence[str | Path],
     download: bool,
     name: str = "MNIST",
     files: dict[str, str | None] = MNIST_FILES,
     torchvision_dataset: str | None = "torchvision.datasets.MNIST",
 ) -> Path:
-    """The folder whose ``<name>/raw`` holds the data set's files, downloading into ``data_dir`` (with
-    ``torchvision_dataset``'s downloader) if allowed."""
-    candidates = [Path(data_dir), *(Path(d) for d in fallback_dirs)]
-    for candidate in candidates:
-        if all((candidate / name / "raw" / file).is_file() for file in files.values() if file):  # torchvision's layout
-            if candidate != Path(data_dir):
-                log.info("%s is not in data.data_dir=%s: using the fallback folder %s", name, data_dir,
-                         candidate.resolve())  # fmt: skip
-            return candidate
-    looked = ", ".join(str((c / name / "raw").resolve()) for c in candidates)
+    """``data_dir``, which must hold ``<name>/raw/<files>`` (torchvision's layout), downloading them there with
+    ``torchvision_dataset``'s downloader if allowed."""
+    folder = Path(data_dir)
+    if all((folder / name / "raw" / file).is_file() for file in files.values() if file):
+        return folder
+    looked = str((folder / name / "raw").resolve())
     wanted = ",".join(file for file in files.values() if file)
     if download and torchvision_dataset:
         import hydra.utils
@@ -128,13 +123,13 @@ def locate(
         except Exception as error:  # torchvision raises RuntimeError/URLError/OSError offline
             raise VaelabError(
                 f"{name} is not in {looked} and downloading it into {data_dir} failed ({error}); "
-                f"pass data.data_dir=<folder that holds {name}/raw/>."
+                f"pass data.data_dir=<folder that holds {name}/raw/> or set VAELAB_DATA_DIR."
             ) from error
-        return Path(data_dir)
+        return folder
     how = " or data.download=true" if torchvision_dataset else ""
     raise VaelabError(
         f"{name} not found: looked for {name}/raw/{{{wanted}}} in {looked}; "
-        f"pass data.data_dir=<folder that holds {name}/raw/>{how}."
+        f"pass data.data_dir=<folder that holds {name}/raw/> (or set VAELAB_DATA_DIR){how}."
     )
 
 
@@ -171,7 +166,6 @@ class IDXDataModule(pl.LightningDataModule):
         class_names: Sequence[str] | None = None,
         num_classes: int = 10,
         torchvision_dataset: str | None = "torchvision.datasets.MNIST",
-        fallback_data_dirs: Sequence[str] = (),
         download: bool = True,
         val_size: int = 5000,
         split_seed: int = 0,
@@ -200,7 +194,6 @@ class IDXDataModule(pl.LightningDataModule):
         self.labeled = bool(self.files["train_labels"])
         self.torchvision_dataset = torchvision_dataset
         self.data_dir = data_dir
-        self.fallback_data_dirs = list(fallback_data_dirs)
         self.download = download
         self.val_size = val_size
         self.split_seed = split_seed
@@ -216,7 +209,7 @@ class IDXDataModule(pl.LightningDataModule):
         self.test_set: InMemoryImages | None = None
 
     def locate(self, download: bool) -> Path:
-        return locate(self.data_dir, self.fallback_data_dirs, download, self.name, self.files, self.torchvision_dataset)
+        return locate(self.data_dir, download, self.name, self.files, self.torchvision_dataset)
 
     def load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """One split, each IDX file checked against the format and its partner; images in [0, 1], labels

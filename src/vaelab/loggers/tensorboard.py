@@ -28,7 +28,7 @@ HPARAM_METRICS = {"val/loss": "hp/val_loss", "test/loss": "hp/test_loss", "val/n
 # ``.hydra/``.
 HPARAM_KEYS = ("data.batch_size", "data.val_size", "trainer.max_epochs", "trainer.precision", "seed", "tags")
 HPARAM_GROUPS = ("model", "data", "trainer", "seed")  # overrides of these keys join the table (sweeps vary them)
-NOT_HPARAMS = {"model.optimizer.fused", "model.channels_last", "data.data_dir", "data.fallback_data_dirs",
+NOT_HPARAMS = {"model.optimizer.fused", "model.channels_last", "data.data_dir",
                "data.download", "data.num_workers", "data.pin_memory"}  # fmt: skip
 # Train and validation curves of one quantity in one chart (TensorBoard's Custom Scalars tab).
 SCALARS_LAYOUT = {

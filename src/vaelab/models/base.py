@@ -126,6 +126,13 @@ class ELBOModule(pl.LightningModule):
                 "ELBOModule.__init__ (it saves them), or call self.save_hyperparameters()."
             )
         labels = torch.zeros(2, dtype=torch.long, device=self.device) if self.num_classes else None
+        for method, expected in (("encode", "images, labels=None"), ("decode_logits", "z, labels=None"),
+                                 ("recon_nll", "logits, images")):  # fmt: skip
+            try:  # every model is called with the labels (None unless it is conditional): one signature for all
+                inspect.signature(getattr(self, method)).bind(*expected.split(", "))
+            except TypeError:
+                signature = inspect.signature(getattr(self, method))
+                raise VaelabError(f"{name}.{method} must take ({expected}); it takes {signature}.") from None
         with inference(self):
             images = torch.full((2, 1, 28, 28), 0.5, device=self.device, dtype=self.dtype)
             encoded = self.encode(images, labels)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -33,6 +34,7 @@ LOG_SUFFIX = ".log"
 class _Claim:
     folder: Path
     lock: int  # the open lock file's descriptor
+    created: bool = False  # this command made the folder: a failure before training removes it again
     record: dict[str, bytes | None] = field(default_factory=dict)  # file -> content before (None: absent)
     log_sizes: dict[Path, int] = field(default_factory=dict)
 
@@ -80,6 +82,7 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
     release(folder)  # this process claiming again (a test, or a resume run in-process): one lock per folder
     if not resuming and not new_job:
         check_not_nested(folder)
+    created = not folder.exists()
     create(folder)
     descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -96,7 +99,7 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
         )
     os.ftruncate(descriptor, 0)
     os.write(descriptor, json.dumps(_holder()).encode() + b"\n")
-    claimed = _Claim(folder, descriptor)
+    claimed = _Claim(folder, descriptor, created=created and not new_job)
     if not new_job:  # a sweep job's failure is recorded in its folder instead (vaelab.cli)
         claimed.record = {name: _read(folder / name) for name in RECORD_FILES}
         claimed.log_sizes = {log: log.stat().st_size for log in folder.glob(f"*{LOG_SUFFIX}") if log.is_file()}
@@ -107,13 +110,18 @@ def commit(folder: Path) -> None:
     """The run is about to train: from here on its new record is the folder's."""
     claimed = _claims.get(folder.resolve())
     if claimed is not None:
-        claimed.record, claimed.log_sizes = {}, {}
+        claimed.record, claimed.log_sizes, claimed.created = {}, {}, False
 
 
 def restore(folder: Path) -> None:
-    """The command failed before it trained: put back the record and logs ``claim`` kept a copy of."""
+    """The command failed before it trained: remove the folder it made, or put back the record and logs ``claim``
+    kept a copy of."""
     claimed = _claims.get(folder.resolve())
     if claimed is None:
+        return
+    if claimed.created:  # nothing but this command's own record (.hydra/, the log, the lock) is in it
+        release(claimed.folder)
+        shutil.rmtree(claimed.folder, ignore_errors=True)
         return
     for name, content in claimed.record.items():
         path = claimed.folder / name

@@ -4,7 +4,7 @@ checkpoint hooks).
 
 Hydra composes a config from the command line alone, so before it does, the run's own overrides
 (``<run>/.hydra/overrides.yaml``) are put in front of the command line's: ``resume=<run>`` alone rebuilds the
-model, data and schedule the run trained with (``model=``, ``+experiment=``, a sweep job's parameters), and an
+model, data and schedule the run trained with (``model=``, ``experiment=``, a sweep job's parameters), and an
 override given with it (``trainer.max_epochs=30``) replaces the run's own for that key. The run's ``hydra.*``
 overrides (its folder, a sweep's settings), ``launcher`` and its ``resume``/``ckpt_path`` are not taken over, and a
 sweep job resumes as a single run (``hydra.mode=RUN``).

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The install a newcomer does: the built wheel, no extras, in a venv of its own (nothing of the project's .venv),
+# then train debug=fast, evaluate and export from an empty folder. Fails on any error and on any warning printed.
+#   tools/plain_install_check.sh [<data folder holding MNIST/raw/>]   (default: $VAELAB_DATA_DIR)
+# Run by .ci/run; the versions installed are those constraints.txt pins.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=$(realpath "${1:-${VAELAB_DATA_DIR:?pass the data folder or set VAELAB_DATA_DIR}}")
+WORK=$(mktemp -d /tmp/vaelab-plain-XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+PYTHON=${PYTHON:-python3}
+
+# The wheel is built with the project venv's build backend (make venv); the venv it goes into is a plain one.
+.venv/bin/python -m pip wheel --quiet --no-deps --no-build-isolation -w "$WORK/dist" . >/dev/null
+"$PYTHON" -m venv "$WORK/venv"
+# pip's own notices (a machine's find-links, say) go to a log, shown only if the install fails.
+if ! { "$WORK/venv/bin/python" -m pip install --quiet --upgrade pip \
+       && "$WORK/venv/bin/python" -m pip install --quiet -c constraints.txt "$WORK"/dist/vaelab-*.whl; } \
+       >"$WORK/install.log" 2>&1; then
+    cat "$WORK/install.log" >&2
+    echo "plain install: pip could not install the wheel" >&2
+    exit 1
+fi
+mkdir "$WORK/empty"
+cd "$WORK/empty"
+export PATH="$WORK/venv/bin:$PATH" VAELAB_DATA_DIR="$DATA"
+unset PYTHONPATH VAELAB_ROOT
+
+check() {  # <what> <command...>: runs it; its output must hold no error and no warning
+    local log="$WORK/$1.log"
+    if ! "${@:2}" >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "plain install: '$1' failed" >&2
+        exit 1
+    fi
+    if grep -iE "warning|traceback" "$log" >&2; then
+        echo "plain install: '$1' printed the warnings above" >&2
+        exit 1
+    fi
+    echo "plain install: $1 ok"
+}
+check train vaelab-train debug=fast print_config=false
+run=$(dirname logs/train/runs/*/metrics.json)
+check evaluate vaelab-eval "ckpt_path=$run/checkpoints/last.ckpt" iwae_samples=10 trainer.limit_test_batches=2 figures.num_points=200
+check export vaelab-export "$run/checkpoints/last.ckpt" --out export
+check summary vaelab-sweeps --help
+[ -f export/encoder.pt2 ] && [ -f logs/eval/runs/*/metrics.json ]
