@@ -201,3 +201,12 @@ def test_unwritable_log_folder_is_one_line(sweep: list[str]) -> None:
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot create the run folder /proc/vaelab-cannot-write-here")
+
+
+@pytest.mark.parametrize("form", ["experiment=capacity", "+experiment=capacity"])
+def test_an_experiment_is_chosen_with_or_without_plus(form: str) -> None:
+    """experiment is an optional group of train.yaml's defaults (the lightning-hydra-template habit); the appending
+    form, which older runs recorded, still works."""
+    result = run_inline("train.py", form, "model=conv_vae", "--cfg", "job")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "hidden_dim: 256" in result.stdout and "decoder_hidden_dim: 512" in result.stdout

@@ -152,3 +152,23 @@ def test_the_learning_rate_curve_needs_a_logger_and_a_schedule(
     if logger == "csv":
         (metrics_file,) = (tmp_path / "run" / "csv").rglob("metrics.csv")
         assert not any("lr" in column for column in next(csv.reader(metrics_file.open())))
+
+
+def test_an_evaluation_reaches_the_training_runs_mlflow_run(tiny_mnist: Path, tmp_path: Path, mlflow_store: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from vaelab.evaluation import evaluate
+
+    run = tmp_path / "run"
+    train(compose_config("train", ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                                   "trainer.limit_val_batches=1", "data.batch_size=50", "test=false", "logger=mlflow",
+                                   f"logger.mlflow.tracking_uri={mlflow_store}", *NO_FIGURES,
+                                   *tiny_data_overrides(tiny_mnist)], run))  # fmt: skip
+    (metrics,) = evaluate(compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=2",
+                                                  "projector=false", "figures.num_points=50", "figures.grid_size=3",
+                                                  *tiny_data_overrides(tiny_mnist)], tmp_path / "eval"))  # fmt: skip
+    run_id = (run / "mlflow_run_id").read_text().split()[0]
+    client = MlflowClient(mlflow_store)
+    for name in ("loss", "iwae_nll", "loss_kl_averaged"):
+        (logged,) = client.get_metric_history(run_id, f"eval/{name}")
+        assert logged.value == pytest.approx(metrics[name]) and logged.step == 2  # at the checkpoint's step

@@ -39,7 +39,19 @@ check() {  # <what> <command...>: runs it; its output must hold no error and no 
     fi
     echo "plain install: $1 ok"
 }
+refused() {  # <what> <expected words> <command...>: must fail with one error line naming the extra to install
+    local log="$WORK/$1.log"
+    if "${@:3}" >"$log" 2>&1 || [ "$(grep -c . "$log")" != 1 ] || ! grep -q "^error: .*$2" "$log"; then
+        cat "$log" >&2
+        echo "plain install: '$1' should be one error line naming $2" >&2
+        exit 1
+    fi
+    echo "plain install: $1 refused in one line"
+}
 check train vaelab-train debug=fast print_config=false
+refused optuna "vaelab\[sweeps\]" vaelab-train -m hparams_search=optuna debug=fast
+refused joblib "vaelab\[sweeps\]" vaelab-train -m launcher=joblib debug=fast
+refused mlflow "vaelab\[mlflow\]" vaelab-train logger=mlflow debug=fast
 run=$(dirname logs/train/runs/*/metrics.json)
 check evaluate vaelab-eval "ckpt_path=$run/checkpoints/last.ckpt" iwae_samples=10 trainer.limit_test_batches=2 figures.num_points=200
 check export vaelab-export "$run/checkpoints/last.ckpt" --out export

@@ -28,7 +28,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, read_write
 
-from vaelab.errors import Interrupted, VaelabError, exit_with_error, user_error
+from vaelab.errors import Interrupted, VaelabError, exit_with_error, require, user_error
 from vaelab.run import guard as run_guard
 from vaelab.run.folder import RunFolder, RunStatus, in_multirun
 from vaelab.run.resume import with_run_overrides
@@ -202,11 +202,26 @@ def _evaluate_job(cfg: DictConfig) -> list[dict] | None:
     return run_job(evaluate, cfg)  # the metrics of every checkpoint evaluated (one, or each run compared)
 
 
+# The Hydra plugin each launcher config needs (conf/launcher/), all in the sweeps extra.
+LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher",
+                    "slurm": "hydra_plugins.hydra_submitit_launcher",
+                    "submitit_local": "hydra_plugins.hydra_submitit_launcher"}  # fmt: skip
+
+
+def check_launcher_installed(argv: list[str]) -> None:
+    """``launcher=joblib`` without its Hydra plugin is one line naming the extra, not Hydra's search-path report."""
+    for token in argv[1:]:
+        name = token.partition("launcher=")[2] if token.lstrip("+~").startswith("launcher=") else None
+        if name in LAUNCHER_PLUGINS:
+            require(LAUNCHER_PLUGINS[name], extra="sweeps", purpose=f"launcher={name}")
+
+
 def train_command() -> None:
     """``vaelab-train``: Hydra's command line for ``vaelab.training.train``; ``resume=<run>`` goes on with the
     run's own overrides."""
     try:
         sys.argv = with_run_overrides(sys.argv)
+        check_launcher_installed(sys.argv)
     except (VaelabError, OSError) as error:
         exit_with_error(user_error(error) or error)
     # experiment is an optional group of train.yaml's defaults: Hydra would refuse the appending form that older

@@ -27,6 +27,7 @@ from vaelab.errors import VaelabError, check_added_keys, check_finite, check_num
 from vaelab.figures import plots
 from vaelab.figures.model import FIGURES, FigureSettings, draw_figures
 from vaelab.figures.projector import write_projector
+from vaelab.loggers.mlflow import log_evaluation
 from vaelab.machine import machine_facts
 from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means
@@ -40,6 +41,8 @@ RESULT_COLUMNS = (
     "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss", "loss_kl_averaged", "iwae_nll",
     "seeds", "loss_std", "loss_ci95", "loss_best", "seconds_per_epoch", "device",
 )  # fmt: skip
+# The numbers an evaluation scores a checkpoint with (TensorBoard test/*, MLflow eval/*).
+SCORES = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll")
 # Averaged over the replicas of a setting in its results row.
 MEAN_COLUMNS = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll", "seconds_per_epoch")
 
@@ -187,6 +190,10 @@ def evaluate_checkpoint(
     # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
     log_dir = output_dir / "tensorboard" / f"eval {label} epoch {metrics['epochs']}"
     write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), log_dir)
+    if folder is not None:  # the training run's MLflow run, if it had one
+        scores = {name: metrics[name] for name in SCORES if math.isfinite(metrics[name])}
+        if log_evaluation(folder.path, scores, int(checkpoint.get("global_step", 0))):
+            print(f"{label}: logged as eval/* to the training run's MLflow run", flush=True)
     if cfg.projector:  # the whole test split, with its digits and thumbnails
         write_projector(log_dir, encode_means(model, images, labels), labels, images,
                         class_names=datamodule.class_names)  # fmt: skip
@@ -220,7 +227,7 @@ def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, Figure], step: i
     """The evaluation's numbers as ``test/*`` scalars and its figures as ``figures/*`` images, at the checkpoint's
     training step: beside the training run's own curves when TensorBoard shows both folders."""
     with SummaryWriter(str(log_dir)) as writer:
-        for name in ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll"):
+        for name in SCORES:
             if math.isfinite(metrics[name]):
                 writer.add_scalar(f"test/{name}", metrics[name], global_step=step)
         for name, figure in drawn.items():

@@ -32,7 +32,7 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
     def __init__(self, run_dir: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None, **kwargs: Any):
         check_mlflow(kwargs.get("tracking_uri"))
         self._run_id_file = Path(run_dir) / RUN_ID_FILE
-        run_id = self._run_id_file.read_text().strip() if self._run_id_file.is_file() else None
+        run_id = tracked_run(Path(run_dir))[0] if self._run_id_file.is_file() else None
         self.tracking_uri = kwargs.get("tracking_uri")
         super().__init__(run_name=run_name or naming.run_name(), tags={**naming.sweep_tags(), **(tags or {})},
                          run_id=run_id, **kwargs)  # fmt: skip
@@ -72,7 +72,7 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
                 self._run_id = None
         client = super().experiment
         self._run_id_file.parent.mkdir(parents=True, exist_ok=True)
-        self._run_id_file.write_text(f"{self._run_id}\n")
+        self._run_id_file.write_text(f"{self._run_id}\n{self.tracking_uri or ''}\n")  # evaluation logs there too
         return client
 
     @rank_zero_only
@@ -82,3 +82,29 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
         if changed:
             rank_zero_warn(f"MLflow keeps the first value of a parameter; not updated: {', '.join(changed)}")
         super().log_hyperparams({key: value for key, value in params.items() if key not in logged})
+
+
+def tracked_run(run_dir: Path) -> tuple[str | None, str | None]:
+    """``(run id, tracking URI)`` of the MLflow run a run folder logged to (its ``mlflow_run_id`` file: the id, then
+    the URI; a file of an older vaelab holds the id alone), or ``(None, None)``."""
+    try:
+        lines = (run_dir / RUN_ID_FILE).read_text().split("\n")
+    except OSError:
+        return None, None
+    run_id, uri = (lines + ["", ""])[:2]
+    return run_id.strip() or None, uri.strip() or None
+
+
+def log_evaluation(run_dir: Path, metrics: Mapping[str, float], step: int) -> str | None:
+    """An evaluation's numbers as ``eval/<name>`` metrics of the MLflow run the training run logged to (its
+    trackers get the evaluation as they got the training); returns the run id, or None when it logged to none."""
+    run_id, uri = tracked_run(run_dir)
+    if run_id is None or uri is None:
+        return None
+    check_mlflow(uri)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    for name, value in metrics.items():
+        client.log_metric(run_id, f"eval/{name}", float(value), step=step)
+    return run_id
