@@ -154,7 +154,9 @@ def test_the_learning_rate_curve_needs_a_logger_and_a_schedule(
         assert not any("lr" in column for column in next(csv.reader(metrics_file.open())))
 
 
-def test_an_evaluation_reaches_the_training_runs_mlflow_run(tiny_mnist: Path, tmp_path: Path, mlflow_store: str) -> None:
+def test_an_evaluation_reaches_the_training_runs_mlflow_run(
+    tiny_mnist: Path, tmp_path: Path, mlflow_store: str
+) -> None:
     from mlflow.tracking import MlflowClient
 
     from vaelab.evaluation import evaluate
