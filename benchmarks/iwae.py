@@ -14,11 +14,11 @@ import time
 import torch
 from torch import nn
 
-from vaelab.cli import tune_malloc
 from vaelab.data import IDXDataModule
 from vaelab.models import VAE, CondConvVAE, ConvVAE
 from vaelab.models.networks import PixelLogits
 from vaelab.models.probability import iwae_log_likelihood
+from vaelab.process import tune_malloc
 from vaelab.run.checkpoints import load_model
 
 UNTRAINED = {"vae": VAE, "conv_vae": ConvVAE, "cond_conv_vae": CondConvVAE}

@@ -26,7 +26,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import vaelab  # noqa: F401  (warning filters)
-from vaelab.cli import tune_malloc
+from vaelab.process import tune_malloc
 from vaelab.training import build_model, instantiate_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -28,9 +28,9 @@ from helpers import (
     tensorboard_run,
     tiny_data_overrides,
 )
-from vaelab.cli import job_threads
 from vaelab.errors import VaelabError
 from vaelab.figures import plots
+from vaelab.process import job_threads
 from vaelab.studies import open_storage, open_study, storage_file
 from vaelab.sweeps import short_overrides, summarise
 

@@ -20,7 +20,6 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from vaelab.cli import tune_malloc
 from vaelab.data import IDXDataModule
 from vaelab.data.datamodule import check_labels
 from vaelab.errors import VaelabError, check_added_keys, check_finite, check_number, check_seed, instantiate
@@ -32,6 +31,7 @@ from vaelab.machine import machine_facts
 from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means
 from vaelab.models.probability import iwae_log_likelihood
+from vaelab.process import tune_malloc
 from vaelab.replicas import group_replicas, setting_of, spread, without_seeds
 from vaelab.run.checkpoints import model_class, model_from_checkpoint, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus, sweep_jobs

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError, exit_with_error, user_error
 from vaelab.loggers import check_mlflow
-from vaelab.run.folder import FAILED_FILE, MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, sweep_jobs
+from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
 from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release
 
 
@@ -104,7 +104,7 @@ class FailedJobsReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         jobs = sweep_jobs(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))))
-        failed = sorted((j for j in jobs if (j / FAILED_FILE).is_file()), key=lambda j: (len(j.name), j.name))
+        failed = [job for job in jobs if RunFolder(job).status()[0] == RunStatus.FAILED]
         if not failed:
             return
         lines = [f"error: {len(failed)} of {len(jobs)} jobs failed (each folder's FAILED file says why):"]
@@ -150,4 +150,5 @@ class MLflowSweepRun(Callback):
         if self.parent is None:
             return
         parent, sweep_dir = self.parent
-        parent.finalize("failed" if any((job / FAILED_FILE).is_file() for job in sweep_jobs(sweep_dir)) else "success")
+        failed = any(RunFolder(job).status()[0] == RunStatus.FAILED for job in sweep_jobs(sweep_dir))
+        parent.finalize("failed" if failed else "success")

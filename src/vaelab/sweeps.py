@@ -53,7 +53,10 @@ def collect_jobs(
         status, error = job.status()
         unreadable = job.unreadable_files() if status != RunStatus.FAILED else []
         if unreadable:  # named in the summary: the job's record cannot be trusted
-            status, error = "unreadable", f"cannot read {', '.join(str(job.path / name) for name in unreadable)}"
+            status, error = (
+                RunStatus.UNREADABLE,
+                f"cannot read {', '.join(str(job.path / name) for name in unreadable)}",
+            )
         points = job.validation_losses()  # the best epoch: the lowest val/loss in history.csv
         metrics["best_epoch"] = min(points, key=lambda point: point[1])[0] if points else float("nan")
         varying = " ".join(o for o in overrides[job] if o not in common)
@@ -94,7 +97,7 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     jobs = sorted(jobs, key=lambda row: (math.isnan(row[metric]), row[metric] if not math.isnan(row[metric]) else 0))
     table = markdown_table(jobs, ["job", "status", "overrides", *metric_columns])
     shared = f"Overrides of every job: `{' '.join(common)}`\n\n" if common else ""
-    failed = [row for row in jobs if row["status"] in (RunStatus.FAILED, "unreadable")]
+    failed = [row for row in jobs if row["status"] in (RunStatus.FAILED, RunStatus.UNREADABLE)]
     failures = "".join(f"- job {row['job']}: {row['error']}\n" for row in failed)
     failures = f"\n## Failed jobs\n\n{failures}" if failed else ""
     (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}{table}{failures}")

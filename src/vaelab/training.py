@@ -19,7 +19,6 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.callbacks import FigureLogger, OptunaPruning
-from vaelab.cli import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.data.datamodule import check_labels
 from vaelab.errors import (
@@ -34,6 +33,7 @@ from vaelab.errors import (
 from vaelab.loggers import hooks
 from vaelab.machine import machine_facts
 from vaelab.models.base import LOGGED_TERMS, STAGES, ELBOModule, NonFiniteLossError
+from vaelab.process import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import check_resumable, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus

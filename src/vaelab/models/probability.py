@@ -58,7 +58,7 @@ def iwae_log_likelihood(
 
     The ``num_samples`` decodes per image run in chunks of at most ``max_decodes`` decodes (at least one image).
     300 keeps the conv decoder's largest activation (32 x 28 x 28 floats, 100 KB a decode) under the 32 MiB
-    that ``vaelab.cli.tune_malloc`` lets glibc reuse: bigger chunks are mapped and unmapped on every call,
+    that ``vaelab.process.tune_malloc`` lets glibc reuse: bigger chunks are mapped and unmapped on every call,
     ~1.6x slower in all (docs/performance.md).
     """
     images_per_chunk = max(1, max_decodes // num_samples)

@@ -57,6 +57,8 @@ class RunStatus(StrEnum):
     PRUNED = "pruned"  # stopped early by an Optuna pruner
     FAILED = "failed"  # an error ended it (a sweep job; the line is in FAILED)
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; resumable from last.ckpt
+    UNFINISHED = "unfinished"  # no readable metrics.json yet: still running, or its process died
+    UNREADABLE = "unreadable"  # a record file is there but cannot be read as what it must hold
 
 
 def in_multirun() -> bool:
@@ -151,7 +153,14 @@ class RunFolder:
         if self.failed_file.is_file():
             return RunStatus.FAILED, next(iter(self.failed_file.read_text(errors="replace").splitlines()), "")
         metrics = self.read_metrics()
-        return (str(metrics.get("status", RunStatus.COMPLETED)), "") if metrics else ("unfinished", "")
+        return (str(metrics.get("status", RunStatus.COMPLETED)), "") if metrics else (RunStatus.UNFINISHED, "")
+
+    def record_failure(self, line: str, interrupted: bool = False, details: str = "") -> None:
+        """The one place a folder's failure is written: ``metrics.json`` (``failed`` or ``interrupted``, with the
+        line) and, for a failure, ``FAILED`` (the line, then ``details``: the traceback of an unexpected error)."""
+        self.write_metrics({"status": RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED, "error": line})
+        if not interrupted:
+            write_atomic(self.failed_file, line + "\n" + (f"\n{details}" if details else ""))
 
     def unreadable_files(self, *names: str) -> list[str]:
         """The record files (all, or those in ``names``) present but not readable as such: ``metrics.json`` (a JSON

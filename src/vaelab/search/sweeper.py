@@ -351,7 +351,11 @@ class OptunaSweeper(Sweeper):
 def _outcome(job: Any) -> tuple[str, float | None]:
     """``(status, value)`` of a launched job: completed (with its finite returned metric), or what its folder says
     (``RunFolder.status``: pruned, untrained, failed, or unfinished for a job that died)."""
-    status = RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).status()[0] if job.hydra_cfg else "unfinished"
+    status = (
+        RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).status()[0]
+        if job.hydra_cfg
+        else RunStatus.UNFINISHED
+    )
     value = job.return_value if job.status == JobStatus.COMPLETED else None
     if status == RunStatus.COMPLETED and not (isinstance(value, (int, float)) and math.isfinite(value)):
         status = RunStatus.FAILED

@@ -1,0 +1,122 @@
+"""The process a job runs in: the allocator tuned for training, the job's share of the cores, and Lightning's DDP
+processes pointed at one sweep job. Used by ``training`` and ``evaluation``; the commands (``cli``) set up nothing
+of their own."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import read_write
+
+from vaelab.run.folder import in_multirun
+
+log = logging.getLogger(__name__)
+
+# glibc mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's maximum on 64-bit
+TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
+
+JOB_THREADS_ENV = "VAELAB_JOB_THREADS"
+
+
+@cache
+def tune_malloc() -> bool:
+    """Keep freed activation buffers in the heap instead of returning them to the OS each step.
+
+    glibc serves each multi-MB activation/gradient buffer of a training step with a fresh ``mmap`` and
+    unmaps it when freed, so every step page-faults its memory in again: for the conv VAE on 2 cores
+    that was ~18 % of CPU time in the kernel and 1,450 instead of 2,230 images/s (docs/performance.md).
+    Raising the mmap and trim thresholds keeps that memory mapped. Returns True if applied (Linux with
+    glibc); elsewhere it does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    tuned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    )
+    if not tuned:
+        log.debug("mallopt refused the thresholds; allocator left as it is")
+    return tuned
+
+
+def job_threads(launcher: dict | None, cores: int) -> int | None:
+    """Intra-op threads for a job run by ``launcher`` (Hydra's launcher config), or None to keep torch's default.
+
+    Jobs that run at once must split the cores: OpenMP threads spin, so two 2-thread processes on 2 cores
+    run ~5x slower each (docs/performance.md). Read from the launcher's own settings: ``n_jobs`` jobs at once
+    (joblib; -1: one per core), or ``cpus_per_task`` cores per job (submitit: a SLURM allocation, or a share here).
+    """
+    launcher = launcher or {}
+    if launcher.get("cpus_per_task"):
+        return max(1, min(cores, int(launcher["cpus_per_task"])))
+    if launcher.get("n_jobs") is not None:
+        n_jobs = int(launcher["n_jobs"])
+        parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores, -2 = all but one
+        return max(1, cores // parallel)
+    return None
+
+
+def set_job_threads() -> int:
+    """Apply ``job_threads`` to the running Hydra job; returns the thread count in use.
+
+    The count is exported as ``VAELAB_JOB_THREADS`` for the DDP processes Lightning starts from this job.
+    """
+    import torch
+
+    threads = None
+    if HydraConfig.initialized():
+        launcher = HydraConfig.get().get("launcher")
+        # The cores this process may run on: its affinity mask (a SLURM or container limit counts), where there is one.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = job_threads(dict(launcher) if launcher is not None else None, cores)
+    if threads is None and os.environ.get(JOB_THREADS_ENV):
+        threads = int(os.environ[JOB_THREADS_ENV])
+    if threads is not None:
+        torch.set_num_threads(threads)
+        os.environ[JOB_THREADS_ENV] = str(threads)
+    return torch.get_num_threads()
+
+
+@contextmanager
+def rerun_only_this_job_in_ddp_processes(output_dir: Path, world_size: int) -> Iterator[None]:
+    """Let Lightning's DDP processes 1..n-1 re-run this job, not the whole sweep.
+
+    Lightning starts them by re-running the command line plus ``hydra.run.dir=<HydraConfig run.dir>``. In
+    a multirun job that command is the sweep itself, and ``run.dir`` is not the job folder; here both are
+    pointed at this job (its own overrides, run mode, its folder) while the job runs.
+    """
+    if world_size <= 1 or not in_multirun() or "LOCAL_RANK" in os.environ:
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    saved_argv, saved_run_dir, saved_environ = sys.argv, hydra_cfg.run.dir, dict(os.environ)
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
+    with read_write(hydra_cfg.run):
+        hydra_cfg.run.dir = str(output_dir)
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        with read_write(hydra_cfg.run):
+            hydra_cfg.run.dir = saved_run_dir
+        # The next job starts its own process group, on a fresh port (Lightning left MASTER_PORT & co. set).
+        import torch.distributed
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved_environ)
