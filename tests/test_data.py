@@ -192,7 +192,10 @@ def test_an_unlabeled_idx_set_trains_label_free_models_only(tmp_path: Path) -> N
     with pytest.raises(VaelabError) as error:
         train(compose_config("train", ["model=cond_conv_vae", *mine], tmp_path / "cond"))
     assert str(error.value).startswith("model=cond_conv_vae is conditional and needs labels, but Mine has none")
-    with pytest.raises(VaelabError, match=r"Mine not found: .*pass data.data_dir=<folder that holds Mine/raw/>\.$"):
+    with pytest.raises(
+        VaelabError,
+        match=r"Mine not found: .*pass data.data_dir=<folder that holds Mine/raw/> \(or set VAELAB_DATA_DIR\)\.$",
+    ):
         train(compose_config("train", ["model=vae", *mine, f"data.data_dir={tmp_path}"], tmp_path / "none"))
 
 
