@@ -169,7 +169,7 @@ def test_an_evaluation_reaches_the_training_runs_mlflow_run(
     (metrics,) = evaluate(compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=2",
                                                   "projector=false", "figures.num_points=50", "figures.grid_size=3",
                                                   *tiny_data_overrides(tiny_mnist)], tmp_path / "eval"))  # fmt: skip
-    run_id = (run / "mlflow_run_id").read_text().split()[0]
+    run_id = (run / "mlflow_run_id").read_text().strip()
     client = MlflowClient(mlflow_store)
     for name in ("loss", "iwae_nll", "loss_kl_averaged"):
         (logged,) = client.get_metric_history(run_id, f"eval/{name}")

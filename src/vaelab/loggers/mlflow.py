@@ -14,6 +14,7 @@ from vaelab.config_tree import flat_config
 from vaelab.loggers import check_mlflow, naming
 from vaelab.loggers.base import RunHooks
 from vaelab.run.folder import MLFLOW_RUN_ID_FILE as RUN_ID_FILE
+from vaelab.run.folder import MLFLOW_URI_FILE as URI_FILE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,7 +73,8 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
                 self._run_id = None
         client = super().experiment
         self._run_id_file.parent.mkdir(parents=True, exist_ok=True)
-        self._run_id_file.write_text(f"{self._run_id}\n{self.tracking_uri or ''}\n")  # evaluation logs there too
+        self._run_id_file.write_text(f"{self._run_id}\n")
+        (self._run_id_file.parent / URI_FILE).write_text(f"{self.tracking_uri or ''}\n")  # evaluation logs there too
         return client
 
     @rank_zero_only
@@ -85,14 +87,15 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
 
 
 def tracked_run(run_dir: Path) -> tuple[str | None, str | None]:
-    """``(run id, tracking URI)`` of the MLflow run a run folder logged to (its ``mlflow_run_id`` file: the id, then
-    the URI; a file of an older vaelab holds the id alone), or ``(None, None)``."""
-    try:
-        lines = (run_dir / RUN_ID_FILE).read_text().split("\n")
-    except OSError:
-        return None, None
-    run_id, uri = (lines + ["", ""])[:2]
-    return run_id.strip() or None, uri.strip() or None
+    """``(run id, tracking URI)`` of the MLflow run a run folder logged to (``mlflow_run_id`` and
+    ``mlflow_tracking_uri``; a folder of an older vaelab has no URI), or None for what it lacks."""
+    found = []
+    for name in (RUN_ID_FILE, URI_FILE):
+        try:
+            found.append((run_dir / name).read_text().strip() or None)
+        except OSError:
+            found.append(None)
+    return found[0], found[1]
 
 
 def log_evaluation(run_dir: Path, metrics: Mapping[str, float], step: int) -> str | None:
