@@ -1,6 +1,6 @@
 """Summarise a multirun folder: every job's overrides, status and final metrics, sorted, as markdown, CSV and a figure.
 
-    python -m vaelab.sweeps logs/train/multiruns/<date>_<time> [--metric val/loss]
+    vaelab-sweeps logs/train/multiruns/<date>_<time> [--metric val/loss]     (or python -m vaelab.sweeps)
 
 Writes ``summary.md``, ``summary.csv`` and ``summary.png`` (one row per job) into the sweep folder and prints the
 table. Failed jobs are listed with their error line. Jobs that differ only by their seed (``seed=1,2,3`` in a grid,
