@@ -65,16 +65,23 @@ EVAL = ["iwae_samples=null", "projector=false", "figures.num_points=50", "figure
         "data.eval_batch_size=50", "trainer.limit_test_batches=1"]  # fmt: skip
 
 
-@pytest.fixture
-def two_sweeps(tiny_mnist: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """A 2-seed sweep, and a copy of it in another folder (job folders of the same names)."""
-    sweep = tmp_path / "sweep1"
+@pytest.fixture(scope="module")
+def trained_pair(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-seed sweep, trained once per test worker; tests change copies of it."""
+    sweep = tmp_path_factory.mktemp("records") / "sweep"
     result = run_inline("train.py", "-m", *TINY, "trainer.max_epochs=1", "seed=1,2", *tiny_data_overrides(tiny_mnist),
                         f"hydra.sweep.dir={sweep}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    copy = tmp_path / "sweep2"
-    shutil.copytree(sweep, copy)
-    return sweep, copy
+    return sweep
+
+
+@pytest.fixture
+def two_sweeps(trained_pair: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Two copies of that sweep in folders of their own (job folders of the same names)."""
+    copies = tmp_path / "sweep1", tmp_path / "sweep2"
+    for copy in copies:
+        shutil.copytree(trained_pair, copy)
+    return copies
 
 
 def evaluate_runs(runs: list[Path], tiny_mnist: Path, output: Path, capsys: pytest.CaptureFixture) -> list[dict]:

@@ -323,6 +323,16 @@ def test_ctrl_c_during_validation_resumes_to_the_uninterrupted_history(
         assert [r.get(name) for r in rows[resumed]] == pytest.approx([r[name] for r in rows[straight]], abs=1e-4), name
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path]:
+    """The settings of a 3-epoch run and its folder, trained once without interruption."""
+    common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1",
+              "test=false", "logger=none", *NO_FIGURES, *tiny_data_overrides(tiny_mnist), "trainer.max_epochs=3"]  # fmt: skip
+    straight = tmp_path_factory.mktemp("uninterrupted") / "run"
+    train(compose_config("train", common, straight))
+    return common, straight
+
+
 @pytest.mark.parametrize(
     "hook, batch, sigterm",
     [
@@ -332,14 +342,12 @@ def test_ctrl_c_during_validation_resumes_to_the_uninterrupted_history(
     ],
 )
 def test_an_interrupt_inside_an_epoch_resumes_to_the_uninterrupted_history(
-    hook: str, batch: int, sigterm: bool, tiny_mnist: Path, tmp_path: Path
+    hook: str, batch: int, sigterm: bool, uninterrupted: tuple[list[str], Path], tmp_path: Path
 ) -> None:
     """The resumed epoch goes on with the batches the interrupted one had not trained (the loader's state is in the
     checkpoint), so every row equals the uninterrupted run's."""
-    common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1",
-              "test=false", "logger=none", *NO_FIGURES, *tiny_data_overrides(tiny_mnist), "trainer.max_epochs=3"]  # fmt: skip
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train(compose_config("train", common, straight))
+    common, straight = uninterrupted
+    resumed = tmp_path / "resumed"
     stop = f"+callbacks.stop={{_target_:helpers.StopAt,hook:{hook},epoch:1,batch:{batch},sigterm:{sigterm}}}"
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(Interrupted):
