@@ -81,6 +81,12 @@ stop() {
         echo "warning: killing slurmstepd processes left after the jobs were cancelled" >&2
         pkill -KILL -x slurmstepd || true
     fi
+    # An srun a job started can outlive its cancelled job (reparented, not tracked): this cluster's ones go too.
+    for pid in $(pgrep -x srun || true); do
+        if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$CONF"; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
     for daemon in slurmd slurmctld; do
         if [ -f "$STATE/$daemon.pid" ]; then
             kill "$(cat "$STATE/$daemon.pid")" 2>/dev/null || true
