@@ -121,8 +121,9 @@ def locate(
             downloader(str(data_dir), train=True, download=True)
             downloader(str(data_dir), train=False, download=True)
         except Exception as error:  # torchvision raises RuntimeError/URLError/OSError offline
+            reason = " ".join(str(error).split())  # torchvision's message spans several lines: one line here
             raise VaelabError(
-                f"{name} is not in {looked} and downloading it into {data_dir} failed ({error}); "
+                f"{name} is not in {looked} and downloading it into {data_dir} failed ({reason}); "
                 f"pass data.data_dir=<folder that holds {name}/raw/> or set VAELAB_DATA_DIR."
             ) from error
         return folder
