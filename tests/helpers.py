@@ -72,8 +72,6 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path | No
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import vaelab.run.resume  # noqa: F401  (the resolver conf/hydra uses)
-
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         if output_dir is None:
             return compose(config_name=config_name, overrides=overrides)

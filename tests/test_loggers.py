@@ -28,7 +28,8 @@ from helpers import (
 )
 from vaelab.config_tree import run_tags
 from vaelab.errors import VaelabError
-from vaelab.loggers import MLFlowLogger, check_mlflow
+from vaelab.loggers import MLFlowLogger
+from vaelab.loggers.mlflow import check_mlflow
 from vaelab.training import train
 
 MODEL_CLASSES = {

@@ -5,7 +5,7 @@ clone links to); ``--config-dir`` or ``hydra.searchpath`` adds a user's.
 
 A single run turns a user error into one ``error:`` line on stderr and exit status 1. Inside a
 multirun (``-m``) any exception is contained: its one line goes to the job's log and console, the job
-folder records it (``FAILED`` and ``metrics.json`` with ``"status": "failed"``), and the sweep goes on;
+folder records it (``RunFolder.record_failure``), and the sweep goes on;
 ``FailedJobsReport`` (a Hydra callback) exits non-zero at the end if any job failed.
 """
 
@@ -24,7 +24,6 @@ import hydra
 from omegaconf import DictConfig
 
 from vaelab.errors import Interrupted, VaelabError, exit_with_error, require, user_error
-from vaelab.run import guard as run_guard
 from vaelab.run.folder import RunFolder, in_multirun
 from vaelab.run.resume import with_run_overrides
 
@@ -58,9 +57,8 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
     quiet_lightning()
     folder = RunFolder(Path(cfg.paths.output_dir))
     try:
-        return task(cfg)
+        return task(cfg)  # a failure before it trains has put the folder's record back (vaelab.run.guard.writing)
     except BaseException as error:
-        run_guard.restore(folder.path)  # failed before it trained: the folder's record as it was
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(error, Exception):
             raise
         cause = user_error(error)

@@ -33,6 +33,7 @@ from vaelab.models.inference import encode_means
 from vaelab.models.probability import iwae_log_likelihood
 from vaelab.process import tune_malloc
 from vaelab.replicas import group_replicas, setting_of, spread, without_seeds
+from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import model_class, model_from_checkpoint, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus, sweep_jobs
 from vaelab.tables import markdown_table, write_csv
@@ -48,41 +49,43 @@ MEAN_COLUMNS = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll", "seconds_
 
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Evaluate ``cfg.ckpt_path`` or every run in ``cfg.runs`` on the test split; returns one metrics dict each."""
-    tune_malloc()
-    check_finite(OmegaConf.to_container(cfg, resolve=True))
-    # null skips the estimate; zero, a fraction or a negative count of samples has no meaning.
-    if cfg.get("iwae_samples") is not None:
-        check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
-    check_seed(cfg.get("seed"))
-    check_added_keys(cfg)
-    # The report needs test images: 0 batches would leave every number empty.
-    if cfg.trainer.get("limit_test_batches") is not None:
-        check_number("trainer.limit_test_batches", cfg.trainer.limit_test_batches, minimum=0, strict=True)
-    sources, left_out = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
-    # Every file read, and its model class trusted, before anything is built: a bad one is one line.
-    checkpoints = [read_checkpoint(path, trusted=cfg.get("trusted_models") or ()) for path in sources]
+    """Evaluate ``cfg.ckpt_path`` or every run in ``cfg.runs`` on the test split; returns one metrics dict each.
+    A failed evaluation leaves no folder of its own behind (``vaelab.run.guard``)."""
     output_dir = Path(cfg.paths.output_dir)
-    datamodule: IDXDataModule = instantiate(cfg.data)
-    for path, checkpoint in zip(sources, checkpoints):  # a conditional model needs the labels it was trained on
-        check_labels(model_class(checkpoint["vaelab_model_class"]).num_classes, datamodule, str(path))
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    with run_guard.writing(output_dir, resuming=False):
+        tune_malloc()
+        check_finite(OmegaConf.to_container(cfg, resolve=True))
+        # null skips the estimate; zero, a fraction or a negative count of samples has no meaning.
+        if cfg.get("iwae_samples") is not None:
+            check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
+        check_seed(cfg.get("seed"))
+        check_added_keys(cfg)
+        # The report needs test images: 0 batches would leave every number empty.
+        if cfg.trainer.get("limit_test_batches") is not None:
+            check_number("trainer.limit_test_batches", cfg.trainer.limit_test_batches, minimum=0, strict=True)
+        sources, left_out = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
+        # Every file read, and its model class trusted, before anything is built: a bad one is one line.
+        checkpoints = [read_checkpoint(path, trusted=cfg.get("trusted_models") or ()) for path in sources]
+        datamodule: IDXDataModule = instantiate(cfg.data)
+        for path, checkpoint in zip(sources, checkpoints):  # a conditional model needs the labels it was trained on
+            check_labels(model_class(checkpoint["vaelab_model_class"]).num_classes, datamodule, str(path))
+        trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
 
-    names = [run_names(path) for path in sources]
-    labels = unique_labels([label for _, label in names], sources)
-    results = []
-    for checkpoint_path, checkpoint, (setting, _), label in zip(sources, checkpoints, names, labels):
-        run_output = output_dir if len(sources) == 1 and not cfg.get("runs") else output_dir / label
-        results.append(evaluate_checkpoint(cfg, checkpoint_path, checkpoint, datamodule, trainer, run_output, setting,
-                                           label))  # fmt: skip
-    if cfg.get("runs"):
-        write_comparison(results, sources, output_dir, cfg.get("report_dir"), left_out)
-    return results
+        names = [run_names(path) for path in sources]
+        labels = unique_labels([label for _, label in names], sources)
+        results = []
+        for checkpoint_path, checkpoint, (setting, _), label in zip(sources, checkpoints, names, labels):
+            run_output = output_dir if len(sources) == 1 and not cfg.get("runs") else output_dir / label
+            results.append(evaluate_checkpoint(cfg, checkpoint_path, checkpoint, datamodule, trainer, run_output,
+                                               setting, label))  # fmt: skip
+        if cfg.get("runs"):
+            write_comparison(results, sources, output_dir, cfg.get("report_dir"), left_out)
+        return results
 
 
 def checkpoint_sources(ckpt_path: str | None, runs: Any) -> tuple[list[Path], list[str]]:
     """The checkpoints to evaluate, and a line for each run left out. ``ckpt_path``, or for each entry of ``runs`` a
-    checkpoint file, a run folder (its best checkpoint, else ``last.ckpt``) or a multirun folder (each of its job
+    checkpoint file, a run folder (``RunFolder.best_checkpoint``) or a multirun folder (each of its job
     folders). A run counts once however often it is named, and only a completed one: an interrupted, failed, pruned
     or unfinished run is left out (a checkpoint file named on its own is taken as it is)."""
     if bool(ckpt_path) == bool(runs):

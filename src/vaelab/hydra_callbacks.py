@@ -15,16 +15,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError, exit_with_error, user_error
-from vaelab.loggers import check_mlflow
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
 from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release
 
 
 class RunFolderGuard(Callback):
     """One writer per run folder, and no silent reuse (``vaelab.run.guard``): a single run claims its folder before
-    Hydra writes its record there; a multirun refuses a sweep folder that already holds jobs, and each of its jobs
-    claims its own folder. Lightning's DDP processes 1..n-1 leave it to rank 0. A folder that cannot be created is
-    one line, not Hydra's traceback."""
+    Hydra writes its record there (the job's ``guard.writing`` goes on with that claim); a multirun refuses a sweep
+    folder that already holds jobs, and each of its jobs claims its own folder. Lightning's DDP processes 1..n-1
+    leave it to rank 0. A folder that cannot be created is one line, not Hydra's traceback."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_ddp_child():
@@ -57,6 +56,9 @@ class RunFolderGuard(Callback):
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(Path(str(config.hydra.runtime.output_dir)))
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release(Path(str(OmegaConf.select(config, "hydra.run.dir"))))
 
 
 class ConfigSnapshot(Callback):
@@ -129,6 +131,8 @@ class MLflowSweepRun(Callback):
                          if entry and entry.get("_target_") in MLFLOW_TARGETS), None)  # fmt: skip
         if settings is None:
             return
+        from vaelab.loggers.mlflow import check_mlflow
+
         try:
             check_mlflow(settings.tracking_uri)
         except VaelabError as error:
@@ -151,4 +155,4 @@ class MLflowSweepRun(Callback):
             return
         parent, sweep_dir = self.parent
         failed = any(RunFolder(job).status()[0] == RunStatus.FAILED for job in sweep_jobs(sweep_dir))
-        parent.finalize("failed" if failed else "success")
+        parent.experiment.set_terminated(parent.run_id, "FAILED" if failed else "FINISHED")  # MLflow's run states

@@ -65,18 +65,19 @@ class Run:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
-    run = build(cfg)
-    run_guard.commit(run.folder.path)  # it trains: a failure from here on keeps the folder's new record
-    with rerun_only_this_job_in_ddp_processes(run.folder.path, run.trainer.world_size):
-        metrics = fit(run)
-        # Read before testing: restoring the best checkpoint resets the callbacks' state (the Timer's included,
-        # which would add the best epoch's training time again).
-        checkpoints, timing = checkpoint_paths(run), fit_time(run.callbacks, run.trainer.current_epoch)
-        if run.status == RunStatus.UNTRAINED:
-            log.warning("no batch was trained (trainer.limit_train_batches=0?): status untrained, nothing tested")
-        elif cfg.get("test") and run.status == RunStatus.COMPLETED:
-            metrics.update(test(run, checkpoints["best"] or None))
-    return report(run, metrics, checkpoints, timing)
+    with run_guard.writing(Path(cfg.paths.output_dir), resuming=cfg.get("resume") is not None) as commit:
+        run = build(cfg)
+        commit()  # it trains: a failure from here on keeps the folder's new record
+        with rerun_only_this_job_in_ddp_processes(run.folder.path, run.trainer.world_size):
+            metrics = fit(run)
+            # Read before testing: restoring the best checkpoint resets the callbacks' state (the Timer's included,
+            # which would add the best epoch's training time again).
+            checkpoints, timing = checkpoint_paths(run), fit_time(run.callbacks, run.trainer.current_epoch)
+            if run.status == RunStatus.UNTRAINED:
+                log.warning("no batch was trained (trainer.limit_train_batches=0?): status untrained, nothing tested")
+            elif cfg.get("test") and run.status == RunStatus.COMPLETED:
+                metrics.update(test(run, checkpoints["best"] or None))
+        return report(run, metrics, checkpoints, timing)
 
 
 def build(cfg: DictConfig) -> Run:
@@ -84,12 +85,13 @@ def build(cfg: DictConfig) -> Run:
     tune_malloc()
     set_job_threads()
     check_settings(cfg)
-    folder = RunFolder(Path(cfg.paths.output_dir))
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the config tree
+    folder, seed = RunFolder(Path(cfg.paths.output_dir)), cfg.get("seed")
+    if seed is not None:  # the weights' initialisation draws from the global generators
+        pl.seed_everything(seed, workers=True, verbose=False)
 
-    datamodule: pl.LightningDataModule = instantiate(cfg.data)
+    datamodule: pl.LightningDataModule = instantiate(cfg.data)  # its training order: data.shuffle_seed
     model = build_model(cfg.model)
+    model.noise_seed = seed or 0
     check_labels(model.num_classes, datamodule, f"model={model.model_name or type(model).__name__}")
     resume = resume_plan(cfg, model)
     callbacks = instantiate_group(cfg.get("callbacks"))  # conf/callbacks/
@@ -121,7 +123,7 @@ def fit(run: Run) -> dict[str, float]:
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
-        # Resume needs a last.ckpt: before the first one, the only way on is to start the run again.
+        # Resume needs a last checkpoint: before the first one, the only way on is to start the run again.
         then = (
             f"resume={run.folder.path}"
             if run.folder.last_checkpoint.is_file()
@@ -236,7 +238,7 @@ def check_optimized_metric(cfg: DictConfig) -> None:
 
 
 def checkpoint_paths(run: Run) -> dict[str, str]:
-    """``best`` (the ModelCheckpoint with a monitor; ``last.ckpt`` has its own) and ``last``; "" if none."""
+    """``best`` (the ModelCheckpoint with a monitor; the last checkpoint has none) and ``last``; "" if none."""
     best = next((c for c in run.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
     last = run.folder.last_checkpoint
     return {"best": best.best_model_path if best else "", "last": str(last) if last.is_file() else ""}

@@ -11,15 +11,17 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from vaelab.run.folder import RunFolder
+
 
 class InterruptCheckpoint(pl.Callback):
-    """On KeyboardInterrupt or SIGTERM, write the current state (mid-epoch included) to ``dirpath/filename``.
+    """On KeyboardInterrupt or SIGTERM, write the current state (mid-epoch included) as the run's last checkpoint.
 
     Other exceptions (a non-finite loss, a bug) save nothing: the last good checkpoint stays as it was.
     """
 
-    def __init__(self, dirpath: str, filename: str = "last.ckpt") -> None:
-        self.path = Path(dirpath) / filename
+    def __init__(self, run_dir: str) -> None:
+        self.path = RunFolder(Path(run_dir)).last_checkpoint
         self._ctrl_c = False
         self._previous_handler: object = None
 

@@ -198,8 +198,8 @@ class IDXDataModule(pl.LightningDataModule):
         self.download = download
         self.val_size = val_size
         self.split_seed = split_seed
-        # The training order of epoch e depends on (shuffle_seed, e) only; null: the run's seed.
-        self.shuffle_seed = shuffle_seed
+        # The training order of epoch e depends on (shuffle_seed, e) only (the configs pass the run's seed).
+        self.shuffle_seed = shuffle_seed or 0
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -251,8 +251,7 @@ class IDXDataModule(pl.LightningDataModule):
             raise RuntimeError("call setup() before asking for a dataloader")
         sampler: Sampler[int] | None = None
         if shuffle:
-            seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed()
-            sampler = EpochRandomSampler(dataset, seed=seed % (1 << 31))
+            sampler = EpochRandomSampler(dataset, seed=self.shuffle_seed % (1 << 31))
         elif torch.distributed.is_available() and torch.distributed.is_initialized():
             # Lightning's DistributedSampler pads the last batch with repeated images; evaluation must not
             # count an image twice, so each process takes every world_size-th image and nothing more.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import socket
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,13 +14,40 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 from vaelab.config_tree import flat_config
-from vaelab.loggers import check_mlflow, naming
+from vaelab.errors import VaelabError, make_folder
+from vaelab.loggers import naming
 from vaelab.loggers.base import RunHooks
 from vaelab.run.folder import MLFLOW_RUN_ID_FILE as RUN_ID_FILE
 from vaelab.run.folder import MLFLOW_URI_FILE as URI_FILE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+
+# The port a tracking server listens on when its URI names none.
+DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306}
+CONNECT_SECONDS = 5.0
+
+
+def check_mlflow(tracking_uri: str | None) -> None:
+    """One line instead of a traceback when MLflow is missing; a SQLite store's folder is made if needed; a server
+    that does not answer within seconds is one line (MLflow's client retries for minutes)."""
+    if importlib.util.find_spec("mlflow") is None:
+        raise VaelabError("logger=mlflow needs MLflow: pip install 'vaelab[mlflow]' (or mlflow>=3)")
+    if tracking_uri and tracking_uri.startswith("sqlite:///"):
+        make_folder(Path(tracking_uri.removeprefix("sqlite:///")).parent, f"logger.mlflow.tracking_uri={tracking_uri}")
+    address = urllib.parse.urlsplit(tracking_uri or "")
+    scheme = address.scheme.split("+")[0]  # postgresql+psycopg
+    if scheme in DEFAULT_PORTS and address.hostname:
+        try:
+            port = address.port or DEFAULT_PORTS[scheme]
+            socket.create_connection((address.hostname, port), timeout=CONNECT_SECONDS).close()
+        except (OSError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            raise VaelabError(
+                f"logger.mlflow.tracking_uri={tracking_uri}: cannot reach the tracking server ({reason}); start it, "
+                "or pass another tracking_uri (a sqlite:/// file needs no server)."
+            ) from None
 
 
 class MLFlowLogger(RunHooks, LightningMLFlowLogger):

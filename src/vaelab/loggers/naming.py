@@ -1,5 +1,5 @@
 """What the loggers call a run, from Hydra's record of the job: its name, what a sweep job varied, its sweep tags.
-The one place the loggers read ``HydraConfig`` and the sweep's ``multirun.yaml``."""
+The one place the loggers read ``HydraConfig`` and the sweep's record (``SWEEP_RECORD``)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def run_name(varied: bool = False) -> str:
 
 def swept_overrides() -> list[str]:
     """In a sweep job: its overrides of the keys the sweep varies (``model.beta=0.5`` of ``model.beta=0.5,1``, or an
-    Optuna trial's values), as the sweep's ``multirun.yaml`` tells them from the fixed ones; [] outside a sweep."""
+    Optuna trial's values), as the sweep's record tells them from the fixed ones; [] outside a sweep."""
     if not in_multirun():
         return []
     from hydra.core.override_parser.overrides_parser import OverridesParser

@@ -82,6 +82,7 @@ class ELBOModule(pl.LightningModule):
         # The sampling noise of each stage comes from its own generator, not the global RNG: the
         # training one is saved in checkpoints, so a resumed run draws what the uninterrupted one would.
         self._noise: dict[str, torch.Generator] = {}
+        self.noise_seed = 0  # where the training noise starts: the run's seed (``training.build`` sets it)
         self._restored_train_noise: torch.Tensor | None = None
         self._configured_horizons: list[dict[str, Any]] = []
 
@@ -213,9 +214,9 @@ class ELBOModule(pl.LightningModule):
         if stage != "train":
             generator.manual_seed(EVAL_NOISE_SEED)
         else:
-            # Seeded from the run's seed (pl.seed_everything) and the process rank, so DDP ranks draw apart;
-            # offset so the noise does not replay the numbers the weight initialisation drew from that seed.
-            generator.manual_seed(torch.initial_seed() + TRAIN_NOISE_SEED_OFFSET + 1_000_003 * self.global_rank)
+            # Seeded from the run's seed and the process rank, so DDP ranks draw apart; offset so the noise does
+            # not replay the numbers the weight initialisation drew from that seed.
+            generator.manual_seed(self.noise_seed + TRAIN_NOISE_SEED_OFFSET + 1_000_003 * self.global_rank)
             if self._restored_train_noise is not None:
                 try:
                     generator.set_state(self._restored_train_noise)

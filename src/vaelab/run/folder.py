@@ -9,7 +9,7 @@
 
 A sweep is a folder of such run folders (``<sweep>/<job number>/``), its ``multirun.yaml`` and ``.configs/`` (the
 config folders it composes every job from, as they were when it started). Where runs go is set in
-``conf/hydra/default.yaml``; the callbacks' folders in ``conf/callbacks/default.yaml``.
+``conf/hydra/default.yaml``; the callbacks (``vaelab.callbacks``) name their files from here.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from vaelab.errors import VaelabError
 from vaelab.tables import as_number
 
 CHECKPOINTS = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
+LAST_CHECKPOINT = "last.ckpt"  # the end of the latest epoch, or where an interrupt stopped
+BEST_CHECKPOINT_NAME = "best-epoch{epoch:03d}"  # Lightning's pattern: no '=', so ckpt_path= needs no quoting
 BEST_CHECKPOINTS = "best*.ckpt"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
@@ -57,7 +58,7 @@ class RunStatus(StrEnum):
     UNTRAINED = "untrained"  # ended without one optimizer step (``trainer.limit_train_batches=0``): not tested
     PRUNED = "pruned"  # stopped early by an Optuna pruner
     FAILED = "failed"  # an error ended it (a sweep job; the line is in FAILED)
-    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; resumable from last.ckpt
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; resumable from its last checkpoint
     UNFINISHED = "unfinished"  # no readable metrics.json yet: still running, or its process died
     UNREADABLE = "unreadable"  # a record file is there but cannot be read as what it must hold
 
@@ -102,7 +103,7 @@ class RunFolder:
         """The newest ``best*.ckpt``, else ``last.ckpt`` (a run that never validated); one line without either."""
         best = sorted(self.checkpoints.glob(BEST_CHECKPOINTS)) or [self.last_checkpoint]
         if not best[-1].is_file():
-            raise VaelabError(f"{self.checkpoints} holds no best*.ckpt and no last.ckpt.")
+            raise VaelabError(f"{self.checkpoints} holds no {BEST_CHECKPOINTS} and no {LAST_CHECKPOINT}.")
         return best[-1]
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:

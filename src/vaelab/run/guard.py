@@ -1,13 +1,13 @@
 """Who may write a run folder: one process at a time, never a finished run's folder by accident, and a command
 that fails before it trains leaves the folder's record as it found it.
 
-``claim`` is called by ``vaelab.hydra_callbacks.RunFolderGuard`` before Hydra writes anything into the folder:
-it refuses a folder that already holds a run unless the command resumes it, takes the folder's lock
-(``.vaelab.lock``, an ``fcntl`` lock the kernel drops when the process ends, however it ends) or refuses naming
-the process that holds it, and keeps a copy of what the command rewrites before it trains (Hydra's ``.hydra/``
-record, ``config_tree.log``, the length of the log): a bad value does not leave a new folder looking used.
-``training`` calls ``commit`` once the run is about to train; ``cli.run_job`` calls ``restore`` when the command
-fails before that.
+A ``Claim`` is this process's hold on a folder: its lock (``.vaelab.lock``, an ``fcntl`` lock the kernel drops when
+the process ends, however it ends, or a refusal naming the process that holds it) and a copy of what the command
+rewrites before it trains (Hydra's ``.hydra/`` record, ``config_tree.log``, the length of the log), so a bad value
+does not leave a new folder looking used. ``writing`` is its whole life cycle around a command's work (``train``,
+``evaluate``): claim, commit once the run trains, restore on a failure before that, release. Under Hydra,
+``vaelab.hydra_callbacks.RunFolderGuard`` claims the folder earlier, before Hydra writes its record there, and
+``writing`` goes on with that claim; called from a notebook, ``writing`` claims it itself.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,15 +33,38 @@ LOG_SUFFIX = ".log"
 
 
 @dataclass
-class _Claim:
+class Claim:
+    """This process's hold on ``folder`` (see the module docstring)."""
+
     folder: Path
     lock: int  # the open lock file's descriptor
     created: bool = False  # this command made the folder: a failure before training removes it again
     record: dict[str, bytes | None] = field(default_factory=dict)  # file -> content before (None: absent)
     log_sizes: dict[Path, int] = field(default_factory=dict)
 
+    def commit(self) -> None:
+        """The run is about to train: from here on its new record is the folder's."""
+        self.record, self.log_sizes, self.created = {}, {}, False
 
-_claims: dict[Path, _Claim] = {}
+    def restore(self) -> None:
+        """The command failed before it trained: remove the folder it made, or put back the record and logs kept."""
+        if self.created:  # nothing but this command's own record (.hydra/, the log, the lock) is in it
+            release(self.folder)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return
+        for name, content in self.record.items():
+            path = self.folder / name
+            if content is None:
+                path.unlink(missing_ok=True)
+            elif _read(path) != content:
+                write_atomic(path, content)
+        for log, size in self.log_sizes.items():
+            if log.is_file() and log.stat().st_size > size:
+                os.truncate(log, size)
+        self.commit()
+
+
+_held: dict[Path, Claim] = {}  # this process's claims, by resolved folder: one lock per folder and process
 
 
 def is_ddp_child() -> bool:
@@ -73,7 +98,7 @@ def check_not_nested(folder: Path) -> None:
                           "hydra.sweep.dir), so that it is read as what it is.")  # fmt: skip
 
 
-def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
+def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
     """Make this process the one writer of ``folder`` (see the module docstring); raises ``VaelabError``.
 
     ``new_job``: a multirun job's folder, which Hydra has just made inside a sweep folder checked to be new.
@@ -99,45 +124,37 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> None:
         )
     os.ftruncate(descriptor, 0)
     os.write(descriptor, json.dumps(_holder()).encode() + b"\n")
-    claimed = _Claim(folder, descriptor, created=created and not new_job)
+    claimed = Claim(folder, descriptor, created=created and not new_job)
     if not new_job:  # a sweep job's failure is recorded in its folder instead (vaelab.cli)
         claimed.record = {name: _read(folder / name) for name in RECORD_FILES}
         claimed.log_sizes = {log: log.stat().st_size for log in folder.glob(f"*{LOG_SUFFIX}") if log.is_file()}
-    _claims[folder] = claimed
+    _held[folder] = claimed
+    return claimed
 
 
-def commit(folder: Path) -> None:
-    """The run is about to train: from here on its new record is the folder's."""
-    claimed = _claims.get(folder.resolve())
-    if claimed is not None:
-        claimed.record, claimed.log_sizes, claimed.created = {}, {}, False
-
-
-def restore(folder: Path) -> None:
-    """The command failed before it trained: remove the folder it made, or put back the record and logs ``claim``
-    kept a copy of."""
-    claimed = _claims.get(folder.resolve())
-    if claimed is None:
+@contextmanager
+def writing(folder: Path, resuming: bool) -> Iterator[Callable[[], None]]:
+    """A command's work on the run ``folder``, yielding ``commit`` (call it when the run is about to train). The
+    folder is claimed unless this process holds it already; a failure before ``commit`` restores it; a claim made
+    here is released at the end. Lightning's DDP processes 1..n-1 leave the folder to rank 0."""
+    if is_ddp_child():
+        yield lambda: None
         return
-    if claimed.created:  # nothing but this command's own record (.hydra/, the log, the lock) is in it
-        release(claimed.folder)
-        shutil.rmtree(claimed.folder, ignore_errors=True)
-        return
-    for name, content in claimed.record.items():
-        path = claimed.folder / name
-        if content is None:
-            path.unlink(missing_ok=True)
-        elif _read(path) != content:
-            write_atomic(path, content)
-    for log, size in claimed.log_sizes.items():
-        if log.is_file() and log.stat().st_size > size:
-            os.truncate(log, size)
-    claimed.record, claimed.log_sizes = {}, {}
+    held = _held.get(folder.resolve())
+    claimed = held or claim(folder, resuming)
+    try:
+        yield claimed.commit
+    except BaseException:
+        claimed.restore()
+        raise
+    finally:
+        if held is None:
+            release(claimed.folder)
 
 
 def release(folder: Path) -> None:
     """Drop this process's lock on ``folder`` (the kernel drops it at exit anyway)."""
-    claimed = _claims.pop(folder.resolve(), None)
+    claimed = _held.pop(folder.resolve(), None)
     if claimed is not None:
         os.close(claimed.lock)
 

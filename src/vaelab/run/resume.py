@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 
 from vaelab.errors import VaelabError
 from vaelab.run.folder import JOB_RECORD, RunFolder
@@ -40,39 +39,41 @@ NOT_TAKEN_OVER = ("resume", "ckpt_path", "launcher")  # `launcher` only says how
 MULTIRUN_FLAGS = ("-m", "--multirun")
 log = logging.getLogger(__name__)
 
-# `${if_null:${oc.select:resume,null},<default>}` in conf/hydra: a resumed run writes into its own folder again.
-if not OmegaConf.has_resolver("if_null"):
-    OmegaConf.register_new_resolver("if_null", lambda value, default: default if value is None else value)
-
 
 def with_run_overrides(argv: list[str]) -> list[str]:
     """``argv`` (``sys.argv``) with the overrides of the run that ``resume=`` names put before the command line's
-    own; ``argv`` itself when there is no ``resume=`` (or that folder has no checkpoint: ``resume_plan`` says so).
+    own, and that folder as Hydra's run folder (``hydra.run.dir``, unless given); ``argv`` itself without
+    ``resume=``.
     Raises ``VaelabError`` for a multirun (a resume goes on in the run's own folder) and for a run folder without
     the record of its overrides (it would go on with the defaults)."""
     positions = override_positions(argv)
     if not any("resume=" in argv[index] for index in positions):  # the usual start: nothing to parse
         return argv
-    given = [parsed for index in positions if (parsed := parse(argv[index])) is not None]
-    resume = next((o.value() for o in reversed(given) if o.key_or_group == "resume"), None)
+    tokens = {index: parsed for index in positions if (parsed := parse(argv[index])) is not None}
+    given = list(tokens.values())
+    at = next((index for index in reversed(tokens) if tokens[index].key_or_group == "resume"), None)
+    resume = tokens[at].value() if at is not None else None
     if not isinstance(resume, str):
         return argv
     if any(flag in argv for flag in MULTIRUN_FLAGS):
         raise VaelabError(f"resume={resume} goes on with one run in its own folder: drop -m/--multirun.")
     run = RunFolder(Path(resume))
-    if not (run.path / JOB_RECORD).is_file():
-        if run.last_checkpoint.is_file():
-            raise VaelabError(
-                f"resume={resume}: no {JOB_RECORD} there, the record of the run's settings, so it would go on with "
-                f"the defaults; pass ckpt_path={run.last_checkpoint} with the run's settings instead (a new folder)."
-            )
-        return argv
-    taken_over = run_overrides(run, given)
-    if not taken_over:
-        return argv
-    print(f"resume={resume}: going on with the run's overrides {' '.join(taken_over)}", file=sys.stderr)
+    if (run.path / JOB_RECORD).is_file():
+        taken_over = run_overrides(run, given)
+    elif run.last_checkpoint.is_file():
+        raise VaelabError(
+            f"resume={resume}: no {JOB_RECORD} there, the record of the run's settings, so it would go on with "
+            f"the defaults; pass ckpt_path={run.last_checkpoint} with the run's settings instead (a new folder)."
+        )
+    else:
+        taken_over = []  # no run there: resume_plan says so in one line
+    if taken_over:
+        print(f"resume={resume}: going on with the run's overrides {' '.join(taken_over)}", file=sys.stderr)
+    # The run goes on in its own folder, named as the command line wrote it (quotes and escapes included).
+    own_folder = f"hydra.run.dir={argv[at].split('=', 1)[1]}"
+    in_place = [] if any(o.key_or_group == "hydra.run.dir" for o in given) else [own_folder]
     first, after_last = positions[0], positions[-1] + 1  # argparse wants the overrides in one run of tokens
-    return [*argv[:first], *taken_over, *argv[first:after_last], "hydra.mode=RUN", *argv[after_last:]]
+    return [*argv[:first], *taken_over, *argv[first:after_last], "hydra.mode=RUN", *in_place, *argv[after_last:]]
 
 
 def run_overrides(run: RunFolder, given: list[Override]) -> list[str]:
@@ -134,7 +135,7 @@ class ResumePlan:
 
 def requeued_folder(cfg: DictConfig) -> str | None:
     """This run's own folder when SLURM runs the job again (``scontrol requeue``, a pre-emption, submitit's requeue
-    before a time limit: ``SLURM_RESTART_COUNT`` > 0) and the first attempt left a ``last.ckpt`` there."""
+    before a time limit: ``SLURM_RESTART_COUNT`` > 0) and the first attempt left a last checkpoint there."""
     if int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1 or cfg.get("resume") or cfg.get("ckpt_path"):
         return None
     folder = Path(cfg.paths.output_dir)
@@ -142,8 +143,8 @@ def requeued_folder(cfg: DictConfig) -> str | None:
 
 
 def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None:
-    """The checkpoint to go on from (``ckpt_path``, ``<resume>/checkpoints/last.ckpt``, or a SLURM job's own
-    ``last.ckpt`` when the scheduler runs it again), checked before Lightning reads it: one line for a bad file,
+    """The checkpoint to go on from (``ckpt_path``, the last checkpoint of the ``resume`` folder, or a SLURM job's
+    own when the scheduler runs it again), checked before Lightning reads it: one line for a bad file,
     and never any code run. None for a fresh run."""
     from vaelab.run.checkpoints import check_resumable, read_checkpoint
 
@@ -156,9 +157,9 @@ def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None
         trusted.append(model.checkpoint_name())  # the run's own checkpoints hold the class it builds
         last = RunFolder(Path(resume)).last_checkpoint
         if not last.is_file():
-            raise VaelabError(f"resume={resume}: no checkpoints/last.ckpt in that run folder.")
+            raise VaelabError(f"resume={resume}: no {last.relative_to(resume)} in that run folder.")
         path = str(last)
-        # Resuming in place writes into the run's own checkpoints/ folder: Lightning's warning is noise here.
+        # Resuming in place writes into the run's own checkpoint folder: Lightning's warning is noise here.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     if not path:
         return None
