@@ -181,7 +181,7 @@ def test_a_bad_value_is_one_line_and_exit_status_1(
     script: str, overrides: list[str], line: str, tmp_path: Path
 ) -> None:
     """The scripts turn the library's errors (tested there, every value) into one line and exit status 1."""
-    result = run_script(script, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_inline(script, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [line], result.stderr[-2000:]
     assert result.stdout.strip() == ""  # no config tree first
     assert not (tmp_path / "run").exists()  # a mistake leaves no empty run folder behind

@@ -169,3 +169,34 @@ def test_every_searched_key_exists_in_the_models_searched(search: str, model: st
     absent = object()
     for key in cfg.hydra.sweeper.params:  # null counts as present: model.decoder_hidden_dim is null by default
         assert OmegaConf.select(cfg, key, default=absent) is not absent, key
+
+
+def test_the_seed_is_passed_to_the_data_order_and_the_training_noise(tmp_path: Path) -> None:
+    """No global state between the seed and what it seeds: the data order takes it from the config, the training
+    noise from ``build``."""
+    cfg = compose_config("train", ["seed=7"], tmp_path)
+    assert hydra.utils.instantiate(cfg.data).shuffle_seed == 7
+    assert (
+        hydra.utils.instantiate(compose_config("train", ["seed=7", "data.shuffle_seed=3"], tmp_path).data).shuffle_seed
+        == 3
+    )
+    assert hydra.utils.instantiate(compose_config("train", ["seed=null"], tmp_path).data).shuffle_seed == 0
+
+
+def test_the_checkpoint_callbacks_take_their_file_names_from_the_run_folder(tmp_path: Path) -> None:
+    """The callback configs name no file: ``RunFolder`` (what resume=, runs= and summaries read) does. Their state
+    keeps Lightning's ModelCheckpoint key, so checkpoints saved before these classes resume with their best path."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from vaelab.callbacks import BestCheckpoint, InterruptCheckpoint, LastCheckpoint
+    from vaelab.run.folder import RunFolder
+
+    callbacks = instantiate_group(compose_config("train", [], tmp_path).callbacks)
+    best, last = (next(c for c in callbacks if type(c) is kind) for kind in (BestCheckpoint, LastCheckpoint))
+    interrupt = next(c for c in callbacks if isinstance(c, InterruptCheckpoint))
+    folder = RunFolder(tmp_path)
+    assert Path(best.dirpath) == Path(last.dirpath) == folder.checkpoints
+    assert Path(last.format_checkpoint_name({})) == interrupt.path == folder.last_checkpoint
+    assert Path(best.format_checkpoint_name({"epoch": 3})).match(folder.checkpoints.name + "/best-epoch003.ckpt")
+    lightning_best = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", mode="min")
+    assert best.state_key == lightning_best.state_key and last.state_key.startswith("ModelCheckpoint{")

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -227,3 +228,38 @@ def test_a_run_that_trains_no_batch_is_untrained_and_not_tested(
     assert metrics["status"] == "untrained" and metrics["epochs"] == 0
     assert not any(name.startswith("test/") for name in metrics)  # untrained weights are not reported as a result
     assert "no batch was trained" in caplog.text
+
+
+def test_train_called_from_python_claims_its_folder(finished_run: Path, tiny_mnist: Path, tmp_path: Path) -> None:
+    """``train(cfg)`` without the command (a notebook) has the command's guard: a used folder is refused, a folder
+    another process holds is refused, and a failure before training leaves no folder of its own."""
+    before = snapshot(finished_run)
+    with pytest.raises(VaelabError, match="already holds a run"):
+        train(compose_config("train", [*TINY, *tiny_data_overrides(tiny_mnist)], finished_run))
+    assert snapshot(finished_run) == before
+    new = tmp_path / "new"
+    with pytest.raises(VaelabError, match="model.latent_dim must be >= 1"):
+        train(compose_config("train", [*TINY, "model.latent_dim=-1", *tiny_data_overrides(tiny_mnist)], new))
+    assert not new.exists()
+    busy = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(busy)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(VaelabError, match=f"is in use by process {holder.pid}"):
+            train(compose_config("train", [*TINY, *tiny_data_overrides(tiny_mnist)], busy))
+    finally:
+        holder.kill()
+        holder.wait()
+    metrics = train(compose_config("train", [*TINY, *tiny_data_overrides(tiny_mnist)], busy))  # free again
+    assert metrics["status"] == "completed" and (busy / "metrics.json").is_file()
+
+
+# A process that holds a folder the way a running command does, until it is killed.
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from vaelab.run.guard import claim
+claim(Path(sys.argv[1]), resuming=False)
+print("held", flush=True)
+time.sleep(300)
+"""
