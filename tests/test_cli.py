@@ -11,7 +11,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import SWEPT_MODELS, compose_config, run_inline, run_script, tensorboard_run, tiny_data_overrides
+from helpers import SWEPT_MODELS, compose_config, run_inline, tensorboard_run, tiny_data_overrides
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate, figure_labels
 from vaelab.training import train
@@ -63,7 +63,7 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
 ) -> None:
     checkpoint = trained_runs["cond_conv_vae"] / "checkpoints" / "last.ckpt"
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
-    result = run_script(
+    result = run_inline(
         "evaluate.py",
         f"ckpt_path={checkpoint}",
         *data,

@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 
-from helpers import NO_FIGURES, run_inline, run_script, tiny_data_overrides
+from helpers import NO_FIGURES, run_inline, tiny_data_overrides
 from vaelab.replicas import differ_beyond_noise, setting_key, spread, without_seeds
 from vaelab.sweeps import summarise
 
@@ -79,7 +79,7 @@ def test_a_grid_over_two_lrs_and_three_seeds_makes_two_settings(tiny_mnist: Path
     assert {"torch", "cpu_capability", "cpu_features", "threads", "device"} <= set(metrics)
 
     # evaluate.py groups the same runs: one results row per setting, with its seeds and the loss's spread.
-    evaluation = run_script("evaluate.py", f"runs=[{sweep}]", "iwae_samples=2", "projector=false",
+    evaluation = run_inline("evaluate.py", f"runs=[{sweep}]", "iwae_samples=2", "projector=false",
                             "figures.num_points=100", "figures.grid_size=3", *tiny_data_overrides(tiny_mnist),
                             f"hydra.run.dir={tmp_path / 'eval'}")  # fmt: skip
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
@@ -115,7 +115,7 @@ def test_optuna_trials_over_seeds_and_a_rerun_of_the_best(tiny_mnist: Path, tmp_
     assert [row["n"] for row in csv.DictReader((tmp_path / "search" / "settings.csv").open())] == ["2", "2"]
 
     # The best trial again over two fresh seeds (after the 5 and 6 the study used), ranked by mean.
-    rerun = run_script("train.py", *(o for o in search if not o.startswith("hydra.sweeper.replica_seeds")),
+    rerun = run_inline("train.py", *(o for o in search if not o.startswith("hydra.sweeper.replica_seeds")),
                        "hydra.sweeper.rerun_top=1", f"hydra.sweep.dir={tmp_path / 'rerun'}")  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     study = optuna.load_study(study_name="s", storage=storage)

@@ -43,7 +43,7 @@ def test_resume_continues_the_run_in_place(tiny_mnist: Path, tmp_path: Path, mlf
     first = run_inline("train.py", *common, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
     assert first.returncode == 0, first.stderr[-2000:]
     run_id = (run_dir / "mlflow_run_id").read_text().strip()
-    resumed = run_script("train.py", *common, "trainer.max_epochs=3", f"resume={run_dir}")
+    resumed = run_inline("train.py", *common, "trainer.max_epochs=3", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"Run folder:   {run_dir}" in resumed.stdout  # the same folder, not a new one
     # MLflow: the same run goes on; a parameter keeps its first value, and the warning says which changed.
@@ -159,7 +159,7 @@ def test_sigterm_leaves_a_resumable_checkpoint(tiny_mnist: Path, tmp_path: Path)
     steps_per_epoch = 50  # 500 training images in batches of 10
     epochs = checkpoint["epoch"] + 2
     # As the message says: resume= alone (the model, batch size and data come from the run's own overrides).
-    resumed = run_script("train.py", f"trainer.max_epochs={epochs}", f"resume={run_dir}")
+    resumed = run_inline("train.py", f"trainer.max_epochs={epochs}", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["global_step"] == epochs * steps_per_epoch
@@ -173,7 +173,7 @@ def test_ctrl_c_says_how_to_resume(tiny_mnist: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     checkpoint = stop_run(start_long_run(tiny_mnist, run_dir), signal.SIGINT, "Ctrl-C", run_dir)
     epochs = checkpoint["epoch"] + 2
-    resumed = run_script("train.py", f"trainer.max_epochs={epochs}", f"resume={run_dir}")
+    resumed = run_inline("train.py", f"trainer.max_epochs={epochs}", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (
         torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] > checkpoint["global_step"]

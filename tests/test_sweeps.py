@@ -206,7 +206,7 @@ def test_optuna_failed_and_pruned_trials_and_a_search_that_runs_out(tiny_mnist: 
     assert first.returncode == 0, first.stderr[-3000:]
     # ... then one far worse after its first epoch: the median pruner stops it there.
     pruner = "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:1,n_warmup_steps:0}"
-    second = run_script(
+    second = run_inline(
         "train.py",
         *common,
         *optuna_overrides(storage, trials=1),
