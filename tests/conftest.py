@@ -18,6 +18,20 @@ os.environ["OMP_NUM_THREADS"] = "1"
 from helpers import REAL_DATA_DIR, STEP_LR, SWEPT_MODELS, run_script, tiny_data_overrides, write_mnist  # noqa: E402
 
 
+# The modules whose tests wait longest on other processes (a scheduler, a database, pip), first: the other worker
+# trains meanwhile, and no worker is left alone with one of them at the end.
+FIRST_MODULES = ("test_slurm", "test_postgres", "test_packaging")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow modules first (each module's tests stay together, so its fixtures are made once), and the DDP tests
+    in one xdist group (``--dist loadgroup``): one worker runs them one after the other, none waits on another."""
+    items.sort(key=lambda item: item.module.__name__ not in FIRST_MODULES)
+    for item in items:
+        if "ddp_alone" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ddp"))
+
+
 @pytest.fixture(scope="session")
 def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mnist(tmp_path_factory.mktemp("tiny_mnist"))
