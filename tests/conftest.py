@@ -17,19 +17,23 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 from helpers import REAL_DATA_DIR, STEP_LR, SWEPT_MODELS, run_script, tiny_data_overrides, write_mnist  # noqa: E402
 
-
 # The modules whose tests wait longest on other processes (a scheduler, a database, pip), first: the other worker
 # trains meanwhile, and no worker is left alone with one of them at the end.
 FIRST_MODULES = ("test_slurm", "test_postgres", "test_packaging")
+# Tests that share what one fixture makes or guards run on one xdist worker (``--dist loadgroup``), one after the
+# other: no worker waits on another's lock (the shared sweep takes ~20 s to train; DDP runs go one at a time).
+GROUPED_FIXTURES = ("trained_sweep", "ddp_alone")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow modules first (each module's tests stay together, so its fixtures are made once), and the DDP tests
-    in one xdist group (``--dist loadgroup``): one worker runs them one after the other, none waits on another."""
-    items.sort(key=lambda item: item.module.__name__ not in FIRST_MODULES)
+    """The slow modules first, then the tests of the shared sweep (each group stays together, and a module's tests
+    with a module fixture stay together); each fixture of ``GROUPED_FIXTURES`` makes one xdist group."""
     for item in items:
-        if "ddp_alone" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("ddp"))
+        for name in GROUPED_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+    items.sort(key=lambda item: (item.module.__name__ not in FIRST_MODULES,
+                                 "trained_sweep" not in getattr(item, "fixturenames", ())))  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ class BestCheckpoint(RunCheckpoint):
 
 
 class LastCheckpoint(RunCheckpoint):
-    """The last checkpoint: the end of the latest training epoch, whether or not it validated (what ``resume=`` takes)."""
+    """The last checkpoint: the end of the latest training epoch, validated or not (what ``resume=`` takes)."""
 
     def __init__(self, run_dir: str) -> None:
         super().__init__(run_dir, Path(LAST_CHECKPOINT).stem, monitor=None, save_top_k=1, every_n_epochs=1,
