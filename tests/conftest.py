@@ -36,6 +36,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                  "trained_sweep" not in getattr(item, "fixturenames", ())))  # fmt: skip
 
 
+@pytest.fixture(scope="session", autouse=True)
+def project_root_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What a run writes by default (``paths.root_dir``: ``logs/``, MLflow's store and artifacts) goes to a folder of
+    this session, not into the checkout, in this process and every process a test starts."""
+    os.environ["VAELAB_ROOT"] = str(tmp_path_factory.mktemp("project_root"))
+
+
 @pytest.fixture(scope="session")
 def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mnist(tmp_path_factory.mktemp("tiny_mnist"))
