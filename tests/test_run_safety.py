@@ -69,6 +69,13 @@ def test_a_finished_runs_folder_is_not_reused(finished_run: Path, tiny_mnist: Pa
                        f"hydra.run.dir={finished_run}")  # fmt: skip
     one_error_line(again, str(finished_run.resolve()), "already holds a run", f"resume={finished_run.resolve()}")
     assert snapshot(finished_run) == before
+    # resume= lets a run write into its own folder only: going on into another folder that holds a run is refused.
+    other = finished_run.parent / "other"
+    other.mkdir()
+    (other / "metrics.json").write_text('{"status": "completed"}')
+    forked = run_inline("train.py", f"resume={finished_run}", "trainer.max_epochs=2", f"hydra.run.dir={other}")
+    one_error_line(forked, str(other.resolve()), "already holds a run")
+    assert snapshot(finished_run) == before and list(snapshot(other)) == ["metrics.json"]
     # evaluate.py into a folder that holds an evaluation: refused the same way.
     evaluation = [f"ckpt_path={finished_run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=2", "projector=false",
                   "figures.num_points=50", "figures.grid_size=3", *tiny_data_overrides(tiny_mnist)]  # fmt: skip

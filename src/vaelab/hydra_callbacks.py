@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError, exit_with_error, user_error
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
-from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release
+from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release, resumes
 
 
 class RunFolderGuard(Callback):
@@ -27,9 +27,9 @@ class RunFolderGuard(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_ddp_child():
-            resuming = OmegaConf.select(config, "resume") is not None
+            folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
             try:
-                claim(Path(str(OmegaConf.select(config, "hydra.run.dir"))), resuming)
+                claim(folder, resumes(folder, OmegaConf.select(config, "resume")))
             except (VaelabError, OSError) as error:  # OSError: a path too long for the system
                 exit_with_error(user_error(error) or error)
 

@@ -65,7 +65,8 @@ class Run:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
-    with run_guard.writing(Path(cfg.paths.output_dir), resuming=cfg.get("resume") is not None) as commit:
+    folder = Path(cfg.paths.output_dir)
+    with run_guard.writing(folder, resuming=run_guard.resumes(folder, cfg.get("resume"))) as commit:
         run = build(cfg)
         commit()  # it trains: a failure from here on keeps the folder's new record
         with rerun_only_this_job_in_ddp_processes(run.folder.path, run.trainer.world_size):

@@ -98,6 +98,12 @@ def check_not_nested(folder: Path) -> None:
                           "hydra.sweep.dir), so that it is read as what it is.")  # fmt: skip
 
 
+def resumes(folder: Path, resume: object) -> bool:
+    """True when ``resume=`` names ``folder`` itself: the one way to write again into a folder that holds a run
+    (``resume=<run> hydra.run.dir=<other>`` goes on from the run into a folder that must be new)."""
+    return resume is not None and Path(str(resume)).resolve() == folder.resolve()
+
+
 def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
     """Make this process the one writer of ``folder`` (see the module docstring); raises ``VaelabError``.
 
