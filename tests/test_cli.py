@@ -200,7 +200,8 @@ def test_unwritable_log_folder_is_one_line(sweep: list[str]) -> None:
     result = run_inline("train.py", *sweep, "paths.log_dir=/proc/vaelab-cannot-write-here")
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: cannot create the run folder /proc/vaelab-cannot-write-here")
+    setting = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+    assert len(lines) == 1 and lines[0].startswith(f"error: {setting}: cannot create /proc/vaelab-cannot-write-here")
 
 
 @pytest.mark.parametrize("form", ["experiment=capacity", "+experiment=capacity"])

@@ -156,7 +156,7 @@ def test_the_learning_rate_curve_needs_a_logger_and_a_schedule(
 
 
 def test_an_evaluation_reaches_the_training_runs_mlflow_run(
-    tiny_mnist: Path, tmp_path: Path, mlflow_store: str
+    tiny_mnist: Path, tmp_path: Path, mlflow_store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -175,3 +175,15 @@ def test_an_evaluation_reaches_the_training_runs_mlflow_run(
     for name in ("loss", "iwae_nll", "loss_kl_averaged"):
         (logged,) = client.get_metric_history(run_id, f"eval/{name}")
         assert logged.value == pytest.approx(metrics[name]) and logged.step == 2  # at the checkpoint's step
+
+    # A tracking server that is down, or a store that is gone, costs the evaluation nothing but a line.
+    for store in (f"http://127.0.0.1:{free_port()}", f"sqlite:///{tmp_path / 'gone.db'}"):
+        (run / "mlflow_tracking_uri").write_text(f"{store}\n")
+        evaluated = tmp_path / f"eval-{store.split(':')[0]}"
+        (again,) = evaluate(compose_config("eval", [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+                                                    "iwae_samples=null", "projector=false", "figures.num_points=50",
+                                                    "figures.grid_size=3", *tiny_data_overrides(tiny_mnist)],
+                                           evaluated))  # fmt: skip
+        assert json.loads((evaluated / "metrics.json").read_text())["loss"] == pytest.approx(again["loss"])
+        assert "not logged to the training run's MLflow run" in capsys.readouterr().err
+    assert not (tmp_path / "gone.db").exists()

@@ -1,12 +1,7 @@
-"""The command lines (``vaelab-train``/``vaelab-eval``, and ``train.py``/``evaluate.py``, which call them): one Hydra
-job (``train``/``evaluate``) run the way a user and a sweep need it: one-line errors and sweep containment (the
-process set-up is ``vaelab.process``'s). The configs are the package's own (``vaelab/conf``, which ``conf/`` in a
-clone links to); ``--config-dir`` or ``hydra.searchpath`` adds a user's.
-
-A single run turns a user error into one ``error:`` line on stderr and exit status 1. Inside a
-multirun (``-m``) any exception is contained: its one line goes to the job's log and console, the job
-folder records it (``RunFolder.record_failure``), and the sweep goes on;
-``FailedJobsReport`` (a Hydra callback) exits non-zero at the end if any job failed.
+"""The command lines (``vaelab-train``/``vaelab-eval``; ``train.py``/``evaluate.py`` call them): one Hydra job each,
+composed from the package's configs (``vaelab/conf``; ``--config-dir`` adds a user's). A single run ends a user
+error with one ``error:`` line and exit status 1; a multirun job records any error in its folder
+(``RunFolder.record_failure``) and the sweep goes on, ``FailedJobsReport`` exiting non-zero at its end.
 """
 
 from __future__ import annotations
@@ -37,9 +32,8 @@ def _not_a_tip(record: logging.LogRecord) -> bool:  # a function, not a lambda: 
 
 
 def quiet_lightning() -> None:
-    """Lightning's messages once, in Hydra's console and log file: ``import lightning`` gives its logger a
-    stderr handler of its own (every line twice under Hydra, and noise before a one-line error), and the
-    Trainer advertises cloud services at every start."""
+    """Lightning's messages once, through Hydra's handlers (``import lightning`` adds a stderr handler of its own:
+    every line twice), and without the Trainer's cloud advert."""
     import lightning  # noqa: F401  (adds the handler this removes)
 
     if logging.getLogger().hasHandlers():
@@ -50,10 +44,8 @@ def quiet_lightning() -> None:
 
 
 def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | None:
-    """``task(cfg)``, with errors reported as the module docstring says; None when a sweep job failed.
-
-    ``HYDRA_FULL_ERROR=1`` lets every error propagate with its traceback, as Hydra does.
-    """
+    """``task(cfg)``, errors reported as the module docstring says (``HYDRA_FULL_ERROR=1``: with tracebacks, as
+    Hydra does); None when a sweep job failed."""
     quiet_lightning()
     folder = RunFolder(Path(cfg.paths.output_dir))
     try:
@@ -115,8 +107,7 @@ def train_command() -> None:
         check_launcher_installed(sys.argv)
     except (VaelabError, OSError) as error:
         exit_with_error(user_error(error) or error)
-    # experiment is an optional group of train.yaml's defaults: Hydra would refuse the appending form that older
-    # runs recorded and other templates teach.
+    # experiment is an optional default of train.yaml: Hydra refuses the +experiment= that older runs recorded.
     sys.argv = [re.sub(r"^\+{1,2}experiment=", "experiment=", token) for token in sys.argv]
     _train_job()
 

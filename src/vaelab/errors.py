@@ -36,13 +36,13 @@ def require(module: str, extra: str, purpose: str) -> Any:
         raise VaelabError(f"{purpose} needs {module}, which is not installed: pip install 'vaelab[{extra}]'") from None
 
 
-def make_folder(folder: Path, setting: str) -> None:
+def make_folder(folder: Path, setting: str, advice: str = "") -> None:
     """``folder`` with its parents, made if missing; one ``VaelabError`` line naming the ``setting`` that put it there
-    instead of an ``OSError`` traceback when it cannot be."""
+    (and ``advice``) instead of an ``OSError`` traceback when it cannot be."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise VaelabError(f"{setting}: cannot create {folder} ({error.strerror})") from None
+        raise VaelabError(f"{setting}: cannot create {folder} ({error.strerror}){advice}") from None
 
 
 def check_number(

@@ -1,16 +1,15 @@
 """``evaluate(cfg)``: the test-split report of one checkpoint, or a comparison of several runs.
 
-One checkpoint (``ckpt_path=``): ``metrics.json`` (recon, KL, ELBO per image, the IWAE estimate of the
-test log-likelihood) and figures in the eval run folder, and the test-set latent codes in
-TensorBoard's Projector. Several (``runs=[...]``, run folders, checkpoints or a multirun folder):
-the same for each, in a sub-folder per run, plus ``results.csv``, ``results_table.md`` and ``comparison.png``,
-where runs that differ only by seed (``vaelab.replicas``) make one row: the mean of each metric, ``seeds`` (how
-many runs the row stands for), the loss's standard deviation, 95 % confidence half-width and best single run.
+One checkpoint (``ckpt_path=``): ``metrics.json`` (recon, KL, loss per image and the IWAE estimate of the test
+log-likelihood), figures and the Projector's latent codes. Several (``runs=[...]``: run folders, checkpoints or
+multirun folders): the same for each, plus ``results.{csv,md}`` and ``comparison.png``, where runs that differ only
+by seed (``vaelab.replicas``) make one row: the metrics' means, ``seeds`` and the loss's spread.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +192,14 @@ def evaluate_checkpoint(
     # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
     log_dir = output_dir / "tensorboard" / f"eval {label} epoch {metrics['epochs']}"
     write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), log_dir)
-    if folder is not None:  # the training run's MLflow run, if it had one
+    if folder is not None:  # the training run's MLflow run, if it had one; the files above stand without it
         scores = {name: metrics[name] for name in SCORES if math.isfinite(metrics[name])}
-        if log_evaluation(folder.path, scores, int(checkpoint.get("global_step", 0))):
-            print(f"{label}: logged as eval/* to the training run's MLflow run", flush=True)
+        try:
+            if log_evaluation(folder.path, scores, int(checkpoint.get("global_step", 0))):
+                print(f"{label}: logged as eval/* to the training run's MLflow run", flush=True)
+        except Exception as error:  # its server is down, its store gone, MLflow not installed
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            print(f"{label}: not logged to the training run's MLflow run ({reason})", file=sys.stderr, flush=True)
     if cfg.projector:  # the whole test split, with its digits and thumbnails
         write_projector(log_dir, encode_means(model, images, labels), labels, images,
                         class_names=datamodule.class_names)  # fmt: skip

@@ -14,9 +14,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.errors import VaelabError, exit_with_error, user_error
+from vaelab.errors import VaelabError, exit_with_error, make_folder, user_error
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
-from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release, resumes
+from vaelab.run.guard import FOLDER_ADVICE, check_not_nested, claim, is_ddp_child, release, resumes
 
 
 class RunFolderGuard(Callback):
@@ -40,7 +40,7 @@ class RunFolderGuard(Callback):
                 check_not_nested(sweep_dir)
                 if RunFolder(sweep_dir).holds_run():
                     raise VaelabError(f"{sweep_dir} holds a run; pass another hydra.sweep.dir.")
-            create(sweep_dir)
+            make_folder(sweep_dir, "hydra.sweep.dir", FOLDER_ADVICE.format(setting="hydra.sweep.dir"))
         except (VaelabError, OSError) as error:
             exit_with_error(user_error(error) or error)
         jobs = sweep_jobs(sweep_dir)
@@ -106,11 +106,11 @@ class FailedJobsReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         jobs = sweep_jobs(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))))
-        failed = [job for job in jobs if RunFolder(job).status()[0] == RunStatus.FAILED]
+        failed = failed_jobs(jobs)
         if not failed:
             return
         lines = [f"error: {len(failed)} of {len(jobs)} jobs failed (each folder's FAILED file says why):"]
-        lines += [f"  {job}: {RunFolder(job).status()[1]}" for job in failed]
+        lines += [f"  {job}: {error}" for job, error in failed.items()]
         print("\n".join(lines), file=sys.stderr, flush=True)
         sys.exit(1)
 
@@ -119,9 +119,8 @@ MLFLOW_TARGETS = ("vaelab.loggers.MLFlowLogger", "vaelab.loggers.mlflow.MLFlowLo
 
 
 class MLflowSweepRun(Callback):
-    """A multirun that logs to MLflow gets one parent run, named after the sweep's folder; every job's run nests
-    under it (``vaelab.loggers.naming.sweep_tags`` reads its id from the sweep folder), so MLflow's UI groups the jobs.
-    Finished at the end of the multirun, as FAILED if a job failed."""
+    """A multirun that logs to MLflow gets one parent run, named after the sweep's folder, that every job's run nests
+    under (``naming.sweep_tags``); finished at the end of the multirun, as FAILED if a job failed."""
 
     def __init__(self) -> None:
         self.parent: tuple[Any, Path] | None = None  # (Lightning's MLFlowLogger of the parent run, sweep folder)
@@ -154,5 +153,10 @@ class MLflowSweepRun(Callback):
         if self.parent is None:
             return
         parent, sweep_dir = self.parent
-        failed = any(RunFolder(job).status()[0] == RunStatus.FAILED for job in sweep_jobs(sweep_dir))
+        failed = failed_jobs(sweep_jobs(sweep_dir))
         parent.experiment.set_terminated(parent.run_id, "FAILED" if failed else "FINISHED")  # MLflow's run states
+
+
+def failed_jobs(jobs: list[Path]) -> dict[Path, str]:
+    """The failed ones of a sweep's ``jobs``, with their error lines."""
+    return {job: status[1] for job in jobs if (status := RunFolder(job).status())[0] == RunStatus.FAILED}

@@ -11,9 +11,8 @@ import torch
 
 
 def machine_facts(device: torch.device) -> dict[str, str | int]:
-    """What makes a run's numbers specific to its machine, for ``metrics.json``: the device, the torch build,
-    the CPU instruction set oneDNN's kernels use (their rounding differs between AVX2 and AVX-512, so a
-    seeded run ends elsewhere on another kind of CPU: docs/results.md) and the intra-op threads."""
+    """The device, torch build, threads and the CPU instruction set oneDNN's kernels use: their rounding differs
+    between AVX2 and AVX-512, so a seeded run ends elsewhere on another kind of CPU (docs/results.md)."""
     threads, cpu_name = torch.get_num_threads(), cpuinfo("model name") or platform.processor() or platform.machine()
     cpu = f"CPU {cpu_name}, {threads} thread{'s' * (threads > 1)}"
     facts: dict[str, str | int] = {

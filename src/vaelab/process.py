@@ -32,14 +32,9 @@ JOB_THREADS_ENV = "VAELAB_JOB_THREADS"
 
 @cache
 def tune_malloc() -> bool:
-    """Keep freed activation buffers in the heap instead of returning them to the OS each step.
-
-    glibc serves each multi-MB activation/gradient buffer of a training step with a fresh ``mmap`` and
-    unmaps it when freed, so every step page-faults its memory in again: for the conv VAE on 2 cores
-    that was ~18 % of CPU time in the kernel and 1,450 instead of 2,230 images/s (docs/performance.md).
-    Raising the mmap and trim thresholds keeps that memory mapped. Returns True if applied (Linux with
-    glibc); elsewhere it does nothing.
-    """
+    """Keep freed activation buffers in the heap: glibc maps each multi-MB buffer afresh and unmaps it when freed, so
+    every step page-faulted its memory in again (conv VAE, 2 cores: ~18 % of CPU time in the kernel, 1,450 instead of
+    2,230 images/s; docs/performance.md). True if applied (Linux with glibc)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
@@ -54,12 +49,9 @@ def tune_malloc() -> bool:
 
 
 def job_threads(launcher: dict | None, cores: int) -> int | None:
-    """Intra-op threads for a job run by ``launcher`` (Hydra's launcher config), or None to keep torch's default.
-
-    Jobs that run at once must split the cores: OpenMP threads spin, so two 2-thread processes on 2 cores
-    run ~5x slower each (docs/performance.md). Read from the launcher's own settings: ``n_jobs`` jobs at once
-    (joblib; -1: one per core), or ``cpus_per_task`` cores per job (submitit: a SLURM allocation, or a share here).
-    """
+    """Intra-op threads for a job run by ``launcher`` (Hydra's launcher config: joblib's ``n_jobs``, submitit's
+    ``cpus_per_task``), or None to keep torch's. Jobs at once split the cores: OpenMP threads spin, and two 2-thread
+    processes on 2 cores ran ~5x slower each (docs/performance.md)."""
     launcher = launcher or {}
     if launcher.get("cpus_per_task"):
         return max(1, min(cores, int(launcher["cpus_per_task"])))
@@ -71,10 +63,8 @@ def job_threads(launcher: dict | None, cores: int) -> int | None:
 
 
 def set_job_threads() -> int:
-    """Apply ``job_threads`` to the running Hydra job; returns the thread count in use.
-
-    The count is exported as ``VAELAB_JOB_THREADS`` for the DDP processes Lightning starts from this job.
-    """
+    """Apply ``job_threads`` to the running Hydra job (and, through ``VAELAB_JOB_THREADS``, to the DDP processes
+    Lightning starts from it); returns the thread count in use."""
     import torch
 
     threads = None
@@ -93,12 +83,8 @@ def set_job_threads() -> int:
 
 @contextmanager
 def rerun_only_this_job_in_ddp_processes(output_dir: Path, world_size: int) -> Iterator[None]:
-    """Let Lightning's DDP processes 1..n-1 re-run this job, not the whole sweep.
-
-    Lightning starts them by re-running the command line plus ``hydra.run.dir=<HydraConfig run.dir>``. In
-    a multirun job that command is the sweep itself, and ``run.dir`` is not the job folder; here both are
-    pointed at this job (its own overrides, run mode, its folder) while the job runs.
-    """
+    """Let Lightning's DDP processes 1..n-1 re-run this job, not the whole sweep: Lightning re-runs the command line
+    with ``hydra.run.dir=<run.dir>``, which in a multirun job are the sweep's; both point at this job meanwhile."""
     if world_size <= 1 or not in_multirun() or "LOCAL_RANK" in os.environ:
         yield
         return

@@ -1,10 +1,8 @@
 """Runs as replicas: which runs differ only by their seed, and the spread of a metric over them.
 
-Two runs are replicas of one *setting* when their saved configs (``.hydra/config.yaml``) are equal once the
-seeds (``REPLICA_KEYS``) and the keys that only say where things go or how they are shown (``PLACE_KEYS``)
-are left out. Sweep summaries, evaluation comparisons and the Optuna sweeper's re-runs group by it and
-report, per setting: n, mean, standard deviation, the 95 % confidence half-width of the mean (Student t)
-and the best single run.
+Two runs are replicas of one *setting* when their saved configs are equal once the seeds (``REPLICA_KEYS``) and the
+keys that only say where things go or how they are shown (``PLACE_KEYS``) are left out. Per setting: n, mean,
+standard deviation, 95 % confidence half-width of the mean (Student t) and the best run.
 """
 
 from __future__ import annotations
@@ -48,14 +46,6 @@ class Spread:
 
     def as_row(self, prefix: str = "") -> dict[str, float | int]:
         return {f"{prefix}{name}": getattr(self, name) for name in ("n", "mean", "std", "ci95", "best")}
-
-    def text(self, digits: int = 2) -> str:
-        """``146.47 ± 2.95 (n=3)``: mean ± std, the form every comparison in the docs uses."""
-        if self.n == 0:
-            return "-"
-        if self.n == 1:
-            return f"{self.mean:.{digits}f} (n=1)"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f} (n={self.n})"
 
 
 def spread(values: Iterable[float]) -> Spread:

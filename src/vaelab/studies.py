@@ -1,8 +1,6 @@
-"""Optuna studies shared by a sweep, its jobs and its summary: storages from URLs, the study, a job's trial.
-
-The sweeper (``hydra_plugins.vaelab_optuna_sweeper``: search space and study life cycle) asks trials and
-launches them as Hydra jobs; each job reaches its own trial through the storage (``trial_of_this_job``) to report
-per-epoch values for pruning, so this works with any launcher whose jobs can open the storage (local, joblib, SLURM).
+"""Optuna studies shared by a sweep, its jobs and its summary: storages from URLs, the study, a job's trial. Each job
+reaches its own trial through the storage (``trial_of_this_job``) to report for pruning, so any launcher whose jobs
+can open the storage works (local, joblib, SLURM).
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ from vaelab.errors import VaelabError, instantiate, make_folder, require
 if TYPE_CHECKING:  # the sweeps extra: imported where it is used (a plain install has no Optuna)
     import optuna
 
-# The sweeper sets this in the environment of each job that reports to the pruner (hydra.job.env_set): the JSON of
-# ``trial_reference``. The job reads nothing else of the sweeper's.
+# The job's trial (``trial_reference``'s JSON), which the sweeper sets in the environment of each job that reports.
 TRIAL_ENV = "VAELAB_OPTUNA_TRIAL"
 JOURNAL_PREFIX = "journal:"
 SQLITE_PREFIX = "sqlite:///"

@@ -2,14 +2,9 @@
 
     vaelab-sweeps logs/train/multiruns/<date>_<time> [--metric val/loss]     (or python -m vaelab.sweeps)
 
-Writes ``summary.md``, ``summary.csv`` and ``summary.png`` (one row per job) into the sweep folder and prints the
-table. Failed jobs are listed with their error line. Jobs that differ only by their seed (``seed=1,2,3`` in a grid,
-or the Optuna sweeper's replicas) are replicas of one setting (``vaelab.replicas``): ``settings.md``,
-``settings.csv`` and ``settings.png`` give each setting's n, mean, standard deviation, 95 % confidence interval
-and best run of the metric, ranked by mean, and say which settings differ from the best beyond the noise.
-For an Optuna sweep (``hparams_search=optuna``) it also reads the whole study from its storage (every sweep that
-added to it) and writes ``study.md``, ``study.csv``, Optuna's optimisation history (``optuna_history.png``) and
-parameter importances (``optuna_importances.png``).
+Writes ``summary.{md,csv,png}`` (one row per job, failed ones with their error line), ``settings.{md,csv,png}`` (jobs
+that differ only by seed as one setting, ``vaelab.replicas``: n, mean, std, 95 % interval, best run, ranked by mean)
+and, for an Optuna sweep, ``study.{md,csv}`` and Optuna's history and importance plots of the whole study.
 """
 
 from __future__ import annotations
@@ -17,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +49,7 @@ def collect_jobs(
         status, error = job.status()
         unreadable = job.unreadable_files() if status != RunStatus.FAILED else []
         if unreadable:  # named in the summary: the job's record cannot be trusted
-            status, error = (
-                RunStatus.UNREADABLE,
-                f"cannot read {', '.join(str(job.path / name) for name in unreadable)}",
-            )
+            status, error = RunStatus.UNREADABLE, "cannot read " + ", ".join(str(job.path / n) for n in unreadable)
         points = job.validation_losses()  # the best epoch: the lowest val/loss in history.csv
         metrics["best_epoch"] = min(points, key=lambda point: point[1])[0] if points else float("nan")
         varying = " ".join(o for o in overrides[job] if o not in common)
@@ -183,15 +176,10 @@ def summarise_study(sweep_dir: Path) -> list[dict[str, Any]]:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     rows = [{column: row.get(column, "") for column in columns} for row in rows]
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = (
-        f"Best: trial {study.best_trial.number}, value {study.best_value:.2f}, {study.best_params}\n"
-        if completed
-        else ""
-    )
-    states = ", ".join(
-        f"{state}: {sum(r['state'] == state for r in rows)}" for state in sorted({r["state"] for r in rows})
-    )
-    text = (f"# Study {study.study_name} ({reference['storage']})\n\n{len(rows)} trials ({states})\n\n{best}\n"
+    best = study.best_trial if completed else None
+    headline = f"Best: trial {best.number}, value {best.value:.2f}, {best.params}\n" if best else ""
+    states = ", ".join(f"{state}: {count}" for state, count in sorted(Counter(r["state"] for r in rows).items()))
+    text = (f"# Study {study.study_name} ({reference['storage']})\n\n{len(rows)} trials ({states})\n\n{headline}\n"
             + markdown_table(rows, columns))  # fmt: skip
     (sweep_dir / "study.md").write_text(text)
     write_csv(sweep_dir / "study.csv", rows, columns)

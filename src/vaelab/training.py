@@ -71,8 +71,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         commit()  # it trains: a failure from here on keeps the folder's new record
         with rerun_only_this_job_in_ddp_processes(run.folder.path, run.trainer.world_size):
             metrics = fit(run)
-            # Read before testing: restoring the best checkpoint resets the callbacks' state (the Timer's included,
-            # which would add the best epoch's training time again).
+            # Read before testing: restoring the best checkpoint resets the callbacks' state (the Timer's included).
             checkpoints, timing = checkpoint_paths(run), fit_time(run.callbacks, run.trainer.current_epoch)
             if run.status == RunStatus.UNTRAINED:
                 log.warning("no batch was trained (trainer.limit_train_batches=0?): status untrained, nothing tested")

@@ -23,8 +23,7 @@ class OptunaSweeperConf:
     sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": None})
     # An Optuna pruner (_target_ mapping), or null for none.
     pruner: Any = None
-    # Seconds between heartbeats of running trials (RDB storages): a sweep that was killed leaves RUNNING
-    # trials, which the next sweep on the storage marks FAIL once they missed two heartbeats. null: off.
+    # Seconds between running trials' heartbeats (RDB storages): the next sweep fails a killed sweep's trials. null: off
     heartbeat_interval: int | None = 60
     # Seeds per trial: each trial runs as this many jobs (folders <trial>_<replica>), one per seed, and its value is
     # their mean; each seed's value stays on the trial (user attributes seeds, replica_values). Pruning decides on
@@ -32,8 +31,7 @@ class OptunaSweeperConf:
     replicas: int = 1
     # The seeds of a trial's replicas (as many as `replicas`); null: the config's seed, seed + 1, ...
     replica_seeds: list[int] | None = None
-    # > 0: search nothing; re-run the study's best `rerun_top` completed trials over `replicas` fresh seeds (the
-    # ones after the largest seed the study has used, or replica_seeds) and rank them by mean with 95 % intervals.
+    # > 0: search nothing; re-run the study's best `rerun_top` trials over `replicas` fresh seeds, ranked by mean.
     rerun_top: int = 0
     # A study belongs to the model and search space that made it; true adds this sweep's trials to a study of another.
     allow_other_setting: bool = False

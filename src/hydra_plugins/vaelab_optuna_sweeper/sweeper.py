@@ -24,6 +24,5 @@ class OptunaSweeper(Sweeper):
         return Implementation(**settings)
 
 
-# Hydra registers concrete plugin classes only; setup() and sweep() are the implementation's (set after the class:
-# ABCMeta computes this attribute when it makes the class).
+# Hydra registers concrete plugin classes only (set after the class: ABCMeta computes it when it makes the class).
 OptunaSweeper.__abstractmethods__ = frozenset()

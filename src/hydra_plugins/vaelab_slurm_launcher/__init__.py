@@ -1,8 +1,6 @@
 """``launcher=slurm``: hydra-submitit-launcher's SLURM launcher, with a job that sbatch refuses (a GPU asked of a
 CPU-only cluster, an unknown partition) as one ``error:`` line naming sbatch's reason, not submitit's traceback.
-
-Hydra imports every module under ``hydra_plugins`` at start-up: without the ``sweeps`` extra this one defines
-nothing and warns about nothing.
+Without the ``sweeps`` extra this module (which Hydra imports at every start) defines nothing.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""The callback that draws the standard figures during training (``vaelab.figures.model``).
-
-It writes ``<output_dir>/<name>_epoch<NNN>.png`` every ``every_n_epochs`` epochs and ``<output_dir>/<name>.png``
-at the end of training, and hands each figure to every logger (``RunHooks.publish_figure``:
-TensorBoard images, MLflow artifacts). The images it encodes are the first ``num_points`` validation images,
-taken once, so the figures of different epochs are comparable; each drawing encodes them once for all figures.
+"""The callback that draws the standard figures during training (``vaelab.figures.model``): ``<name>_epoch<NNN>.png``
+every ``every_n_epochs`` epochs and ``<name>.png`` at the end, each also handed to the loggers
+(``RunHooks.publish_figure``), all drawn on the same first ``num_points`` validation images.
 """
 
 from __future__ import annotations

@@ -61,15 +61,10 @@ class InterruptCheckpoint(pl.Callback):
 
 
 def validation_restarts_on_resume(trainer: pl.Trainer) -> None:
-    """Make an interrupted validation run again, whole, when the run resumes.
-
-    Lightning (2.6) reruns it only when the interrupt landed inside ``validation_step``, which its validation loop's
-    progress shows as one batch started and not processed; a Ctrl-C between two batches (fetching one, or in the
-    batch hooks) reads like a finished validation, and that epoch's validation would never run. No public API sets
-    this: the one place vaelab writes Lightning's loop state. Tested by
-    ``tests/test_robustness.py::test_ctrl_c_during_validation_resumes_to_the_uninterrupted_history``, which fails
-    if Lightning moves it.
-    """
+    """Make an interrupted validation run again, whole, on resume. Lightning (2.6) reruns it only when the interrupt
+    landed inside ``validation_step``; one between batches reads like a finished validation. The one place vaelab
+    writes Lightning's loop state (no public API; ``test_ctrl_c_during_validation_resumes_to_the_uninterrupted_history``
+    fails if Lightning moves it)."""
     progress = trainer.fit_loop.epoch_loop.val_loop.batch_progress.total
     progress.ready = progress.started = progress.completed + 1
     progress.processed = progress.completed

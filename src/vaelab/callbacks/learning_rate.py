@@ -9,9 +9,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 
 
 class LearningRateCurve(LearningRateMonitor):
-    """Lightning's ``LearningRateMonitor`` (once per epoch) for a run that has a logger and a learning-rate
-    scheduler (``vaelab.models.optimization`` names it ``train/lr``); any other run: nothing, where Lightning's
-    would refuse a run without a logger and log a constant for one without a schedule."""
+    """Lightning's ``LearningRateMonitor`` (``train/lr`` once per epoch) for a run with a logger and a scheduler; any
+    other run: nothing (Lightning's refuses a run without a logger and logs a constant without a schedule)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**{"logging_interval": "epoch", **kwargs})

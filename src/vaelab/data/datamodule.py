@@ -66,12 +66,9 @@ class EpochRandomSampler(RandomSampler):
 
 
 class ResumableLoader(DataLoader):
-    """The training loader, resumable inside an epoch. Lightning saves its ``state_dict`` in every checkpoint: the
-    epoch and the batches of it that were trained, as ``progress`` reads them off the trainer (a batch fetched but not
-    trained is trained again on resume). On a resume Lightning gives the state back, and the loader then skips those
-    batches of that epoch's order, so the epoch goes on where it stopped instead of drawing its first batches again.
-    Exact for any sampler whose order depends only on the epoch (``EpochRandomSampler``, the ``DistributedSampler``
-    Lightning swaps in under DDP, which builds this class again with the same ``progress``)."""
+    """The training loader, resumable inside an epoch: its ``state_dict`` (in every checkpoint) holds the epoch and
+    its batches trained (``progress``); on a resume it skips those batches of that epoch's order. Exact for samplers
+    whose order depends only on the epoch (``EpochRandomSampler``, Lightning's ``DistributedSampler`` under DDP)."""
 
     def __init__(self, *args: Any, progress: Callable[[], tuple[int, int]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -253,8 +250,7 @@ class IDXDataModule(pl.LightningDataModule):
         if shuffle:
             sampler = EpochRandomSampler(dataset, seed=self.shuffle_seed % (1 << 31))
         elif torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Lightning's DistributedSampler pads the last batch with repeated images; evaluation must not
-            # count an image twice, so each process takes every world_size-th image and nothing more.
+            # Lightning's DistributedSampler pads with repeated images: here each image counts once.
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         resumable = {"progress": self._trained_in_epoch} if shuffle else {}
         return (ResumableLoader if shuffle else DataLoader)(

@@ -1,9 +1,6 @@
-"""The standard figures of a trained VAE: a model and some images in, ``{name: Figure}`` out.
-
-``FIGURES`` is the one list of them; ``draw_figures`` draws any subset, encoding the images once. The
-training callback (``vaelab.callbacks.FigureLogger``) draws ``TRAINING_FIGURES`` each epoch on validation
-images, ``evaluate.py`` all of them on the test split. For ``latent_dim > 2`` the scatter shows the first two
-latent dims and the grid varies the first two dims with the others held at 0.
+"""The standard figures of a trained VAE: a model and some images in, ``{name: Figure}`` out. ``FIGURES`` is the one
+list; ``draw_figures`` draws any subset, encoding the images once. For ``latent_dim > 2`` the scatter and grid use
+the first two latent dims, the others held at 0.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Latent codes for TensorBoard's Projector, written so that it draws them for every ``latent_dim``.
-
-The Projector's default view is a 3-D PCA of the vectors; with fewer than 3 dims the third component is NaN
-and nothing is drawn (2-D included). Codes are padded with zero columns to 3 dims (the PCA then draws them),
-and a bookmark, "z axes", lays the points out by the real first two z dims, in 2-D, coloured by digit: one
-click in the Bookmarks panel. Each point has its digit and test-split index as metadata and its image as a
-thumbnail.
+"""Latent codes for TensorBoard's Projector, drawn for every ``latent_dim``: its default 3-D PCA draws nothing below
+3 dims, so codes are padded with zero columns, and a bookmark, "z axes", lays the points out by the first two z dims
+in 2-D. Each point has its digit and test-split index as metadata and its image as a thumbnail.
 """
 
 from __future__ import annotations

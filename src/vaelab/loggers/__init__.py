@@ -1,9 +1,6 @@
-"""A run's loggers, one module per backend (``csv``, ``tensorboard``, ``mlflow``): each a Lightning logger with
-vaelab's ``RunHooks`` (``base``), which say what the run tells it besides its metrics. Adding a backend is one
-module; any other Lightning logger gets the hooks' defaults. Run names and sweep tags come from ``naming``.
-
-Light to import: the backends load on first use, as ``vaelab.loggers.CSVLogger``,
-``vaelab.loggers.TensorBoardLogger`` and ``vaelab.loggers.MLFlowLogger`` (the configs' targets).
+"""A run's loggers, one module per backend (``csv``, ``tensorboard``, ``mlflow``): a Lightning logger with vaelab's
+``RunHooks`` (``base``); any other Lightning logger gets the hooks' defaults. The backends load on first use, as
+``vaelab.loggers.CSVLogger``, ``TensorBoardLogger`` and ``MLFlowLogger`` (the configs' targets).
 """
 
 from __future__ import annotations

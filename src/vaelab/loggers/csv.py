@@ -22,8 +22,7 @@ class _HistoryWriter(ExperimentWriter):
         self.keep_before = keep_before
         super().__init__(log_dir)
 
-    # Lightning's writer has no public way to keep a file: its private _check_log_dir_exists and _fs, and the
-    # CSVLogger's _experiment, here only (tests/test_robustness.py::test_last_checkpoint_is_the_last_epoch_and_...).
+    # No public way to keep a file: Lightning's private _check_log_dir_exists and _experiment, here only (tested).
     def _check_log_dir_exists(self) -> None:
         if self.keep_before is None or not Path(self.metrics_file_path).is_file():
             super()._check_log_dir_exists()

@@ -51,14 +51,9 @@ def check_mlflow(tracking_uri: str | None) -> None:
 
 
 class MLFlowLogger(RunHooks, LightningMLFlowLogger):
-    """Lightning's MLflow logger with vaelab's conventions.
-
-    The run is named after the model and the run folder (``naming.run_name``); in a sweep it nests under the
-    sweep's parent run and carries the job's number and overrides as tags. Its id is kept in the run folder,
-    so a run resumed in place (``resume=<run folder>``) goes on in the same MLflow run; the parameters it
-    already has keep their first values (MLflow cannot change a parameter), changed ones are named in a
-    warning.
-    """
+    """Lightning's MLflow logger, its run named by ``naming.run_name`` and nested under a sweep's parent run. Its id
+    is kept in the run folder, so a run resumed in place goes on in the same MLflow run (parameters keep their first
+    values: MLflow cannot change one; changed ones are named in a warning)."""
 
     def __init__(self, run_dir: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None, **kwargs: Any):
         check_mlflow(kwargs.get("tracking_uri"))
@@ -69,9 +64,8 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
                          run_id=run_id, **kwargs)  # fmt: skip
 
     def start_run(self, config: dict[str, Any], tags: Sequence[str], resumed_step: int | None) -> None:
-        """The run's ``tags`` (``tags=[baseline,seed-sweep]``) as MLflow tags with the value ``true``, set on the
-        run itself, so a run resumed in place (whose creation tags are long written) gets them too; the flattened
-        config as parameters."""
+        """The run's ``tags`` as MLflow tags valued ``true``, set on the run itself (so a run resumed in place gets
+        them too); the flattened config as parameters."""
         for tag in tags:
             self.experiment.set_tag(self.run_id, tag, "true")
         self.log_hyperparams(flat_config(config))
@@ -91,8 +85,7 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
-        # Lightning has no public way to check a run id before it starts the run: its private _initialized,
-        # _mlflow_client and _run_id, here only (tests/test_robustness.py::test_resume_continues_the_run_in_place).
+        # No public way to check a run id before the run starts: Lightning's private attributes, here only (tested).
         if self._initialized:
             return self._mlflow_client
         if self._run_id is not None:
@@ -134,6 +127,8 @@ def log_evaluation(run_dir: Path, metrics: Mapping[str, float], step: int) -> st
     run_id, uri = tracked_run(run_dir)
     if run_id is None or uri is None:
         return None
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise VaelabError(f"its store {uri} is gone")  # MLflow would make a new, empty one
     check_mlflow(uri)
     from mlflow.tracking import MlflowClient
 

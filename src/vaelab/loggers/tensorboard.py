@@ -23,9 +23,7 @@ if TYPE_CHECKING:
 HPARAM_METRICS = {"val/loss": "hp/val_loss", "test/loss": "hp/test_loss", "val/nelbo": "hp/val_nelbo"}
 
 
-# What TensorBoard's HParams tab shows of a run: its model, these config keys, the keys under ``model.`` that do
-# not start with "_", and the model/data/trainer keys the command line or the sweep set. The full config stays in
-# ``.hydra/``.
+# The HParams tab shows a run's model, these keys, ``model.*`` and the keys of HPARAM_GROUPS the command line set.
 HPARAM_KEYS = ("data.batch_size", "data.val_size", "trainer.max_epochs", "trainer.precision", "seed", "tags")
 HPARAM_GROUPS = ("model", "data", "trainer", "seed")  # overrides of these keys join the table (sweeps vary them)
 NOT_HPARAMS = {"model.optimizer.fused", "model.channels_last", "data.data_dir",
@@ -94,8 +92,7 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
         self.log_metrics(metrics, step)
         declared = {tag: 0.0 for tag in HPARAM_METRICS.values()}  # only the names reach the summary
         experiment, start, end = hparams(dict(params), declared)
-        # TensorBoard lists and ticks the "differs" columns first: the model, and what the sweep varied (outside a
-        # sweep: the keys the command line set).
+        # The "differs" columns come first and ticked: the model, and what the sweep (or the command line) varied.
         first = {"model", "experiment", *override_keys(naming.swept_overrides() or naming.task_overrides())}
         content = HParamsPluginData.FromString(experiment.value[0].metadata.plugin_data.content)
         for info in content.experiment.hparam_infos:
@@ -104,8 +101,7 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
         writer = self.experiment._get_file_writer()  # no public writer of raw summaries (test_dashboards checks)
         for summary in (experiment, start, end):
             writer.add_summary(summary, step)
-        # The run's last write, after Lightning closed its writer: flushed now, or the process may end first (a
-        # 10-epoch run lost its HParams entry this way, while its hp/* scalars reached the disk).
+        # After Lightning closed its writer: flushed now, or a run can end before its HParams entry is written.
         self.experiment.flush()
 
     def start_run(self, config: dict[str, Any], tags: Sequence[str], resumed_step: int | None) -> None:

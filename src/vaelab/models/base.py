@@ -25,8 +25,7 @@ from vaelab.models.optimization import build_optimization, optimizer_config, str
 from vaelab.models.probability import bernoulli_nll, gaussian_kl
 
 LOGGED_TERMS = ("recon", "kl", "loss")
-# Validation and test draw their sampling noise from this fixed seed each epoch: an epoch's val/loss
-# depends on the weights only, so checkpoints are chosen on the model, not on the noise.
+# Validation and test noise restarts from this seed each epoch: checkpoints are chosen on the weights, not the noise.
 EVAL_NOISE_SEED = 20_231_108
 TRAIN_NOISE_SEED_OFFSET = 7_777_777
 STAGES = ("train", "val", "test")
@@ -74,13 +73,11 @@ class ELBOModule(pl.LightningModule):
         self.kl_warmup_epochs = kl_warmup_epochs
         self.optimizer_config = optimizer_config(optimizer)
         self.scheduler_config = dict(scheduler) if scheduler else None
-        # Per-stage means of (recon, kl, loss) over the images of the current epoch (synced across DDP processes
-        # once, at epoch end; the evaluation samplers do not pad, so every real image counts exactly once).
+        # Per-stage means of (recon, kl, loss) over the epoch's images, synced across DDP processes at epoch end.
         for stage in STAGES:  # train_means, val_means, test_means
             means = {term: MeanMetric(nan_strategy="disable") for term in LOGGED_TERMS}
             setattr(self, f"{stage}_means", nn.ModuleDict(means))
-        # The sampling noise of each stage comes from its own generator, not the global RNG: the
-        # training one is saved in checkpoints, so a resumed run draws what the uninterrupted one would.
+        # Each stage's noise has its own generator; training's is checkpointed, so a resume draws the same noise.
         self._noise: dict[str, torch.Generator] = {}
         self.noise_seed = 0  # where the training noise starts: the run's seed (``training.build`` sets it)
         self._restored_train_noise: torch.Tensor | None = None
@@ -214,8 +211,7 @@ class ELBOModule(pl.LightningModule):
         if stage != "train":
             generator.manual_seed(EVAL_NOISE_SEED)
         else:
-            # Seeded from the run's seed and the process rank, so DDP ranks draw apart; offset so the noise does
-            # not replay the numbers the weight initialisation drew from that seed.
+            # Per DDP rank, offset from the seed so the noise does not replay the weight initialisation's draws.
             generator.manual_seed(self.noise_seed + TRAIN_NOISE_SEED_OFFSET + 1_000_003 * self.global_rank)
             if self._restored_train_noise is not None:
                 try:
@@ -284,8 +280,7 @@ class ELBOModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets ``vaelab.run.checkpoints.load_model`` rebuild the right variant from the file alone.
         checkpoint["vaelab_model_class"] = self.checkpoint_name()
-        # One row per DDP process (the model's hook runs on every process when a checkpoint is saved): each draws
-        # its own noise and goes on with its own on a resume.
+        # One row per DDP process (this hook runs on each): every process resumes its own noise.
         if "train" in self._noise:
             state = self._noise["train"].get_state()
             checkpoint["vaelab_train_noise_state"] = self.all_gather(state) if self._processes() > 1 else state[None]

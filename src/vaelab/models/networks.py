@@ -83,13 +83,9 @@ def _deconv(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class PixelLogits(nn.ConvTranspose2d):
-    """The decoder's last layer: a 3x3 stride-1 transposed convolution to one channel of pixel logits.
-
-    Without autograd on the CPU (evaluation, IWAE, figures) it runs as one matmul to the 9 kernel taps and 9
-    shifted adds: oneDNN's kernel for a single output channel ran at ~15 GFLOP/s, 29.3 s per million decodes
-    against 7.8 s this way, a quarter of the conv decoder's IWAE time (docs/performance.md). Training keeps
-    the convolution, whose backward is faster. The two agree to float32 rounding (tests/test_models.py).
-    """
+    """The decoder's last layer: a 3x3 stride-1 transposed convolution to one channel of pixel logits. Without
+    autograd on the CPU it runs as one matmul to the 9 taps and 9 shifted adds: 7.8 s per million decodes against
+    oneDNN's 29.3 s (docs/performance.md); the two agree to float32 rounding. Training keeps the convolution."""
 
     def __init__(self, in_channels: int) -> None:
         super().__init__(in_channels, 1, 3, stride=1, padding=1)
@@ -129,12 +125,8 @@ def _residual(channels: int, blocks: int) -> nn.Sequential:
 
 
 class ConvEncoder(nn.Module):
-    """Conv(c1, s2) [+ condition planes] -> Conv(c2, s2) -> dense hidden_dim -> (z_mean, log_var).
-
-    The condition joins the features after the first convolution, as one constant 14x14 plane
-    per label class. ``residual_blocks`` (0 in the study) adds that many residual blocks after each
-    strided convolution.
-    """
+    """Conv(c1, s2) [+ condition planes] -> Conv(c2, s2) -> dense hidden_dim -> (z_mean, log_var): the condition
+    joins as one constant 14x14 plane per class; ``residual_blocks`` (0 in the study) follow each strided conv."""
 
     def __init__(
         self,

@@ -12,8 +12,7 @@ from vaelab.errors import VaelabError, check_number
 
 # What a model built in Python (not from conf/optimizer/) trains with: Adam, lr 1e-3, fused.
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "fused": True}
-# Scheduler attributes that say where a schedule ends: a resumed run takes them from its config
-# (a longer ``trainer.max_epochs`` stretches a cosine schedule) instead of from the checkpoint.
+# Where a schedule ends: a resume takes it from its config (a longer max_epochs stretches a cosine), not the file.
 SCHEDULE_HORIZON_ATTRIBUTES = ("T_max",)
 
 
@@ -53,8 +52,7 @@ def stretch_schedules(scheduler_configs: Sequence[Any], horizons: Sequence[Mappi
             continue
         for name, value in changed.items():
             setattr(scheduler, name, value)
-        # torch has no public setter of a schedule's lr: its private closed form and _last_lr, here only
-        # (tests/test_robustness.py::test_resume_stretches_a_cosine_schedule).
+        # torch has no public setter of a schedule's lr: its private closed form and _last_lr, here only (tested).
         if hasattr(scheduler, "_get_closed_form_lr"):
             for group, lr in zip(scheduler.optimizer.param_groups, scheduler._get_closed_form_lr()):
                 group["lr"] = lr

@@ -1,10 +1,8 @@
 """Read vaelab checkpoints safely, rebuild the model they hold from the file alone, and write them whole.
 
-No checkpoint runs code: files are read with ``weights_only=True`` (tensors and plain Python values
-only), and the model class a checkpoint names is imported only when it is trusted: one of vaelab's own, one an
-installed package declares (entry-point group ``vaelab.models``), one the user lists in ``trusted_models``, or the
-class the run itself builds (for its own checkpoints). Any other name is refused before anything is imported.
-Every checkpoint Lightning saves goes through ``AtomicCheckpointIO``: a checkpoint's name holds a whole file.
+Files are read with ``weights_only=True``, and the model class a checkpoint names is imported only when trusted:
+vaelab's own, one an installed package declares (entry points ``vaelab.models``), one in ``trusted_models``, or the
+class the run builds. ``AtomicCheckpointIO`` writes every checkpoint whole or not at all.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """Who may write a run folder: one process at a time, never a finished run's folder by accident, and a command
 that fails before it trains leaves the folder's record as it found it.
 
-A ``Claim`` is this process's hold on a folder: its lock (``.vaelab.lock``, an ``fcntl`` lock the kernel drops when
-the process ends, however it ends, or a refusal naming the process that holds it) and a copy of what the command
-rewrites before it trains (Hydra's ``.hydra/`` record, ``config_tree.log``, the length of the log), so a bad value
-does not leave a new folder looking used. ``writing`` is its whole life cycle around a command's work (``train``,
-``evaluate``): claim, commit once the run trains, restore on a failure before that, release. Under Hydra,
-``vaelab.hydra_callbacks.RunFolderGuard`` claims the folder earlier, before Hydra writes its record there, and
-``writing`` goes on with that claim; called from a notebook, ``writing`` claims it itself.
+A ``Claim`` holds the folder's lock (``.vaelab.lock``, an ``fcntl`` lock the kernel drops when the process ends)
+and a copy of what the command rewrites before it trains (``.hydra/``, ``config_tree.log``, the logs' lengths).
+``writing`` is its life cycle around ``train``/``evaluate``: claim (unless ``hydra_callbacks.RunFolderGuard``
+already did, before Hydra wrote its record), commit once the run trains, restore on a failure before that, release.
 """
 
 from __future__ import annotations
@@ -24,12 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, make_folder
 from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, SWEEP_RECORD, RunFolder, write_atomic
 
 LOCK_FILE = ".vaelab.lock"
 RECORD_FILES = (CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, "config_tree.log")
 LOG_SUFFIX = ".log"
+FOLDER_ADVICE = "; pass paths.log_dir=<a writable folder> or {setting}=<folder>"
 
 
 @dataclass
@@ -73,17 +71,6 @@ def is_ddp_child() -> bool:
     return any(os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0 for name in ranks)
 
 
-def create(folder: Path) -> None:
-    """Make the run or sweep ``folder``; one ``VaelabError`` line instead of Hydra's traceback when it cannot be."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise VaelabError(
-            f"cannot create the run folder {folder} ({error.strerror}); "
-            "pass paths.log_dir=<a writable folder> or hydra.run.dir=<folder>."
-        ) from None
-
-
 def check_not_nested(folder: Path) -> None:
     """Refuse a new run or sweep folder inside a sweep folder or a run folder: evaluation and sweep summaries read a
     sweep's sub-folders as its jobs and a run folder as one run, so a folder inside either would be misread."""
@@ -114,7 +101,7 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
     if not resuming and not new_job:
         check_not_nested(folder)
     created = not folder.exists()
-    create(folder)
+    make_folder(folder, "hydra.run.dir", FOLDER_ADVICE.format(setting="hydra.run.dir"))
     descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -140,9 +127,8 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
 
 @contextmanager
 def writing(folder: Path, resuming: bool) -> Iterator[Callable[[], None]]:
-    """A command's work on the run ``folder``, yielding ``commit`` (call it when the run is about to train). The
-    folder is claimed unless this process holds it already; a failure before ``commit`` restores it; a claim made
-    here is released at the end. Lightning's DDP processes 1..n-1 leave the folder to rank 0."""
+    """A command's work on ``folder``, yielding ``commit`` (call it when the run is about to train): claimed unless
+    this process holds it, restored on a failure before ``commit``, released if claimed here; DDP ranks > 0: none."""
     if is_ddp_child():
         yield lambda: None
         return

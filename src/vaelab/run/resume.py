@@ -1,13 +1,9 @@
-"""``python train.py resume=<run folder>`` goes on with the settings the run was started with, from its last
-checkpoint (``resume_plan``; the model's own state, the loops' and the callbacks' come back through their
-checkpoint hooks).
+"""``train.py resume=<run folder>`` goes on with the run's own settings from its last checkpoint (``resume_plan``).
 
-Hydra composes a config from the command line alone, so before it does, the run's own overrides
-(``<run>/.hydra/overrides.yaml``) are put in front of the command line's: ``resume=<run>`` alone rebuilds the
-model, data and schedule the run trained with (``model=``, ``experiment=``, a sweep job's parameters), and an
-override given with it (``trainer.max_epochs=30``) replaces the run's own for that key. The run's ``hydra.*``
-overrides (its folder, a sweep's settings), ``launcher`` and its ``resume``/``ckpt_path`` are not taken over, and a
-sweep job resumes as a single run (``hydra.mode=RUN``).
+Before Hydra composes the config, the run's recorded overrides (``.hydra/overrides.yaml``) are put in front of the
+command line's, so ``resume=<run>`` alone rebuilds what the run trained, and an override given with it replaces the
+run's own; its ``hydra.*`` overrides, ``launcher``, ``resume`` and ``ckpt_path`` are not taken over, and a sweep job
+resumes as a single run.
 """
 
 from __future__ import annotations

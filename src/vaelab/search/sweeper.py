@@ -1,16 +1,9 @@
-"""A Hydra sweeper that runs an Optuna study kept in a persistent storage.
+"""A Hydra sweeper that runs an Optuna study kept in a persistent storage (docs/sweeps.md).
 
-Each batch of ``n_jobs`` trials is asked from the study, launched as Hydra jobs through the configured
-launcher, and told back: the job's returned metric for a completed trial, ``PRUNED`` when the job stopped
-on the pruner's word (its ``metrics.json`` says so), ``FAIL`` otherwise. Job folders are named by trial
-number, so sweeps that continue a study, or run beside each other on one storage, never share a folder.
-
-With ``replicas: k`` each trial runs once per seed (folders ``<trial>_<replica>``): first every trial's first
-seed, which reports to the pruner, then the other seeds of the trials that survived; the trial's value is the
-mean, and each seed's value stays on it (user attributes ``seeds``, ``replica_values``, ``value_std``,
-``value_ci95``). With ``rerun_top: m`` the sweeper searches nothing: it runs the study's best m trials again
-over k fresh seeds and ranks them by mean with 95 % intervals (``rerun.md``, ``rerun.csv``; kept in the study as
-user attributes ``rerun_of_trial_<n>``).
+Each batch of ``n_jobs`` trials is asked from the study, launched as Hydra jobs (folders named by trial number, or
+``<trial>_<replica>`` with ``replicas``) and told back: the job's metric, ``PRUNED`` when its ``metrics.json``
+says so, ``FAIL`` otherwise. ``replicas`` runs each trial over several seeds (its value: their mean);
+``rerun_top`` searches nothing and re-runs the study's best trials over fresh seeds, ranked by mean.
 """
 
 from __future__ import annotations
@@ -144,8 +137,7 @@ class OptunaSweeper(Sweeper):
         while launched < self.n_trials and not exhausted:
             trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - launched))]
             if launched == 0:
-                # Seeded from the first trial's number: a continued study, or a second worker on the same
-                # storage, samples new points instead of repeating the first run's.
+                # Seeded from the first trial's number: a continued study or a second worker samples new points.
                 study.sampler = self._sampler(offset=trials[0].number)
             try:
                 for trial in trials:
@@ -283,8 +275,7 @@ class OptunaSweeper(Sweeper):
         try:
             study.tell(trial, **outcome)
         except RuntimeError as error:
-            # Grid and brute-force samplers call study.stop() once every point has run, which Optuna allows only
-            # inside study.optimize(); the trial's result is stored by then. Stop launching: the search is done.
+            # A grid sampler's study.stop() after its last point (allowed in optimize() only); the result is stored.
             if "Study.stop" not in str(error):
                 raise
             log.info("The sampler has run every point of the search space: no more trials")
