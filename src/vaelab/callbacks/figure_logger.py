@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from vaelab.figures import plots
 from vaelab.figures.model import FROM_IMAGES, TRAINING_FIGURES, FigureSettings, check_figure_names, draw_figures
 from vaelab.loggers import hooks
 from vaelab.models.base import ELBOModule
@@ -84,7 +85,7 @@ class FigureLogger(pl.Callback):
         new_step = self._logged_step != trainer.global_step  # the final call may repeat the last epoch's
         for name, figure in draw_figures(pl_module, *points, self.names, self.settings).items():
             png_file = self.output_dir / f"{name}{suffix}.png"
-            figure.savefig(png_file)
+            plots.save_png(figure, png_file)
             for logger in hooks(trainer.loggers):
                 logger.publish_figure(name, figure, png_file, trainer.global_step if new_step else None)
         self._logged_step = trainer.global_step

@@ -7,10 +7,13 @@ draw their charts with ``comparison`` and ``ranked_bars``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 from torchvision.utils import make_grid
 
 
@@ -69,35 +72,48 @@ def decoded_grid(
 
 
 def image_row(images: torch.Tensor, titles: Sequence[str], suptitle: str = "") -> Figure:
-    """Images ``[K, 1, H, W]`` side by side, each with its title."""
-    count = len(images)
-    fig = Figure(figsize=(1.6 * count + 0.4, 2.2), dpi=100)
-    axes = fig.subplots(1, count, squeeze=False)[0]
-    for ax, image, title in zip(axes, images.detach().float().cpu(), titles):
-        ax.imshow(image[0].numpy(), cmap="Greys_r", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    if suptitle:
-        fig.suptitle(suptitle)
+    """Images ``[K, 1, H, W]`` side by side, each with its title above it."""
+    fig = image_rows([images], [""], suptitle, figsize=(1.6 * len(images) + 0.4, 2.2))
+    width = images.shape[-1]
+    fig.axes[0].set_xticks([(width + 2) * index + 2 + width / 2 for index in range(len(images))], titles, fontsize=9)
+    fig.axes[0].tick_params(top=False, bottom=False, labeltop=True, labelbottom=False)
     fig.tight_layout()
     return fig
 
 
-def image_rows(rows: Sequence[torch.Tensor], row_titles: Sequence[str], title: str = "") -> Figure:
-    """Several rows of images ``[K, 1, H, W]`` (same K), one title per row: e.g. inputs above reconstructions."""
-    count = len(rows[0])
-    fig = Figure(figsize=(0.9 * count + 1.2, 1.0 * len(rows) + 0.6), dpi=100)
-    axes = fig.subplots(len(rows), count, squeeze=False)
-    for row_axes, images, row_title in zip(axes, rows, row_titles):
-        for ax, image in zip(row_axes, images.detach().float().cpu()):
-            ax.imshow(image[0].numpy(), cmap="Greys_r", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        row_axes[0].set_ylabel(row_title, fontsize=9)
+def image_rows(
+    rows: Sequence[torch.Tensor], row_titles: Sequence[str], title: str = "", figsize: tuple[float, float] | None = None
+) -> Figure:
+    """Rows of images ``[K, 1, H, W]`` (same K), one title per row (e.g. inputs above reconstructions), as one picture:
+    one axes, not one per image, which took most of an evaluation's time (``docs/performance.md``)."""
+    count, height = len(rows[0]), rows[0].shape[-2]
+    tiles = torch.cat([row.detach().float().cpu() for row in rows])
+    picture = make_grid(tiles, nrow=count, padding=2, pad_value=1.0)[0].numpy()  # white lines between the tiles
+    fig = Figure(figsize=figsize or (0.9 * count + 1.2, 1.0 * len(rows) + 0.6), dpi=100)
+    ax = fig.add_subplot()
+    ax.imshow(picture, cmap="Greys_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([(height + 2) * index + 2 + height / 2 for index in range(len(rows))], row_titles, fontsize=9)
+    ax.tick_params(left=False)
+    ax.spines[:].set_visible(False)
     if title:
-        fig.suptitle(title)
+        ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def save_png(figure: Figure, path: Path) -> None:
+    """Write ``figure`` as a PNG, drawn once: the loggers take the file instead of drawing the figure again."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).save(path)
+
+
+def png_pixels(path: Path) -> np.ndarray:
+    """A PNG ``save_png`` wrote, as ``[H, W, 3]`` uint8 pixels (what TensorBoard's ``add_image`` takes)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def comparison(

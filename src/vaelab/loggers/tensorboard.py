@@ -13,6 +13,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from vaelab.config_tree import flat_config
+from vaelab.figures.plots import png_pixels
 from vaelab.loggers import naming
 from vaelab.loggers.base import RunHooks
 
@@ -115,7 +116,8 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
 
     def publish_figure(self, name: str, figure: Figure, png_file: Path, step: int | None) -> None:
         if step is not None:  # the final figure repeats the last epoch's
-            self.experiment.add_figure(f"figures/{name}", figure, global_step=step, close=False)
+            pixels = png_pixels(png_file)  # the PNG as drawn: not drawn again
+            self.experiment.add_image(f"figures/{name}", pixels, global_step=step, dataformats="HWC")
 
     def finish_run(
         self, config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
