@@ -239,9 +239,8 @@ def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, Path], step: int
 
 
 def figure_labels(results: list[dict[str, Any]], sources: list[Path]) -> list[str]:
-    """Short names for the comparison figure: each run's setting (``capacity conv_vae``); where runs share one,
-    with the command-line overrides that set each apart, seeds left out (``capacity conv_vae
-    trainer.max_epochs=10``); the run label where even those are the same."""
+    """Short names for the comparison figure: each run's setting (``capacity conv_vae``), with the overrides that set
+    apart runs sharing one (seeds left out), or the run label where even those are the same."""
     settings = [result["setting"] for result in results]
     overrides = [
         set(without_seeds(folder.overrides())) if (folder := RunFolder.of_checkpoint(s)) else set() for s in sources

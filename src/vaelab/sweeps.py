@@ -35,9 +35,8 @@ KNOWN_METRICS = {*METRIC_COLUMNS, *HISTORY_COLUMNS, *TEST_COLUMNS}
 def collect_jobs(
     sweep_dir: Path, metric_columns: tuple[str, ...] = METRIC_COLUMNS
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per job folder (``<sweep>/<n>/`` with ``.hydra/overrides.yaml``): the overrides that vary
-    between jobs, its status and error line, the final metrics from its ``metrics.json`` and its best epoch
-    from ``history.csv``; and the overrides every job shares."""
+    """One row per job folder: the overrides that vary between jobs, its status and error line, its final metrics
+    and its best epoch (``history.csv``); and the overrides every job shares."""
     jobs_found = list(map(RunFolder, sweep_jobs(sweep_dir)))
     overrides = {job: job.overrides() for job in jobs_found}
     common = (
@@ -110,9 +109,8 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
 
 
 def settings_table(jobs: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """One row per setting (jobs that differ only by seed), best mean first: n, mean, std, ci95 and best of
-    ``metric`` over its jobs that have it, which jobs and seeds, and whether its mean differs from the best
-    setting's beyond the noise (Welch's t-test at 5 %; ``-`` below two runs on either side)."""
+    """One row per setting (jobs that differ only by seed), best mean first: the spread of ``metric`` over its jobs,
+    which jobs and seeds, and whether its mean differs from the best setting's beyond the noise (``rank_by_mean``)."""
     rows = []
     for group in group_replicas(jobs, key=lambda row: row["setting_key"]):
         values = [row[metric] for row in group]

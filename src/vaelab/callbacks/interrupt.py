@@ -15,10 +15,8 @@ from vaelab.run.folder import RunFolder
 
 
 class InterruptCheckpoint(pl.Callback):
-    """On KeyboardInterrupt or SIGTERM, write the current state (mid-epoch included) as the run's last checkpoint.
-
-    Other exceptions (a non-finite loss, a bug) save nothing: the last good checkpoint stays as it was.
-    """
+    """On KeyboardInterrupt or SIGTERM, write the current state (mid-epoch included) as the run's last checkpoint;
+    other exceptions (a non-finite loss, a bug) save nothing: the last good checkpoint stays as it was."""
 
     def __init__(self, run_dir: str) -> None:
         self.path = RunFolder(Path(run_dir)).last_checkpoint

@@ -51,9 +51,8 @@ class InMemoryImages(Dataset):
 
 
 class EpochRandomSampler(RandomSampler):
-    """A shuffle that depends only on ``(seed, epoch)``: a run resumed at epoch ``e`` sees the order an
-    uninterrupted run would (Lightning calls ``set_epoch`` before each epoch; under DDP it swaps in a
-    ``DistributedSampler``, which is seeded the same way)."""
+    """A shuffle that depends only on ``(seed, epoch)`` (Lightning calls ``set_epoch``): a run resumed at epoch ``e``
+    sees the order an uninterrupted run would."""
 
     def __init__(self, data_source: Dataset, seed: int) -> None:
         super().__init__(data_source, generator=torch.Generator())

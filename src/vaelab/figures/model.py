@@ -81,10 +81,8 @@ def draw_figures(
 
 
 def grid_axes(z_mean: torch.Tensor, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Evenly spaced values over the active range (min to max of z_mean) of the first two dims.
-
-    Returns ``(x_values increasing, y_values decreasing)`` so the grid's top row is the largest z[1].
-    """
+    """Evenly spaced values over the active range (min to max of z_mean) of the first two dims: ``(x_values
+    increasing, y_values decreasing)``, so the grid's top row is the largest z[1]."""
     low, high = z_mean.min(dim=0).values, z_mean.max(dim=0).values
     x_values = torch.linspace(low[0].item(), high[0].item(), grid_size)
     if z_mean.shape[1] > 1:
@@ -144,10 +142,8 @@ def reconstruction_figure(model: ELBOModule, images: torch.Tensor, labels: torch
 def interpolation_figure(
     model: ELBOModule, images: torch.Tensor, labels: torch.Tensor, settings: FigureSettings, pairs: int = 4
 ) -> Figure:
-    """Decodes along straight lines in latent space between the z_mean of pairs of test digits.
-
-    Pair ``i`` joins image ``2i`` and ``2i + 1``; a conditional model decodes the first image's label.
-    """
+    """Decodes along straight lines in latent space between the z_mean of image ``2i`` and ``2i + 1`` for each pair
+    ``i``; a conditional model decodes the first image's label."""
     starts, ends = images[0 : 2 * pairs : 2], images[1 : 2 * pairs : 2]
     start_labels, end_labels = labels[0 : 2 * pairs : 2], labels[1 : 2 * pairs : 2]
     steps = settings.interpolation_steps

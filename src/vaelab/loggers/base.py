@@ -11,9 +11,8 @@ if TYPE_CHECKING:
 
 
 class RunHooks:
-    """The run's hooks on a logger, with the defaults a plain Lightning logger gets (``vaelab.loggers.hooks``):
-    the resolved config as hyperparameters at the start, the figures left as the PNG files in the run folder, and
-    the folder it wrote to in the closing lines. A backend mixes this in before its Lightning class."""
+    """The run's hooks on a logger (a backend mixes this in before its Lightning class); the defaults, which a plain
+    Lightning logger gets: the config as hyperparameters, no figures (the PNGs stay in the run folder), its folder."""
 
     def start_run(self, config: dict[str, Any], tags: Sequence[str], resumed_step: int | None) -> None:
         """At the start (a resume from ``resumed_step`` included): the config and the run's ``tags``."""

@@ -85,9 +85,8 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
 
     @rank_zero_only
     def log_outcome(self, params: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:
-        """The run's HParams entry: ``params`` and the final ``metrics`` it has, as values. The table's columns
-        always declare every metric of ``HPARAM_METRICS`` (TensorBoard takes the columns from one run of the
-        folder it shows), so a run without one, e.g. untested sweep jobs, leaves its cell empty, not NaN."""
+        """The run's HParams entry: ``params`` and its final ``metrics``. Every metric of ``HPARAM_METRICS`` is declared
+        (TensorBoard takes the columns from one run), so a run without one leaves its cell empty, not NaN."""
         from torch.utils.tensorboard.summary import hparams
 
         self.log_metrics(metrics, step)

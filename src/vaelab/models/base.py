@@ -314,10 +314,8 @@ class ELBOModule(pl.LightningModule):
         return self.all_gather(value).sum(dim=0) if self._processes() > 1 else value
 
     def _restore_train_means(self, saved: object) -> None:
-        """The training means of the epoch a checkpoint was saved in. Lightning starts the next epoch (and
-        ``on_train_epoch_start`` resets them) unless the run resumes inside that epoch: a Ctrl-C mid-epoch or during
-        its validation, whose row then averages every batch of the epoch. The sums of every process go to process
-        0 (the epoch's sync adds them up again)."""
+        """The training means of the epoch a checkpoint was saved in, for a run that resumes inside that epoch (else
+        the next epoch resets them): its row then averages every batch. Every process's sums go to process 0."""
         if self._trainer is None or not isinstance(saved, dict):
             return
         if not all(isinstance(saved.get(term), dict) for term in LOGGED_TERMS):

@@ -165,9 +165,8 @@ class RunFolder:
             write_atomic(self.failed_file, line + "\n" + (f"\n{details}" if details else ""))
 
     def unreadable_files(self, *names: str) -> list[str]:
-        """The record files (all, or those in ``names``) present but not readable as such: ``metrics.json`` (a JSON
-        object), Hydra's ``.hydra/`` record (a list of overrides, two mappings), ``history.csv`` (an ``epoch`` column).
-        Only the files asked about are read (parsing the Hydra record takes ~20 ms)."""
+        """The record files (all, or those in ``names``: only those are read, ~20 ms for Hydra's) present but not
+        readable as what they hold: a JSON object, a list of overrides, two mappings, a CSV with an ``epoch`` column."""
         readable = {
             METRICS_FILE: lambda: bool(self.read_metrics()),
             JOB_RECORD: lambda: _is_overrides(_read_yaml(self.path / JOB_RECORD)),
@@ -191,10 +190,8 @@ def job_order(job: Path) -> tuple[tuple[int, ...], str]:
 
 
 def write_atomic(path: Path, content: bytes | str) -> None:
-    """Write ``path`` whole or not at all: into a temporary file beside it, flushed to disk, then renamed over it.
-
-    A failure (a full disk) removes the temporary file and leaves ``path`` as it was.
-    """
+    """Write ``path`` whole or not at all: a temporary file beside it, flushed to disk, renamed over it; a failure (a
+    full disk) removes the temporary file and leaves ``path`` as it was."""
     data = content.encode() if isinstance(content, str) else content
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -212,9 +209,8 @@ def write_atomic(path: Path, content: bytes | str) -> None:
 
 
 def drop_rows_from(path: Path, step: int) -> list[str]:
-    """Rewrite the CSV file ``path`` (it has a ``step`` column) without its rows at ``step`` or later, whole or not
-    at all; returns its columns ([] without the file). A resumed run goes on from a checkpoint's step: rows logged
-    after it, by a process that died before its next checkpoint, would be repeated."""
+    """Rewrite the CSV file ``path`` without its rows at ``step`` or later (logged after the checkpoint a run resumes
+    from, they would be repeated), whole or not at all; returns its columns ([] without the file)."""
     if not path.is_file():
         return []
     with path.open(newline="") as handle:

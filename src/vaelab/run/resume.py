@@ -139,9 +139,8 @@ def requeued_folder(cfg: DictConfig) -> str | None:
 
 
 def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None:
-    """The checkpoint to go on from (``ckpt_path``, the last checkpoint of the ``resume`` folder, or a SLURM job's
-    own when the scheduler runs it again), checked before Lightning reads it: one line for a bad file,
-    and never any code run. None for a fresh run."""
+    """The checkpoint to go on from (``ckpt_path``, the ``resume`` folder's last one, or a requeued SLURM job's own),
+    checked before Lightning reads it (one line for a bad file, no code run); None for a fresh run."""
     from vaelab.run.checkpoints import check_resumable, read_checkpoint
 
     path, trusted = cfg.get("ckpt_path"), list(cfg.get("trusted_models") or [])
