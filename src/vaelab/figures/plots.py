@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torchvision.utils import make_grid
 
+GAP = 2  # pixels of white between the images of a row picture
+
 
 def latent_scatter(
     z_mean: torch.Tensor,
@@ -75,7 +77,7 @@ def image_row(images: torch.Tensor, titles: Sequence[str], suptitle: str = "") -
     """Images ``[K, 1, H, W]`` side by side, each with its title above it."""
     fig = image_rows([images], [""], suptitle, figsize=(1.6 * len(images) + 0.4, 2.2))
     width = images.shape[-1]
-    fig.axes[0].set_xticks([(width + 2) * index + 2 + width / 2 for index in range(len(images))], titles, fontsize=9)
+    fig.axes[0].set_xticks([(width + GAP) * i + GAP + width / 2 for i in range(len(images))], titles, fontsize=9)
     fig.axes[0].tick_params(top=False, bottom=False, labeltop=True, labelbottom=False)
     fig.tight_layout()
     return fig
@@ -88,12 +90,12 @@ def image_rows(
     one axes, not one per image, which took most of an evaluation's time (``docs/performance.md``)."""
     count, height = len(rows[0]), rows[0].shape[-2]
     tiles = torch.cat([row.detach().float().cpu() for row in rows])
-    picture = make_grid(tiles, nrow=count, padding=2, pad_value=1.0)[0].numpy()  # white lines between the tiles
+    picture = make_grid(tiles, nrow=count, padding=GAP, pad_value=1.0)[0].numpy()  # white lines between the tiles
     fig = Figure(figsize=figsize or (0.9 * count + 1.2, 1.0 * len(rows) + 0.6), dpi=100)
     ax = fig.add_subplot()
     ax.imshow(picture, cmap="Greys_r", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
-    ax.set_yticks([(height + 2) * index + 2 + height / 2 for index in range(len(rows))], row_titles, fontsize=9)
+    ax.set_yticks([(height + GAP) * index + GAP + height / 2 for index in range(len(rows))], row_titles, fontsize=9)
     ax.tick_params(left=False)
     ax.spines[:].set_visible(False)
     if title:
