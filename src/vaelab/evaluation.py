@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
@@ -218,24 +219,22 @@ def save_figures(
     figure_dir: Path,
     settings: Any,
     class_names: list[str] | None = None,
-) -> dict[str, Path]:
-    """Every standard figure (``vaelab.figures.model.FIGURES``) on the test split, saved as PNGs (returned by name);
-    ``settings`` is eval.yaml's ``figures`` (``FigureSettings``' fields)."""
+) -> dict[str, np.ndarray]:
+    """Every standard figure (``vaelab.figures.model.FIGURES``) on the test split, saved as PNGs; returns each one's
+    pixels by name. ``settings`` is eval.yaml's ``figures`` (``FigureSettings``' fields)."""
     drawn = draw_figures(model, images, labels, FIGURES, FigureSettings(**settings, class_names=class_names))
-    for name, figure in drawn.items():
-        plots.save_png(figure, figure_dir / f"{name}.png")
-    return {name: figure_dir / f"{name}.png" for name in drawn}
+    return {name: plots.save_png(figure, figure_dir / f"{name}.png") for name, figure in drawn.items()}
 
 
-def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, Path], step: int, log_dir: Path) -> None:
+def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, np.ndarray], step: int, log_dir: Path) -> None:
     """The evaluation's numbers as ``test/*`` scalars and its figures as ``figures/*`` images, at the checkpoint's
     training step: beside the training run's own curves when TensorBoard shows both folders."""
     with SummaryWriter(str(log_dir)) as writer:
         for name in SCORES:
             if math.isfinite(metrics[name]):
                 writer.add_scalar(f"test/{name}", metrics[name], global_step=step)
-        for name, png_file in drawn.items():
-            writer.add_image(f"figures/{name}", plots.png_pixels(png_file), global_step=step, dataformats="HWC")
+        for name, pixels in drawn.items():
+            writer.add_image(f"figures/{name}", pixels, global_step=step, dataformats="HWC")
 
 
 def figure_labels(results: list[dict[str, Any]], sources: list[Path]) -> list[str]:

@@ -14,9 +14,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.errors import VaelabError, exit_with_error, make_folder, user_error
+from vaelab.errors import VaelabError, exit_with_error, user_error
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
-from vaelab.run.guard import FOLDER_ADVICE, check_not_nested, claim, is_ddp_child, release, resumes
+from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release, resumes
 
 
 class RunFolderGuard(Callback):
@@ -40,7 +40,7 @@ class RunFolderGuard(Callback):
                 check_not_nested(sweep_dir)
                 if RunFolder(sweep_dir).holds_run():
                     raise VaelabError(f"{sweep_dir} holds a run; pass another hydra.sweep.dir.")
-            make_folder(sweep_dir, "hydra.sweep.dir", FOLDER_ADVICE.format(setting="hydra.sweep.dir"))
+            create(sweep_dir, "hydra.sweep.dir")
         except (VaelabError, OSError) as error:
             exit_with_error(user_error(error) or error)
         jobs = sweep_jobs(sweep_dir)

@@ -75,41 +75,44 @@ def decoded_grid(
 
 def image_row(images: torch.Tensor, titles: Sequence[str], suptitle: str = "") -> Figure:
     """Images ``[K, 1, H, W]`` side by side, each with its title above it."""
-    fig = image_rows([images], [""], suptitle, figsize=(1.6 * len(images) + 0.4, 2.2))
-    width = images.shape[-1]
-    fig.axes[0].set_xticks([(width + GAP) * i + GAP + width / 2 for i in range(len(images))], titles, fontsize=9)
-    fig.axes[0].tick_params(top=False, bottom=False, labeltop=True, labelbottom=False)
-    fig.tight_layout()
-    return fig
+    return image_rows([images], [""], suptitle, column_titles=titles, figsize=(1.6 * len(images) + 0.4, 2.2))
 
 
 def image_rows(
-    rows: Sequence[torch.Tensor], row_titles: Sequence[str], title: str = "", figsize: tuple[float, float] | None = None
+    rows: Sequence[torch.Tensor],
+    row_titles: Sequence[str],
+    title: str = "",
+    column_titles: Sequence[str] = (),
+    figsize: tuple[float, float] | None = None,
 ) -> Figure:
-    """Rows of images ``[K, 1, H, W]`` (same K), one title per row (e.g. inputs above reconstructions), as one picture:
-    one axes, not one per image, which took most of an evaluation's time (``docs/performance.md``)."""
-    count, height = len(rows[0]), rows[0].shape[-2]
+    """Rows of images ``[K, 1, H, W]`` (same K), one title per row (e.g. inputs above reconstructions) and, if given,
+    per column (above the top row), as one picture: one axes, not one per image, which took most of an evaluation's
+    time (``docs/performance.md``)."""
+    count, (height, width) = len(rows[0]), rows[0].shape[-2:]
     tiles = torch.cat([row.detach().float().cpu() for row in rows])
     picture = make_grid(tiles, nrow=count, padding=GAP, pad_value=1.0)[0].numpy()  # white lines between the tiles
     fig = Figure(figsize=figsize or (0.9 * count + 1.2, 1.0 * len(rows) + 0.6), dpi=100)
     ax = fig.add_subplot()
     ax.imshow(picture, cmap="Greys_r", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([(height + GAP) * index + GAP + height / 2 for index in range(len(rows))], row_titles, fontsize=9)
-    ax.tick_params(left=False)
+    ax.set_xticks([(width + GAP) * i + GAP + width / 2 for i in range(len(column_titles))], column_titles, fontsize=9)
+    ax.set_yticks([(height + GAP) * i + GAP + height / 2 for i in range(len(rows))], row_titles, fontsize=9)
+    ax.tick_params(left=False, bottom=False, top=False, labelbottom=False, labeltop=True)
     ax.spines[:].set_visible(False)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)  # above the column titles, which tight_layout makes room for
     fig.tight_layout()
     return fig
 
 
-def save_png(figure: Figure, path: Path) -> None:
-    """Write ``figure`` as a PNG, drawn once: the loggers take the file instead of drawing the figure again."""
+def save_png(figure: Figure, path: Path) -> np.ndarray:
+    """Write ``figure`` as a PNG, drawn once, and return its ``[H, W, 3]`` uint8 pixels: the loggers take the file or
+    the pixels instead of drawing the figure again."""
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3]
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).save(path)
+    Image.fromarray(pixels).save(path)
+    return pixels
 
 
 def png_pixels(path: Path) -> np.ndarray:

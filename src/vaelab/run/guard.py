@@ -27,7 +27,6 @@ from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, SWEEP_REC
 LOCK_FILE = ".vaelab.lock"
 RECORD_FILES = (CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, "config_tree.log")
 LOG_SUFFIX = ".log"
-FOLDER_ADVICE = "; pass paths.log_dir=<a writable folder> or {setting}=<folder>"
 
 
 @dataclass
@@ -71,6 +70,11 @@ def is_ddp_child() -> bool:
     return any(os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0 for name in ranks)
 
 
+def create(folder: Path, setting: str) -> None:
+    """Make the run or sweep ``folder`` that ``setting`` names; one ``VaelabError`` line when it cannot be."""
+    make_folder(folder, setting, f"; pass paths.log_dir=<a writable folder> or {setting}=<folder>")
+
+
 def check_not_nested(folder: Path) -> None:
     """Refuse a new run or sweep folder inside a sweep folder or a run folder: evaluation and sweep summaries read a
     sweep's sub-folders as its jobs and a run folder as one run, so a folder inside either would be misread."""
@@ -101,7 +105,7 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
     if not resuming and not new_job:
         check_not_nested(folder)
     created = not folder.exists()
-    make_folder(folder, "hydra.run.dir", FOLDER_ADVICE.format(setting="hydra.run.dir"))
+    create(folder, "hydra.run.dir")
     descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
