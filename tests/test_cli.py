@@ -175,6 +175,23 @@ def test_missing_data_is_one_line(tmp_path: Path) -> None:
     [
         ("train.py", ["model.latent_dim=-3"], "error: model.latent_dim must be >= 1, got -3."),
         ("evaluate.py", ["ckpt_path=none.ckpt", "iwae_samples=0"], "error: iwae_samples must be >= 1, got 0."),
+        # Figure settings, before anything is tested (a bad one used to end the evaluation in a traceback).
+        (
+            "evaluate.py",
+            ["ckpt_path=none.ckpt", "figures.grid_size=-3"],
+            "error: figures.grid_size must be >= 1, got -3.",
+        ),
+        (
+            "evaluate.py",
+            ["ckpt_path=none.ckpt", "+figures.nope=1"],
+            "error: figures.nope is not a figure setting; the settings: num_points, grid_size, digits, interpolation_steps",
+        ),
+        ("train.py", ["callbacks.figures.num_points=0"], "error: callbacks.figures.num_points must be >= 1, got 0."),
+        (
+            "train.py",
+            ["model=cond_conv_vae", "callbacks.figures.digits=[12]"],
+            "error: callbacks.figures.digits must be <= 9, got 12.",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_and_exit_status_1(

@@ -59,6 +59,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
         check_seed(cfg.get("seed"))
         check_added_keys(cfg)
+        figure_settings = FigureSettings.from_config(cfg.figures, "figures")
         # The report needs test images: 0 batches would leave every number empty.
         if cfg.trainer.get("limit_test_batches") is not None:
             check_number("trainer.limit_test_batches", cfg.trainer.limit_test_batches, minimum=0, strict=True)
@@ -67,7 +68,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         checkpoints = [read_checkpoint(path, trusted=cfg.get("trusted_models") or ()) for path in sources]
         datamodule: IDXDataModule = instantiate(cfg.data)
         for path, checkpoint in zip(sources, checkpoints):  # a conditional model needs the labels it was trained on
-            check_labels(model_class(checkpoint["vaelab_model_class"]).num_classes, datamodule, str(path))
+            num_classes = model_class(checkpoint["vaelab_model_class"]).num_classes
+            check_labels(num_classes, datamodule, str(path))
+            figure_settings.check("figures", num_classes)
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
 
         names = [run_names(path) for path in sources]
@@ -222,7 +225,8 @@ def save_figures(
 ) -> dict[str, np.ndarray]:
     """Every standard figure (``vaelab.figures.model.FIGURES``) on the test split, saved as PNGs; returns each one's
     pixels by name. ``settings`` is eval.yaml's ``figures`` (``FigureSettings``' fields)."""
-    drawn = draw_figures(model, images, labels, FIGURES, FigureSettings(**settings, class_names=class_names))
+    drawn = draw_figures(model, images, labels, FIGURES,
+                         FigureSettings.from_config(settings, "figures", class_names=class_names))  # fmt: skip
     return {name: plots.save_png(figure, figure_dir / f"{name}.png") for name, figure in drawn.items()}
 
 

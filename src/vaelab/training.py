@@ -95,6 +95,8 @@ def build(cfg: DictConfig) -> Run:
     check_labels(model.num_classes, datamodule, f"model={model.model_name or type(model).__name__}")
     resume = resume_plan(cfg, model)
     callbacks = instantiate_group(cfg.get("callbacks"))  # conf/callbacks/
+    for figures in (callback for callback in callbacks if isinstance(callback, FigureLogger)):
+        figures.check_model(model)  # before the run commits to its folder
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))  # an unreachable tracking server: one line here
     if rank_zero_only.rank == 0 and hasattr(datamodule, "check_files"):
         datamodule.check_files()  # a missing or damaged file now, not after the tree (or after training)

@@ -12,10 +12,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from vaelab.errors import check_number
 from vaelab.figures import plots
 from vaelab.figures.model import FROM_IMAGES, TRAINING_FIGURES, FigureSettings, check_figure_names, draw_figures
 from vaelab.loggers import hooks
 from vaelab.models.base import ELBOModule
+
+SETTINGS_KEY = "callbacks.figures"  # where conf/callbacks/default.yaml sets them
 
 
 def first_images(loader: Iterable[tuple[torch.Tensor, torch.Tensor]], count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,13 +50,20 @@ class FigureLogger(pl.Callback):
         self.every_n_epochs = every_n_epochs
         self.names = list(names) if names is not None else list(TRAINING_FIGURES)
         check_figure_names(self.names, key="callbacks.figures.names")
-        digits = list(digits) if digits is not None else None
+        check_number(f"{SETTINGS_KEY}.every_n_epochs", every_n_epochs, minimum=0, integer=True)
+        digits = list(digits) if isinstance(digits, Sequence) and not isinstance(digits, str) else digits
         self.settings = FigureSettings(num_points=num_points, grid_size=grid_size, digits=digits)
+        self.settings.check(SETTINGS_KEY)
         self._points: tuple[torch.Tensor, torch.Tensor] | None = None
         self._logged_step: int | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: ELBOModule, stage: str) -> None:
         self.settings.class_names = getattr(trainer.datamodule, "class_names", None)  # the data set's, if it has
+        self.check_model(pl_module)
+
+    def check_model(self, model: ELBOModule) -> None:
+        """``digits`` must be classes of a conditional ``model``: one line otherwise (``train`` asks before fitting)."""
+        self.settings.check(SETTINGS_KEY, model.num_classes)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: ELBOModule) -> None:
         if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:

@@ -5,13 +5,14 @@ the first two latent dims, the others held at 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, check_number
 from vaelab.figures import plots
 from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means, inference
@@ -40,6 +41,31 @@ class FigureSettings:
     digits: Sequence[int] | None = None
     interpolation_steps: int = 10
     class_names: Sequence[str] | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], key: str, **extra: Any) -> FigureSettings:
+        """The settings of a config mapping (eval.yaml's ``figures``), checked; an unknown key is one line too."""
+        unknown = sorted(set(config) - {field.name for field in fields(cls)})
+        if unknown:
+            raise VaelabError(
+                f"{key}.{unknown[0]} is not a figure setting; the settings: "
+                f"{', '.join(field.name for field in fields(cls) if field.name != 'class_names')}"
+            )
+        settings = cls(**config, **extra)
+        settings.check(key)
+        return settings
+
+    def check(self, key: str, num_classes: int = 0) -> None:
+        """One ``VaelabError`` line naming ``<key>.<setting>`` for a value no figure can be drawn with (``digits``
+        checked against a conditional model's ``num_classes`` when given)."""
+        for name in ("num_points", "grid_size", "interpolation_steps"):
+            check_number(f"{key}.{name}", getattr(self, name), minimum=1, integer=True)
+        if self.digits is not None and (isinstance(self.digits, str) or not isinstance(self.digits, Sequence)):
+            raise VaelabError(f"{key}.digits must be a list of classes (or null for all), got {self.digits!r}.")
+        for digit in self.digits or ():
+            check_number(
+                f"{key}.digits", digit, minimum=0, integer=True, maximum=num_classes - 1 if num_classes else None
+            )
 
     def title(self, label: int) -> str:
         """How figures name class ``label``."""
