@@ -26,8 +26,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import vaelab  # noqa: F401  (warning filters)
+from vaelab.machine import resolve_precision
 from vaelab.process import tune_malloc
-from vaelab.training import build_model, instantiate_group
+from vaelab.training import build_model, build_trainer, instantiate_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("vae", "conv_vae", "cond_conv_vae")
@@ -59,7 +60,10 @@ class StepTimer(pl.Callback):
 
 
 def time_plain_loop(cfg: DictConfig, datamodule, steps: int) -> float:
-    """Images/s of the bare loop: shuffled in-memory batches, forward, backward, Adam step."""
+    """Images/s of the bare loop: shuffled in-memory batches, forward (under bf16 autocast when the trainer's
+    precision is bf16-mixed, as Lightning runs it), backward, Adam step."""
+    precision, _ = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).train()
     optimizer = model.configure_optimizers()
@@ -71,7 +75,8 @@ def time_plain_loop(cfg: DictConfig, datamodule, steps: int) -> float:
         if step == WARMUP_STEPS:
             started = time.perf_counter()
         index = order[(step * batch_size) % (len(labels) - batch_size) :][:batch_size]
-        loss = model.loss_terms(images[index], labels[index])["loss"].mean()
+        with autocast:
+            loss = model.loss_terms(images[index], labels[index])["loss"].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -83,7 +88,7 @@ def time_lightning(cfg: DictConfig, datamodule, steps: int) -> float:
     pl.seed_everything(cfg.seed, verbose=False)
     model = build_model(cfg.model)
     timer = StepTimer(WARMUP_STEPS)
-    trainer = hydra.utils.instantiate(
+    trainer = build_trainer(
         cfg.trainer,
         callbacks=[*instantiate_group(cfg.callbacks), timer],
         logger=instantiate_group(cfg.logger) or False,
@@ -100,7 +105,7 @@ def time_lightning(cfg: DictConfig, datamodule, steps: int) -> float:
 def time_test_split(cfg: DictConfig, datamodule) -> float:
     """Seconds for ``trainer.test`` over the whole test split (recon, KL, ELBO per image)."""
     model = build_model(cfg.model)
-    trainer = hydra.utils.instantiate(
+    trainer = build_trainer(
         cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False, enable_model_summary=False
     )
     started = time.perf_counter()
@@ -151,8 +156,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(results))
         return
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     print(
         f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, batch {cfg.data.batch_size}, "
+        f"precision {precision[0]} ({precision[1]}), "
         f"best of {args.repeats} x {args.steps} steps, malloc tuning {'off' if args.no_malloc_tuning else 'on'}"
     )
     header = f"{'model':<15}{'lightning img/s':>17}{'plain img/s':>13}{'ratio':>7}{'epoch s':>9}"

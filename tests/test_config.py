@@ -15,7 +15,7 @@ from helpers import PROJECT_ROOT, compose_config
 from vaelab.data import IDXDataModule
 from vaelab.errors import user_error
 from vaelab.models import ELBOModule
-from vaelab.training import build_model, instantiate_group
+from vaelab.training import build_model, build_trainer, instantiate_group
 
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
 
@@ -56,7 +56,7 @@ def test_trainer_configs(trainer: str, tmp_path: Path) -> None:
     if trainer == "multi_gpu":
         assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == -1
     if trainer == "cpu":
-        built = hydra.utils.instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+        built = build_trainer(cfg.trainer, logger=False, enable_progress_bar=False)
         assert built.max_epochs == 10
 
 

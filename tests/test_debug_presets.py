@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import torch
 
 from helpers import NO_FIGURES, compose_config, tiny_data_overrides
-from vaelab.training import build_model, train
+from vaelab.training import build_model, build_trainer, train
 
 
 class BatchRecorder(pl.Callback):
@@ -33,7 +33,7 @@ def fit_preset(preset: str, tiny_mnist: Path, tmp_path: Path, *overrides: str) -
     cfg = compose_config("train", [f"debug={preset}", "model=vae", "data.batch_size=50", f"paths.output_dir={tmp_path}",
                                    *tiny_data_overrides(tiny_mnist), *overrides])  # fmt: skip
     recorder = BatchRecorder()
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[recorder], logger=False, enable_checkpointing=False)
+    trainer = build_trainer(cfg.trainer, callbacks=[recorder], logger=False, enable_checkpointing=False)
     trainer.fit(build_model(cfg.model), datamodule=hydra.utils.instantiate(cfg.data))
     return recorder
 

@@ -6,6 +6,8 @@ error with one ``error:`` line and exit status 1; a multirun job records any err
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import logging
 import os
 import re
@@ -13,17 +15,18 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
+from vaelab.checks import check_eval_settings, check_train_settings
 from vaelab.errors import Interrupted, VaelabError, exit_with_error, require, user_error
+from vaelab.run import guard as run_guard
 from vaelab.run.folder import RunFolder, in_multirun
 from vaelab.run.resume import with_run_overrides
 
 log = logging.getLogger(__name__)
-Result = TypeVar("Result")
 CONFIG_PATH = "conf"  # beside this file: vaelab/conf
 
 
@@ -43,13 +46,19 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_tip)
 
 
-def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | None:
-    """``task(cfg)``, errors reported as the module docstring says (``HYDRA_FULL_ERROR=1``: with tracebacks, as
-    Hydra does); None when a sweep job failed."""
-    quiet_lightning()
+def run_job(task: str, cfg: DictConfig, check: Callable[[DictConfig], None]) -> Any:
+    """``check(cfg)``, then the function ``task`` names (``module:function``) on ``cfg``, errors reported as the module
+    docstring says (``HYDRA_FULL_ERROR=1``: with tracebacks, as Hydra does); None when a sweep job failed."""
     folder = RunFolder(Path(cfg.paths.output_dir))
     try:
-        return task(cfg)  # a failure before it trains has put the folder's record back (vaelab.run.guard.writing)
+        # Before torch and Lightning load (~7 s): a refused setting answers at once, the folder's record put back.
+        with run_guard.writing(folder.path, resuming=run_guard.resumes(folder.path, cfg.get("resume"))):
+            check(cfg)
+        quiet_lightning()
+        module, function = task.split(":")
+        return getattr(importlib.import_module(module), function)(
+            cfg
+        )  # a failure before it trains has put the folder's record back (vaelab.run.guard.writing)
     except BaseException as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(error, Exception):
             raise
@@ -71,18 +80,17 @@ def run_job(task: Callable[[DictConfig], Result], cfg: DictConfig) -> Result | N
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _train_job(cfg: DictConfig) -> float | None:
-    from vaelab.training import train
-
-    metrics = run_job(train, cfg)  # None: a sweep job that failed (recorded in its folder)
-    # optimized_metric is checked against the metrics a run logs before it trains (training.check_optimized_metric).
+    metrics = run_job(
+        "vaelab.training:train", cfg, check_train_settings
+    )  # None: a sweep job that failed (recorded in its folder)
+    # optimized_metric is checked against the metrics a run logs before it trains (checks.check_optimized_metric).
     return metrics.get(cfg.get("optimized_metric")) if metrics else None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def _evaluate_job(cfg: DictConfig) -> list[dict] | None:
-    from vaelab.evaluation import evaluate
-
-    return run_job(evaluate, cfg)  # the metrics of every checkpoint evaluated (one, or each run compared)
+    # The metrics of every checkpoint evaluated (one, or each run compared).
+    return run_job("vaelab.evaluation:evaluate", cfg, check_eval_settings)
 
 
 # The Hydra plugin each launcher config needs (conf/launcher/), all in the sweeps extra.
@@ -115,3 +123,41 @@ def train_command() -> None:
 def evaluate_command() -> None:
     """``vaelab-eval``: Hydra's command line for ``vaelab.evaluation.evaluate``."""
     _evaluate_job()
+
+
+def export_command(argv: list[str] | None = None) -> None:
+    """``vaelab-export``: the arguments read before torch loads, so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        prog="vaelab-export",
+        description="A trained model out of vaelab: its encoder and decoder as torch.export programs, which run with "
+        "torch alone (encoder.pt2, decoder.pt2 and export.json).",
+    )
+    parser.add_argument("checkpoint", type=Path, help="a vaelab checkpoint (.ckpt)")
+    parser.add_argument("--out", type=Path, help="folder for the programs (default: <run>/export, <file>_export)")
+    parser.add_argument("--force", action="store_true", help="replace an export already in that folder")
+    parser.add_argument("--trusted-models", default="", help="comma-separated model classes outside vaelab to trust")
+    args = parser.parse_args(argv)
+    from vaelab.export import export_command as export
+
+    export(args.checkpoint, args.out, args.force, [name for name in args.trusted_models.split(",") if name])
+
+
+def sweeps_command(argv: list[str] | None = None) -> None:
+    """``vaelab-sweeps``: the arguments read before the summary's imports (matplotlib, torch), so that ``--help``
+    answers at once."""
+    parser = argparse.ArgumentParser(
+        prog="vaelab-sweeps",
+        description="Summarise a multirun folder: every job's overrides, status and final metrics, sorted, as "
+        "markdown, CSV and a figure; jobs that differ only by seed as one setting.",
+    )
+    parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. logs/train/multiruns/<date>_<time>")
+    parser.add_argument("--metric", default="val/loss", help="metric to sort by (lower is better)")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        exit_with_error(f"{args.sweep_dir} is not a folder")
+    from vaelab.sweeps import summarise
+
+    try:
+        summarise(args.sweep_dir, args.metric)
+    except VaelabError as error:
+        exit_with_error(error)

@@ -16,15 +16,17 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
+from vaelab.checks import check_eval_settings
 from vaelab.data import IDXDataModule
 from vaelab.data.datamodule import check_labels
-from vaelab.errors import VaelabError, check_added_keys, check_finite, check_number, check_seed, instantiate
+from vaelab.errors import VaelabError, instantiate
 from vaelab.figures import plots
-from vaelab.figures.model import FIGURES, FigureSettings, draw_figures
+from vaelab.figures.model import draw_figures
 from vaelab.figures.projector import write_projector
+from vaelab.figures.settings import FIGURES, FigureSettings
 from vaelab.loggers.mlflow import log_evaluation
 from vaelab.machine import machine_facts
 from vaelab.models.base import ELBOModule
@@ -36,6 +38,7 @@ from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import model_class, model_from_checkpoint, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus, sweep_jobs
 from vaelab.tables import markdown_table, write_csv
+from vaelab.training import build_trainer
 
 RESULT_COLUMNS = (
     "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss", "loss_kl_averaged", "iwae_nll",
@@ -53,16 +56,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     output_dir = Path(cfg.paths.output_dir)
     with run_guard.writing(output_dir, resuming=False):
         tune_malloc()
-        check_finite(OmegaConf.to_container(cfg, resolve=True))
-        # null skips the estimate; zero, a fraction or a negative count of samples has no meaning.
-        if cfg.get("iwae_samples") is not None:
-            check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
-        check_seed(cfg.get("seed"))
-        check_added_keys(cfg)
+        check_eval_settings(cfg)
         figure_settings = FigureSettings.from_config(cfg.figures, "figures")
-        # The report needs test images: 0 batches would leave every number empty.
-        if cfg.trainer.get("limit_test_batches") is not None:
-            check_number("trainer.limit_test_batches", cfg.trainer.limit_test_batches, minimum=0, strict=True)
         sources, left_out = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
         # Every file read, and its model class trusted, before anything is built: a bad one is one line.
         checkpoints = [read_checkpoint(path, trusted=cfg.get("trusted_models") or ()) for path in sources]
@@ -71,7 +66,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             num_classes = model_class(checkpoint["vaelab_model_class"]).num_classes
             check_labels(num_classes, datamodule, str(path))
             figure_settings.check("figures", num_classes)
-        trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+        trainer = build_trainer(cfg.trainer, logger=False, callbacks=[])
 
         names = [run_names(path) for path in sources]
         labels = unique_labels([label for _, label in names], sources)
@@ -183,6 +178,7 @@ def evaluate_checkpoint(
         "device": training.get("device", ""),
         # Where these numbers were computed (the training run's own facts are in its metrics.json).
         "evaluated_on": machine_facts(trainer.strategy.root_device),
+        "precision": str(trainer.precision),
     }
     metrics["device"] = metrics["device"] or metrics["evaluated_on"]["device"]
     if cfg.iwae_samples is not None:

@@ -10,7 +10,6 @@ labels are ignored by a model that is not conditional. Load one with ``torch.exp
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 from pathlib import Path
@@ -90,23 +89,15 @@ def check_export_folder(folder: Path, replace: bool) -> None:
                           "to replace it.")  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``vaelab-export``: the command line of ``export_model`` (one ``error:`` line and exit 1 for a bad input)."""
-    parser = argparse.ArgumentParser(prog="vaelab-export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path, help="a vaelab checkpoint (.ckpt)")
-    parser.add_argument("--out", type=Path, help="folder for the programs (default: <run>/export, <file>_export)")
-    parser.add_argument("--force", action="store_true", help="replace an export already in that folder")
-    parser.add_argument("--trusted-models", default="", help="comma-separated model classes outside vaelab to trust")
-    args = parser.parse_args(argv)
-    trusted = [name for name in args.trusted_models.split(",") if name]
+def export_command(checkpoint: Path, out: Path | None, force: bool, trusted: list[str]) -> None:
+    """``vaelab-export`` after its arguments are read (``vaelab.cli.export_command``): one ``error:`` line and exit 1
+    for a bad input, else the paths written."""
     try:
-        run = RunFolder.of_checkpoint(args.checkpoint)
-        folder = args.out or (
-            run.path / "export" if run else args.checkpoint.with_name(f"{args.checkpoint.stem}_export")
-        )
-        check_export_folder(folder, args.force)
-        model = load_model(args.checkpoint, trusted=trusted)
-        written = export_model(model, folder, args.checkpoint)
+        run = RunFolder.of_checkpoint(checkpoint)
+        folder = out or (run.path / "export" if run else checkpoint.with_name(f"{checkpoint.stem}_export"))
+        check_export_folder(folder, force)
+        model = load_model(checkpoint, trusted=trusted)
+        written = export_model(model, folder, checkpoint)
     except UntrustedModelError as error:
         exit_with_error(UntrustedModelError(error.path, error.name, setting="--trusted-models {name}"))
     except VaelabError as error:
@@ -115,7 +106,3 @@ def main(argv: list[str] | None = None) -> None:
         exit_with_error(f"cannot write the export into {folder}: {error.strerror or error}")
     for path in written.values():
         print(path)
-
-
-if __name__ == "__main__":
-    main()

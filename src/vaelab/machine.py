@@ -30,6 +30,33 @@ def machine_facts(device: torch.device) -> dict[str, str | int]:
     return facts
 
 
+def resolve_precision(precision: str | int, accelerator: str) -> tuple[str | int, str]:
+    """``trainer.precision`` for Lightning and why: ``auto`` is bf16 autocast (``bf16-mixed``; the loss terms stay
+    float32) where the hardware runs bf16 natively, else ``32-true``; any other value is kept."""
+    if precision != "auto":
+        return precision, "as set"
+    reason = native_bf16(accelerator)
+    return ("bf16-mixed", f"auto: {reason}") if reason else ("32-true", "auto: no native bf16 here")
+
+
+def native_bf16(accelerator: str) -> str | None:
+    """What runs bf16 natively for ``trainer.accelerator`` ("a CPU with AMX", "NVIDIA H100 ..."), or None: on a CPU
+    without AMX or AVX-512 bf16, bf16 is emulated and slower than float32."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+            return f"{torch.cuda.get_device_name()} has bf16"
+        return None
+    if accelerator not in ("cpu", "auto"):
+        return None
+    isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()  # oneDNN's kernels capped below bf16 by the user
+    if isa_cap != "ALL" and "AMX" not in isa_cap and "BF16" not in isa_cap:
+        return None
+    features = set(cpu_features())
+    if "amx_bf16" in features:
+        return "the CPU has AMX"
+    return "the CPU has AVX-512 bf16" if "avx512_bf16" in features else None
+
+
 ONEDNN_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
 
 

@@ -9,7 +9,6 @@ and, for an Optuna sweep, ``study.{md,csv}`` and Optuna's history and importance
 
 from __future__ import annotations
 
-import argparse
 import math
 import warnings
 from collections import Counter
@@ -18,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from vaelab.errors import VaelabError, exit_with_error, require
+from vaelab.errors import VaelabError, require
 from vaelab.figures import plots
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds, write_ranking
 from vaelab.run.folder import HISTORY_COLUMNS, STUDY_FILE, RunFolder, RunStatus, sweep_jobs
@@ -211,18 +210,7 @@ def _importance_evaluator() -> Any:
     return optuna.importance.FanovaImportanceEvaluator(seed=0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. logs/train/multiruns/<date>_<time>")
-    parser.add_argument("--metric", default="val/loss", help="metric to sort by (lower is better)")
-    args = parser.parse_args()
-    try:
-        if not args.sweep_dir.is_dir():
-            raise VaelabError(f"{args.sweep_dir} is not a folder")
-        summarise(args.sweep_dir, args.metric)
-    except VaelabError as error:
-        exit_with_error(error)
-
-
 if __name__ == "__main__":
-    main()
+    from vaelab.cli import sweeps_command
+
+    sweeps_command()

@@ -19,20 +19,13 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.callbacks import FigureLogger, OptunaPruning
+from vaelab.checks import check_train_settings
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.data.datamodule import check_labels
-from vaelab.errors import (
-    Interrupted,
-    VaelabError,
-    check_added_keys,
-    check_finite,
-    check_number,
-    check_seed,
-    instantiate,
-)
+from vaelab.errors import Interrupted, VaelabError, instantiate
 from vaelab.loggers import hooks
-from vaelab.machine import machine_facts
-from vaelab.models.base import LOGGED_TERMS, STAGES, ELBOModule, NonFiniteLossError
+from vaelab.machine import machine_facts, resolve_precision
+from vaelab.models.base import ELBOModule, NonFiniteLossError
 from vaelab.process import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import check_resumable, read_checkpoint
@@ -84,7 +77,7 @@ def build(cfg: DictConfig) -> Run:
     """The process settings (allocator, threads, seed), then data, model, callbacks, loggers and trainer."""
     tune_malloc()
     set_job_threads()
-    check_settings(cfg)
+    check_train_settings(cfg)
     folder, seed = RunFolder(Path(cfg.paths.output_dir)), cfg.get("seed")
     if seed is not None:  # the weights' initialisation draws from the global generators
         pl.seed_everything(seed, workers=True, verbose=False)
@@ -103,7 +96,7 @@ def build(cfg: DictConfig) -> Run:
     # After the checks: a bad value is one line, not the tree and then a line.
     if cfg.get("print_config") and rank_zero_only.rank == 0:
         print_config_tree(cfg, folder.path / "config_tree.log")
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     config = OmegaConf.to_container(cfg, resolve=True)
     # trainer.loggers: fast_dev_run swaps in Lightning's dummy logger.
     for logger in hooks(trainer.loggers):
@@ -164,6 +157,7 @@ def report(
         "epochs": trainer.current_epoch,
         **timing,
         **machine_facts(trainer.strategy.root_device),
+        "precision": str(trainer.precision),
     }
     for logger in hooks(trainer.loggers):
         logger.finish_run(run.config, metrics, checkpoints["best"], trainer.global_step)
@@ -178,6 +172,15 @@ def fit_time(callbacks: list[Any], epochs: int) -> dict[str, float]:
     timer = next((callback for callback in callbacks if isinstance(callback, Timer)), None)
     seconds = timer.time_elapsed("train") if timer else math.nan
     return {"fit_seconds": round(seconds, 1), "seconds_per_epoch": round(seconds / epochs, 1) if epochs else math.nan}
+
+
+def build_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
+    """The Lightning ``Trainer`` of ``trainer_cfg`` (conf/trainer/), its ``precision: auto`` resolved for this machine
+    (``machine.resolve_precision``) and said in the log."""
+    precision, reason = resolve_precision(trainer_cfg.get("precision"), str(trainer_cfg.get("accelerator", "auto")))
+    if rank_zero_only.rank == 0:
+        log.info("precision: %s (%s)", precision, reason)
+    return instantiate(trainer_cfg, precision=precision, **kwargs)
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -195,15 +198,6 @@ def build_model(model_cfg: DictConfig) -> pl.LightningModule:
         raise VaelabError(f"model._target_={model_cfg.get('_target_')} is not a subclass of vaelab.models.ELBOModule.")
     model.check_contract()
     return model
-
-
-def check_settings(cfg: DictConfig) -> None:
-    """Values no run can use, each one line naming the key, before anything is built or printed."""
-    check_finite(OmegaConf.to_container(cfg, resolve=True))
-    check_number("trainer.max_epochs", cfg.trainer.get("max_epochs"), minimum=1, integer=True)
-    check_seed(cfg.get("seed"))
-    check_added_keys(cfg)
-    check_optimized_metric(cfg)
 
 
 def check_model_settings(model_cfg: DictConfig) -> None:
@@ -228,15 +222,6 @@ def check_model_settings(model_cfg: DictConfig) -> None:
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in sorted(metrics.items())}
-
-
-def check_optimized_metric(cfg: DictConfig) -> None:
-    """``optimized_metric`` (what train.py hands a sweeper) must be a metric this run logs (``{stage}/{recon,kl,
-    loss,nelbo}``, test ones only when it tests): a misspelled one would give every trial the value None."""
-    stages = [stage for stage in STAGES if cfg.get("test") or stage != "test"]
-    name, choices = cfg.get("optimized_metric"), [f"{s}/{term}" for s in stages for term in (*LOGGED_TERMS, "nelbo")]
-    if name is not None and name not in choices:
-        raise VaelabError(f"optimized_metric={name} is not a metric this run logs; choose from {', '.join(choices)}")
 
 
 def checkpoint_paths(run: Run) -> dict[str, str]:

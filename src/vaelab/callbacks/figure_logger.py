@@ -14,7 +14,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from vaelab.errors import check_number
 from vaelab.figures import plots
-from vaelab.figures.model import FROM_IMAGES, TRAINING_FIGURES, FigureSettings, check_figure_names, draw_figures
+from vaelab.figures.model import draw_figures
+from vaelab.figures.settings import FROM_IMAGES, TRAINING_FIGURES, FigureSettings, check_figure_names
 from vaelab.loggers import hooks
 from vaelab.models.base import ELBOModule
 

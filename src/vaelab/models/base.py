@@ -19,16 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
+from vaelab.checks import LOGGED_TERMS, STAGES
 from vaelab.errors import VaelabError, check_number
 from vaelab.models.inference import inference
 from vaelab.models.optimization import build_optimization, optimizer_config, stretch_schedules
 from vaelab.models.probability import bernoulli_nll, gaussian_kl
 
-LOGGED_TERMS = ("recon", "kl", "loss")
 # Validation and test noise restarts from this seed each epoch: checkpoints are chosen on the weights, not the noise.
 EVAL_NOISE_SEED = 20_231_108
 TRAIN_NOISE_SEED_OFFSET = 7_777_777
-STAGES = ("train", "val", "test")
 
 
 class NonFiniteLossError(VaelabError):
