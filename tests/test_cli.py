@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import SWEPT_MODELS, compose_config, run_inline, tensorboard_run, tiny_data_overrides
-from vaelab.errors import VaelabError
+from vaelab.errors import Interrupted, VaelabError
 from vaelab.evaluation import evaluate, figure_labels
 from vaelab.training import train
 
@@ -101,6 +103,34 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
         events.Tags()["images"]
     )
     assert len((log_dir / "embedding" / "metadata.tsv").read_text().splitlines()) == 1 + 200  # every test image
+    assert metrics["evaluation"] == "complete" and metrics["phases"] == ["test", "iwae", "figures", "projector"]
+    assert metrics["precision"] in ("32-true", "bf16-mixed")  # trainer.precision=auto, resolved for this CPU
+
+
+def test_an_interrupted_evaluation_keeps_its_test_metrics_marked_interrupted(
+    trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the IWAE estimate: the test's numbers, written before it started, stay, marked interrupted;
+    the error is one line naming the phase. (debug=fast: evaluation's quick preset.)"""
+    import vaelab.evaluation
+
+    def interrupted_estimate(*args, progress, **kwargs):
+        progress(1)
+        raise KeyboardInterrupt  # what Ctrl-C raises
+
+    monkeypatch.setattr(vaelab.evaluation, "iwae_log_likelihood", interrupted_estimate)
+    checkpoint = trained_runs["conv_vae"] / "checkpoints" / "last.ckpt"
+    data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
+    cfg = compose_config("eval", [f"ckpt_path={checkpoint}", *data, "debug=fast"], tmp_path / "eval")
+    with pytest.raises(
+        Interrupted, match="^stopped by Ctrl-C during the IWAE estimate; .* keeps what was done"
+    ) as error:
+        evaluate(cfg)
+    assert "\n" not in str(error.value)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["evaluation"] == "interrupted" and metrics["phases"] == ["test"]
+    assert metrics["iwae_nll"] is None and metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], abs=1e-2)
+    assert metrics["images"] == 200  # debug=fast: 2 test batches of 100
 
 
 def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path, tmp_path: Path) -> None:
@@ -202,6 +232,30 @@ def test_a_bad_value_is_one_line_and_exit_status_1(
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [line], result.stderr[-2000:]
     assert result.stdout.strip() == ""  # no config tree first
     assert not (tmp_path / "run").exists()  # a mistake leaves no empty run folder behind
+
+
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        ("train_command", ["vaelab-train", "seed=abc"]),
+        ("train_command", ["vaelab-train", "trainer.precision=fp8"]),
+        ("evaluate_command", ["vaelab-eval", "ckpt_path=x.ckpt", "iwae_samples=0"]),
+        ("export_command", ["vaelab-export", "--help"]),
+        ("sweeps_command", ["vaelab-sweeps", "--help"]),
+    ],
+)
+def test_refusals_and_help_answer_before_torch_loads(command: str, argv: list[str], tmp_path: Path) -> None:
+    """Importing torch and Lightning takes ~7 s: a command that only refuses a setting or prints its help must not."""
+    hydra_command = command in ("train_command", "evaluate_command")
+    argv = [*argv, f"hydra.run.dir={tmp_path / 'run'}"] if hydra_command else argv
+    script = (
+        f"import sys\nfrom vaelab.cli import {command}\nsys.argv = {argv!r}\n"
+        f"try:\n    {command}()\nexcept SystemExit as end:\n    print('exit', end.code, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    status = "0" if "--help" in argv else "1"
+    assert result.stdout.strip().splitlines()[-1] == f"exit {status} False", result.stdout + result.stderr[-2000:]
+    assert "--help" in argv or result.stderr.startswith("error: ")
 
 
 def test_help_lists_the_groups() -> None:

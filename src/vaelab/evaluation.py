@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from vaelab.checks import check_eval_settings
 from vaelab.data import IDXDataModule
 from vaelab.data.datamodule import check_labels
-from vaelab.errors import VaelabError, instantiate
+from vaelab.errors import Interrupted, VaelabError, instantiate, make_folder
 from vaelab.figures import plots
 from vaelab.figures.model import draw_figures
 from vaelab.figures.projector import write_projector
@@ -52,9 +55,10 @@ MEAN_COLUMNS = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll", "seconds_
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` or every run in ``cfg.runs`` on the test split; returns one metrics dict each.
-    A failed evaluation leaves no folder of its own behind (``vaelab.run.guard``)."""
+    An evaluation that fails before its first test result leaves no folder of its own behind (``vaelab.run.guard``);
+    from then on what it computed stays, marked partial until it is complete (``evaluate_checkpoint``)."""
     output_dir = Path(cfg.paths.output_dir)
-    with run_guard.writing(output_dir, resuming=False):
+    with run_guard.writing(output_dir, resuming=False) as keep_folder, ctrl_c_is_interrupted():
         tune_malloc()
         check_eval_settings(cfg)
         figure_settings = FigureSettings.from_config(cfg.figures, "figures")
@@ -74,10 +78,19 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         for checkpoint_path, checkpoint, (setting, _), label in zip(sources, checkpoints, names, labels):
             run_output = output_dir if len(sources) == 1 and not cfg.get("runs") else output_dir / label
             results.append(evaluate_checkpoint(cfg, checkpoint_path, checkpoint, datamodule, trainer, run_output,
-                                               setting, label))  # fmt: skip
+                                               setting, label, keep_folder))  # fmt: skip
         if cfg.get("runs"):
             write_comparison(results, sources, output_dir, cfg.get("report_dir"), left_out)
         return results
+
+
+@contextmanager
+def ctrl_c_is_interrupted() -> Iterator[None]:
+    """A Ctrl-C that no phase turned into its own message is ``Interrupted``: one line, not a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted("stopped by Ctrl-C") from None
 
 
 def checkpoint_sources(ckpt_path: str | None, runs: Any) -> tuple[list[Path], list[str]]:
@@ -144,13 +157,21 @@ def evaluate_checkpoint(
     output_dir: Path,
     setting: str,
     label: str,
+    keep_folder: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Test metrics, IWAE estimate, figures and projector embedding of one checkpoint (``run_names`` says
-    ``setting`` and ``label``)."""
+    ``setting`` and ``label``). ``metrics.json`` is written after the test and again after each phase, marked
+    ``"evaluation": "partial"`` (then ``"complete"``) with the ``phases`` done; from the first write on, the folder is
+    kept (``keep_folder``), and a Ctrl-C marks it ``"interrupted"`` and raises ``Interrupted``."""
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the ELBO and IWAE are Monte-Carlo estimates
     model = model_from_checkpoint(checkpoint, checkpoint_path)  # after the seed, as the published figures had it
-    (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
+    try:
+        (test,) = trainer.test(model, datamodule=datamodule, verbose=False)
+    except SystemExit:  # Lightning's exit after Ctrl-C
+        if not trainer.interrupted:
+            raise
+        raise Interrupted(f"stopped by Ctrl-C during the test of {checkpoint_path}; nothing of it was kept") from None
     model = model.to(trainer.strategy.root_device).eval()
     # Every number of the report on the images the test saw (trainer.limit_test_batches may take the first few).
     tested = min(len(datamodule.test_set.labels), int(trainer.num_test_batches[0]) * datamodule.eval_batch_size)
@@ -179,29 +200,45 @@ def evaluate_checkpoint(
         # Where these numbers were computed (the training run's own facts are in its metrics.json).
         "evaluated_on": machine_facts(trainer.strategy.root_device),
         "precision": str(trainer.precision),
+        "evaluation": "partial",
+        "phases": ["test"],
     }
     metrics["device"] = metrics["device"] or metrics["evaluated_on"]["device"]
-    if cfg.iwae_samples is not None:
-        log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None, cfg.iwae_samples)
-        metrics["iwae_nll"] = -log_likelihood.mean().item()
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    RunFolder(output_dir).write_metrics(metrics)
-    drawn = save_figures(model, images, labels, output_dir / "figures", cfg.figures, datamodule.class_names)
-    # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
-    log_dir = output_dir / "tensorboard" / f"eval {label} epoch {metrics['epochs']}"
-    write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), log_dir)
-    if folder is not None:  # the training run's MLflow run, if it had one; the files above stand without it
-        scores = {name: metrics[name] for name in SCORES if math.isfinite(metrics[name])}
-        try:
-            if log_evaluation(folder.path, scores, int(checkpoint.get("global_step", 0))):
-                print(f"{label}: logged as eval/* to the training run's MLflow run", flush=True)
-        except Exception as error:  # its server is down, its store gone, MLflow not installed
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-            print(f"{label}: not logged to the training run's MLflow run ({reason})", file=sys.stderr, flush=True)
-    if cfg.projector:  # the whole test split, with its digits and thumbnails
-        write_projector(log_dir, encode_means(model, images, labels), labels, images,
-                        class_names=datamodule.class_names)  # fmt: skip
+    record = RunFolder(output_dir)
+    make_folder(output_dir, "hydra.run.dir")
+    record.write_metrics(metrics)
+    keep_folder()
+    phase = "the IWAE estimate"
+    try:
+        if cfg.iwae_samples is not None:
+            with progress_bar(f"IWAE, K={cfg.iwae_samples}", len(labels), "img") as bar:
+                with trainer.precision_plugin.forward_context():  # bf16 autocast where the trainer uses it
+                    log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None,
+                                                         cfg.iwae_samples, progress=bar.update)  # fmt: skip
+            metrics["iwae_nll"] = -log_likelihood.mean().item()
+            finish_phase(record, metrics, "iwae")
+        phase = "the figures"
+        drawn = save_figures(model, images, labels, output_dir / "figures", cfg.figures, datamodule.class_names)
+        # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
+        log_dir = output_dir / "tensorboard" / f"eval {label} epoch {metrics['epochs']}"
+        write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), log_dir)
+        finish_phase(record, metrics, "figures")
+        if folder is not None:  # the training run's MLflow run, if it had one; the files above stand without it
+            log_to_training_run(folder, metrics, int(checkpoint.get("global_step", 0)), label)
+        phase = "the projector's codes"
+        if cfg.projector:  # the whole test split, with its digits and thumbnails
+            codes = encode_means(model, images, labels)
+            write_projector(log_dir, codes, labels, images, class_names=datamodule.class_names)
+            finish_phase(record, metrics, "projector")
+    except KeyboardInterrupt:
+        metrics["evaluation"] = "interrupted"
+        record.write_metrics(metrics)
+        done = ", ".join(metrics["phases"])
+        raise Interrupted(
+            f"stopped by Ctrl-C during {phase}; {record.metrics_file} keeps what was done ({done}), marked interrupted"
+        ) from None
+    metrics["evaluation"] = "complete"
+    record.write_metrics(metrics)
     print(
         f"{label}: test per image: recon={metrics['recon']:.2f} kl={metrics['kl']:.2f} "
         f"loss={metrics['loss']:.2f} (KL averaged {metrics['loss_kl_averaged']:.2f}) "
@@ -209,6 +246,29 @@ def evaluate_checkpoint(
         flush=True,
     )
     return metrics
+
+
+def finish_phase(record: RunFolder, metrics: dict[str, Any], phase: str) -> None:
+    """``phase`` done: named in ``metrics["phases"]`` and ``metrics.json`` written again."""
+    metrics["phases"].append(phase)
+    record.write_metrics(metrics)
+
+
+def progress_bar(description: str, total: int, unit: str) -> tqdm:
+    """A bar with the rate and the time left, on stderr (as Lightning's bars)."""
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
+def log_to_training_run(folder: RunFolder, metrics: dict[str, Any], step: int, label: str) -> None:
+    """The scores as ``eval/*`` in the training run's MLflow run, if it had one; one line on stderr when that run
+    cannot be reached (its server down, its store gone, MLflow not installed)."""
+    scores = {name: metrics[name] for name in SCORES if math.isfinite(metrics[name])}
+    try:
+        if log_evaluation(folder.path, scores, step):
+            print(f"{label}: logged as eval/* to the training run's MLflow run", flush=True)
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        print(f"{label}: not logged to the training run's MLflow run ({reason})", file=sys.stderr, flush=True)
 
 
 def save_figures(
@@ -219,11 +279,21 @@ def save_figures(
     settings: Any,
     class_names: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every standard figure (``vaelab.figures.model.FIGURES``) on the test split, saved as PNGs; returns each one's
-    pixels by name. ``settings`` is eval.yaml's ``figures`` (``FigureSettings``' fields)."""
-    drawn = draw_figures(model, images, labels, FIGURES,
-                         FigureSettings.from_config(settings, "figures", class_names=class_names))  # fmt: skip
-    return {name: plots.save_png(figure, figure_dir / f"{name}.png") for name, figure in drawn.items()}
+    """Every standard figure (``vaelab.figures.model.FIGURES``) on the test split, saved as PNGs as it is drawn, with
+    a progress bar; returns each one's pixels by name. ``settings`` is eval.yaml's ``figures``
+    (``FigureSettings``' fields)."""
+    pixels: dict[str, np.ndarray] = {}
+    with progress_bar("figures", len(FIGURES), "figure") as bar:
+
+        def save(figures: dict[str, Any]) -> None:
+            pixels.update(
+                {name: plots.save_png(figure, figure_dir / f"{name}.png") for name, figure in figures.items()}
+            )
+            bar.update()
+
+        draw_figures(model, images, labels, FIGURES,
+                     FigureSettings.from_config(settings, "figures", class_names=class_names), each=save)  # fmt: skip
+    return pixels
 
 
 def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, np.ndarray], step: int, log_dir: Path) -> None:

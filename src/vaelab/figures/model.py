@@ -5,7 +5,7 @@ the first two latent dims, the others held at 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from matplotlib.figure import Figure
@@ -22,9 +22,10 @@ def draw_figures(
     labels: torch.Tensor,
     names: Sequence[str] = FIGURES,
     settings: FigureSettings | None = None,
+    each: Callable[[dict[str, Figure]], None] | None = None,
 ) -> dict[str, Figure]:
     """The figures ``names`` (a subset of ``FIGURES``, drawn in that order); a conditional model's grid is one
-    figure per digit, ``latent_grid_digit<d>``."""
+    figure per digit, ``latent_grid_digit<d>``. ``each`` takes the figures of each name as they are drawn."""
     check_figure_names(names)
     settings = settings or FigureSettings()
     z_mean = torch.empty(0, model.latent_dim)
@@ -34,17 +35,20 @@ def draw_figures(
     drawn: dict[str, Figure] = {}
     for name in (name for name in FIGURES if name in names):
         if name == "latent_scatter":
-            drawn[name] = plots.latent_scatter(z_mean, labels[: len(z_mean)], class_names=settings.class_names)
+            figures = {name: plots.latent_scatter(z_mean, labels[: len(z_mean)], class_names=settings.class_names)}
         elif name == "latent_grid":
-            drawn.update(latent_grid_figures(model, z_mean, settings))
+            figures = latent_grid_figures(model, z_mean, settings)
         elif name == "centre_decode":
-            drawn[name] = centre_decode_figure(model, settings)
+            figures = {name: centre_decode_figure(model, settings)}
         elif name == "reconstructions":
-            drawn[name] = reconstruction_figure(model, images, labels)
+            figures = {name: reconstruction_figure(model, images, labels)}
         elif name == "interpolation":
-            drawn[name] = interpolation_figure(model, images, labels, settings)
+            figures = {name: interpolation_figure(model, images, labels, settings)}
         else:
-            drawn[name] = samples_figure(model, settings)
+            figures = {name: samples_figure(model, settings)}
+        drawn.update(figures)
+        if each is not None:
+            each(figures)
     return drawn
 
 

@@ -15,6 +15,7 @@ No plotting and no Lightning here: the models and the evaluation both build on t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -53,13 +54,14 @@ def iwae_log_likelihood(
     labels: torch.Tensor | None,
     num_samples: int,
     max_decodes: int = 300,
+    progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """IWAE estimate of log p(x) (conditional models: log p(x | y)) for each image: ``[B]`` nats.
 
     The ``num_samples`` decodes per image run in chunks of at most ``max_decodes`` decodes (at least one image).
     300 keeps the conv decoder's largest activation (32 x 28 x 28 floats, 100 KB a decode) under the 32 MiB
     that ``vaelab.process.tune_malloc`` lets glibc reuse: bigger chunks are mapped and unmapped on every call,
-    ~1.6x slower in all (docs/performance.md).
+    ~1.6x slower in all (docs/performance.md). ``progress`` is called with the images done after each chunk.
     """
     images_per_chunk = max(1, max_decodes // num_samples)
     estimates = []
@@ -68,6 +70,8 @@ def iwae_log_likelihood(
             chunk = images[start : start + images_per_chunk].to(model.device)
             chunk_labels = labels[start : start + images_per_chunk].to(model.device) if labels is not None else None
             estimates.append(_iwae_chunk(model, chunk, chunk_labels, num_samples).cpu())
+            if progress is not None:
+                progress(len(chunk))
     return torch.cat(estimates)
 
 
