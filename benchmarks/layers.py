@@ -101,10 +101,21 @@ def layers() -> list[tuple[str, nn.Module, tuple[int, ...], float, bool]]:
     ]
 
 
+class TapLogits(nn.Module):
+    """``PixelLogits.tap_logits`` (the form evaluation runs without autograd) as a module, with autograd."""
+
+    def __init__(self, layer: PixelLogits) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layer.tap_logits(features)
+
+
 def candidates(layer: nn.Module) -> dict[str, nn.Module]:
     """Other exact formulations of ``layer`` to time beside it."""
     if isinstance(layer, PixelLogits):
-        return {"  as matmul taps": PixelLogitsTaps(layer)}
+        return {"  as tap_logits": TapLogits(layer), "  as padded taps": PixelLogitsTaps(layer)}
     if isinstance(layer, nn.ConvTranspose2d) and layer.stride == (2, 2):
         return {"  as sub-pixel conv": SubPixelConvTranspose(layer)}
     return {}

@@ -8,3 +8,5 @@ __version__ = "0.1.0"
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # On a machine with SLURM installed, Lightning says at every start that `srun` exists: noise before a one-line error.
 warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
+# bf16-mixed (precision=auto on a bf16 CPU or GPU): the summary sizes the parameters as float32, which they are.
+warnings.filterwarnings("ignore", message=r"Precision bf16-mixed is not supported by the model summary")

@@ -8,9 +8,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError, check_added_keys, check_finite, check_number, check_seed
 from vaelab.figures.settings import FigureSettings
+from vaelab.models.metric_names import LOGGED_TERMS, STAGES
 
-STAGES = ("train", "val", "test")
-LOGGED_TERMS = ("recon", "kl", "loss")  # logged as {stage}/{term}, with {stage}/nelbo
 # trainer.precision: vaelab's "auto" (machine.resolve_precision) and what Lightning's Trainer takes.
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
               "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64", 32, 16, 64)  # fmt: skip

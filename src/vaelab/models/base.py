@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from vaelab.checks import LOGGED_TERMS, STAGES
 from vaelab.errors import VaelabError, check_number
 from vaelab.models.inference import inference
+from vaelab.models.metric_names import LOGGED_TERMS, STAGES
 from vaelab.models.optimization import build_optimization, optimizer_config, stretch_schedules
 from vaelab.models.probability import bernoulli_nll, gaussian_kl
 

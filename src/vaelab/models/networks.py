@@ -93,6 +93,10 @@ class PixelLogits(nn.ConvTranspose2d):
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if torch.is_grad_enabled() or features.device.type != "cpu":
             return super().forward(features)
+        return self.tap_logits(features)
+
+    def tap_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The layer as one matmul to the 9 kernel taps and 9 shifted adds (autograd follows it too)."""
         batch, channels, height, width = features.shape
         columns = features.permute(0, 2, 3, 1).reshape(batch, height * width, channels)  # a view when NHWC
         weight = self.weight.reshape(channels, 9).t().to(columns.dtype)
