@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -219,6 +220,18 @@ def test_missing_data_is_one_line(tmp_path: Path) -> None:
         ("train.py", ["callbacks.figures.num_points=0"], "error: callbacks.figures.num_points must be >= 1, got 0."),
         (
             "train.py",
+            ["trainer.precision=fp8"],
+            "error: trainer.precision=fp8 is not a precision; choose from auto, 32-true, bf16-mixed, 16-mixed, "
+            "bf16-true, 16-true, 64-true (auto: bf16-mixed where the hardware runs bf16 natively, else 32-true)",
+        ),
+        (
+            "train.py",
+            ["resume=some/run", "ckpt_path=other.ckpt"],
+            "error: resume=some/run and ckpt_path=other.ckpt both say where to go on from; pass one: "
+            "resume=<run folder> goes on in that folder, ckpt_path=<file> in a new one",
+        ),
+        (
+            "train.py",
             ["model=cond_conv_vae", "callbacks.figures.digits=[12]"],
             "error: callbacks.figures.digits must be <= 9, got 12.",
         ),
@@ -256,6 +269,21 @@ def test_refusals_and_help_answer_before_torch_loads(command: str, argv: list[st
     status = "0" if "--help" in argv else "1"
     assert result.stdout.strip().splitlines()[-1] == f"exit {status} False", result.stdout + result.stderr[-2000:]
     assert "--help" in argv or result.stderr.startswith("error: ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
+def test_a_gpu_trainer_without_a_gpu_is_one_line(trained_runs: dict[str, Path], tmp_path: Path) -> None:
+    checkpoint = trained_runs["vae"] / "checkpoints" / "last.ckpt"
+    for script, overrides in (
+        ("train.py", ["trainer=gpu"]),
+        ("evaluate.py", [f"ckpt_path={checkpoint}", "trainer=gpu"]),
+    ):
+        result = run_inline(script, *overrides, f"hydra.run.dir={tmp_path / script}")
+        assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+            "error: trainer.accelerator=gpu: torch sees no GPU on this machine; use trainer=cpu, or run where a GPU is "
+            "visible (CUDA_VISIBLE_DEVICES, a CUDA build of torch)"
+        ], result.stderr[-2000:]
+        assert not (tmp_path / script).exists()
 
 
 def test_help_lists_the_groups() -> None:

@@ -20,6 +20,9 @@ def check_train_settings(cfg: DictConfig) -> None:
     check_common(cfg)
     check_number("trainer.max_epochs", cfg.trainer.get("max_epochs"), minimum=1, integer=True)
     check_optimized_metric(cfg)
+    if cfg.get("resume") and cfg.get("ckpt_path"):
+        raise VaelabError(f"resume={cfg.resume} and ckpt_path={cfg.ckpt_path} both say where to go on from; pass one: "
+                          "resume=<run folder> goes on in that folder, ckpt_path=<file> in a new one")  # fmt: skip
 
 
 def check_eval_settings(cfg: DictConfig) -> None:

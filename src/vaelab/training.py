@@ -12,6 +12,7 @@ from typing import Any
 
 import hydra.utils
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -177,7 +178,11 @@ def fit_time(callbacks: list[Any], epochs: int) -> dict[str, float]:
 def build_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     """The Lightning ``Trainer`` of ``trainer_cfg`` (conf/trainer/), its ``precision: auto`` resolved for this machine
     (``machine.resolve_precision``) and said in the log."""
-    precision, reason = resolve_precision(trainer_cfg.get("precision"), str(trainer_cfg.get("accelerator", "auto")))
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():  # Lightning's own refusal is 6 lines
+        raise VaelabError(f"trainer.accelerator={accelerator}: torch sees no GPU on this machine; use trainer=cpu, "
+                          "or run where a GPU is visible (CUDA_VISIBLE_DEVICES, a CUDA build of torch)")  # fmt: skip
+    precision, reason = resolve_precision(trainer_cfg.get("precision"), accelerator)
     if rank_zero_only.rank == 0:
         log.info("precision: %s (%s)", precision, reason)
     return instantiate(trainer_cfg, precision=precision, **kwargs)
