@@ -205,3 +205,21 @@ def test_the_checkpoint_callbacks_take_their_file_names_from_the_run_folder(tmp_
     assert Path(best.format_checkpoint_name({"epoch": 3})).match(folder.checkpoints.name + "/best-epoch003.ckpt")
     lightning_best = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", mode="min")
     assert best.state_key == lightning_best.state_key and last.state_key.startswith("ModelCheckpoint{")
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaelab import machine
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    for features, expected in (
+        (["avx2", "avx512f"], "32-true"),  # bf16 would be emulated: slower than float32
+        (["avx2", "avx512f", "avx512_bf16"], "bf16-mixed"),
+        (["avx2", "avx512f", "avx512_bf16", "amx_bf16"], "bf16-mixed"),
+    ):
+        monkeypatch.setattr(machine, "cpu_features", lambda features=features: features)
+        assert machine.resolve_precision("auto", "cpu")[0] == expected
+        assert machine.resolve_precision("32-true", "cpu") == ("32-true", "as set")  # a set precision is kept
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN capped below its bf16 kernels
+    assert machine.resolve_precision("auto", "cpu")[0] == "32-true"
+    if not torch.cuda.is_available():
+        assert machine.resolve_precision("auto", "gpu")[0] == "32-true"
