@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,6 +46,21 @@ def test_train_and_val_partition_the_training_file(tiny_mnist: Path) -> None:
         row.numpy().tobytes() for split in (datamodule.train_set, datamodule.val_set) for row in split.images.flatten(1)
     ]
     assert len(split_rows) == TINY_TRAIN and set(split_rows) == all_rows
+
+
+def test_the_splits_live_on_the_trainers_device_as_grey_levels(tiny_mnist: Path) -> None:
+    """data.device=auto keeps the uint8 images where the trainer runs and makes each batch float there: on a GPU
+    no batch crosses from the host. The meta device stands in for one: a batch from it is proof it was made there."""
+    datamodule = make_datamodule(tiny_mnist)  # no trainer: the CPU
+    assert datamodule.train_set.pixels.dtype == torch.uint8 and datamodule.train_set.pixels.device.type == "cpu"
+    images, labels = next(iter(datamodule.train_dataloader()))
+    assert images.dtype == torch.float32 and 0 <= images.min() and images.max() <= 1 and labels.dtype == torch.long
+    datamodule.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
+    datamodule.setup("fit")  # Lightning calls it once the trainer's device is known
+    for loader in (datamodule.train_dataloader(), datamodule.val_dataloader()):
+        images, labels = next(iter(loader))
+        assert images.device.type == labels.device.type == "meta" and images.dtype == torch.float32
+    assert make_datamodule(tiny_mnist, device=None).val_set.pixels.device.type == "cpu"  # data.device=null
 
 
 def test_split_is_seeded(tiny_mnist: Path) -> None:

@@ -56,9 +56,8 @@ def run_job(task: str, cfg: DictConfig, check: Callable[[DictConfig], None]) -> 
             check(cfg)
         quiet_lightning()
         module, function = task.split(":")
-        return getattr(importlib.import_module(module), function)(
-            cfg
-        )  # a failure before it trains has put the folder's record back (vaelab.run.guard.writing)
+        # A failure before it trains puts the folder's record back (vaelab.run.guard.writing).
+        return getattr(importlib.import_module(module), function)(cfg)
     except BaseException as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(error, Exception):
             raise
@@ -80,9 +79,8 @@ def run_job(task: str, cfg: DictConfig, check: Callable[[DictConfig], None]) -> 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _train_job(cfg: DictConfig) -> float | None:
-    metrics = run_job(
-        "vaelab.training:train", cfg, check_train_settings
-    )  # None: a sweep job that failed (recorded in its folder)
+    # None: a sweep job that failed (recorded in its folder).
+    metrics = run_job("vaelab.training:train", cfg, check_train_settings)
     # optimized_metric is checked against the metrics a run logs before it trains (checks.check_optimized_metric).
     return metrics.get(cfg.get("optimized_metric")) if metrics else None
 

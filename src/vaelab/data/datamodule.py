@@ -29,25 +29,41 @@ MNIST_FILES = {
 
 
 class InMemoryImages(Dataset):
-    """Images ``[N, 1, 28, 28]`` float in [0, 1] and labels ``[N]`` int64, indexed a batch at a time.
+    """Images ``[N, 1, 28, 28]`` kept as their grey levels (``pixels``, uint8) and labels ``[N]`` int64, on one device,
+    indexed a batch at a time: a batch becomes float in [0, 1] where the set is, so a set on the GPU copies nothing
+    to it per step (and holds a quarter of the float bytes).
 
     ``__getitems__`` lets the DataLoader fetch a whole batch with one tensor index instead of
     N single-sample lookups plus a collate.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images = images
+    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor) -> None:
+        self.pixels = pixels
         self.labels = labels
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All the images, float in [0, 1] (a new tensor each time)."""
+        return unit_interval(self.pixels)
+
+    def to(self, device: torch.device) -> None:
+        """Keep the set on ``device``."""
+        self.pixels, self.labels = self.pixels.to(device), self.labels.to(device)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index], self.labels[index]
+        return unit_interval(self.pixels[index]), self.labels[index]
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(indices)
-        return self.images[index], self.labels[index]
+        index = torch.as_tensor(indices, device=self.pixels.device)
+        return unit_interval(self.pixels[index]), self.labels[index]
+
+
+def unit_interval(pixels: torch.Tensor) -> torch.Tensor:
+    """Grey levels 0-255 (uint8) as float in [0, 1]."""
+    return pixels.float().div_(255.0)
 
 
 class EpochRandomSampler(RandomSampler):
@@ -171,12 +187,15 @@ class IDXDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1000,
         num_workers: int = 0,
         pin_memory: bool = False,
+        device: str | None = "auto",
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("val_size", val_size)):
             # val_size >= 1: checkpoints are chosen by validation loss.
             check_number(f"data.{key}", value, minimum=1, integer=True)
         check_number("data.num_workers", num_workers, minimum=0, integer=True)
+        if device not in (None, "auto") and not isinstance(device, str):
+            raise VaelabError(f"data.device must be auto, null or a device name (cuda:0), got {device!r}.")
         check_number("data.num_classes", num_classes, minimum=1, integer=True)
         self.files = {**MNIST_FILES, **(files or {})}
         if not self.files["train_images"] or not self.files["test_images"]:
@@ -200,6 +219,7 @@ class IDXDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.device = device
         self.root: Path | None = None
         self.train_set: InMemoryImages | None = None
         self.val_set: InMemoryImages | None = None
@@ -209,13 +229,13 @@ class IDXDataModule(pl.LightningDataModule):
         return locate(self.data_dir, download, self.name, self.files, self.torchvision_dataset)
 
     def load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """One split, each IDX file checked against the format and its partner; images in [0, 1], labels
+        """One split, each IDX file checked against the format and its partner: grey levels (uint8), labels
         ``UNLABELED`` where the data set has no labels file."""
         prefix, raw = "train" if train else "test", self.root / self.name / "raw"
         labels_file = self.files.get(f"{prefix}_labels")
         images, labels = read_split(raw / self.files[f"{prefix}_images"], raw / labels_file if labels_file else None,
                                     self.num_classes)  # fmt: skip
-        return images.unsqueeze(1).float().div_(255.0).contiguous(), labels.long()
+        return images.unsqueeze(1).contiguous(), labels.long()
 
     def check_files(self) -> None:
         """Find (or download) and read every file now: a missing, truncated or mismatched one is one line before the
@@ -241,6 +261,20 @@ class IDXDataModule(pl.LightningDataModule):
             self.val_set = InMemoryImages(images[val_index], labels[val_index])
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = InMemoryImages(*self.load(train=False))
+        if (device := self.placement()) is not None:
+            for split in (self.train_set, self.val_set, self.test_set):
+                if split is not None:
+                    split.to(device)
+
+    def placement(self) -> torch.device | None:
+        """Where the splits live: ``data.device``; ``auto``, the trainer's device (a GPU run keeps MNIST on its GPU);
+        None (``null``, or with worker processes or pinned memory, which take CPU tensors): the CPU, the loader
+        copying each batch over."""
+        if self.device is None or self.num_workers > 0 or self.pin_memory:
+            return None
+        if self.device != "auto":
+            return torch.device(self.device)
+        return self.trainer.strategy.root_device if self.trainer is not None else None
 
     def _loader(self, dataset: InMemoryImages | None, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:
