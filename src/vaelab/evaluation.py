@@ -175,7 +175,8 @@ def evaluate_checkpoint(
     model = model.to(trainer.strategy.root_device).eval()
     # Every number of the report on the images the test saw (trainer.limit_test_batches may take the first few).
     tested = min(len(datamodule.test_set.labels), int(trainer.num_test_batches[0]) * datamodule.eval_batch_size)
-    images, labels = datamodule.test_set.images[:tested], datamodule.test_set.labels[:tested]
+    # On the CPU (the set may live on the GPU, data.device): the estimate moves its chunks to the model.
+    images, labels = datamodule.test_set.images[:tested].cpu(), datamodule.test_set.labels[:tested].cpu()
     folder = RunFolder.of_checkpoint(checkpoint_path)
     training = folder.read_metrics() if folder else {}
     metrics: dict[str, Any] = {
