@@ -51,25 +51,35 @@ class StepTimer(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.start_step:
+            synchronize(pl_module.device)
             self.started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step > self.start_step:
             self.images += len(batch[0])
-            self.ended = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        synchronize(pl_module.device)  # a GPU runs behind the host: the time is the GPU's
+        self.ended = time.perf_counter()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def time_plain_loop(cfg: DictConfig, datamodule, steps: int) -> float:
     """Images/s of the bare loop: shuffled in-memory batches, forward (under bf16 autocast when the trainer's
     precision is bf16-mixed, as Lightning runs it), backward, Adam step."""
     precision, _ = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).train()
+    model = build_model(cfg.model).to(device).train()
     optimizer = model.configure_optimizers()
-    images, labels = datamodule.train_set.images, datamodule.train_set.labels
+    images, labels = datamodule.train_set.images.to(device), datamodule.train_set.labels.to(device)
     batch_size = cfg.data.batch_size
-    order = torch.randperm(len(labels))
+    order = torch.randperm(len(labels), device=device)
     started = 0.0
     for step in range(WARMUP_STEPS + steps):
         if step == WARMUP_STEPS:
@@ -80,6 +90,7 @@ def time_plain_loop(cfg: DictConfig, datamodule, steps: int) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    synchronize(device)
     return steps * batch_size / (time.perf_counter() - started)
 
 
