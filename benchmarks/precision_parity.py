@@ -1,0 +1,48 @@
+"""The test loss of runs in float32 and in another precision, seeds as replicas: one row per model and precision
+(n, mean, std, 95 % interval of the mean), and per model whether the two means differ beyond the seeds' noise
+(Welch's t-test at 5 %, ``vaelab.replicas``) and by how much against the float32 spread.
+
+    vaelab-train -m model=vae,conv_vae,cond_conv_vae trainer.precision=32-true,auto seed=1,2,3
+    python benchmarks/precision_parity.py logs/train/multiruns/<that sweep> [more sweep folders] [--metric test/loss]
+
+Only completed runs count; each run's ``metrics.json`` says which precision it ran in (``auto`` resolved).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+from vaelab.replicas import differ_beyond_noise, spread
+from vaelab.run.folder import RunFolder, RunStatus, sweep_jobs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", nargs="+", type=Path, help="multirun folders")
+    parser.add_argument("--metric", default="test/loss")
+    args = parser.parse_args()
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for job in (RunFolder(path) for sweep in args.sweeps for path in sweep_jobs(sweep)):
+        if job.status()[0] != RunStatus.COMPLETED:
+            continue
+        metrics = job.read_metrics()
+        model = job.config_choices().get("model", "?")
+        values[(model, metrics["precision"])].append(metrics[args.metric])
+    print(f"| model | precision | n | {args.metric} mean | std | ci95 | vs 32-true |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    for model, precision in sorted(values, key=lambda key: (key[0], key[1] != "32-true", key[1])):
+        this, fp32 = spread(values[(model, precision)]), spread(values.get((model, "32-true"), []))
+        if precision == "32-true":
+            verdict = "-"
+        else:
+            beyond = differ_beyond_noise(this, fp32)
+            shift = f"{this.mean - fp32.mean:+.2f} = {(this.mean - fp32.mean) / fp32.std:+.2f} fp32 std"
+            verdict = f"{shift}, {'beyond' if beyond else 'within'} the seeds' noise"
+        row = [f"`{model}`", precision, str(this.n), *(f"{v:.2f}" for v in (this.mean, this.std, this.ci95)), verdict]
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
