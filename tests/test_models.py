@@ -197,3 +197,21 @@ def test_residual_blocks_add_depth_and_leave_the_reference_architecture_alone() 
     assert not any("blocks" in key for key in plain.state_dict())  # checkpoints of the default model load as before
     with pytest.raises(VaelabError, match="residual_blocks"):
         ConvVAE(residual_blocks=-1)
+
+
+def test_validation_and_test_run_in_float32_under_bf16_autocast() -> None:
+    """bf16-mixed (trainer.precision=auto on a bf16 CPU) trains under autocast; the numbers a run reports are float32."""
+    model = ConvVAE().eval()
+    images, labels = small_batch(16)
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    for stage in ("val", "test"):
+        model._reset_epoch(stage)
+        plain = model.step((images, labels), stage)
+        model._reset_epoch(stage)
+        with bf16:
+            under_autocast = model.step((images, labels), stage)
+        assert under_autocast.dtype == torch.float32 and torch.equal(under_autocast, plain)
+    noise = torch.Generator().manual_seed(0)
+    with bf16:  # training does run in bf16: the same call differs
+        trained = model.loss_terms(images, labels, noise)["loss"]
+    assert not torch.equal(trained, model.loss_terms(images, labels, torch.Generator().manual_seed(0))["loss"])

@@ -278,8 +278,7 @@ def test_non_finite_loss_stops_with_one_line(tiny_mnist: Path, tmp_path: Path) -
 def test_ddp_on_cpu_with_two_processes(tiny_mnist: Path, tmp_path: Path, ddp_alone: None) -> None:
     result = run_script("train.py", "model=vae", *FAST, "trainer.max_epochs=1", "trainer.strategy=ddp",
                         "trainer.devices=2", "trainer.accelerator=cpu", *tiny_data_overrides(tiny_mnist),
-                        "data.val_size=5", "trainer.precision=32-true",  # the recomputation below is float32
-                        f"hydra.run.dir={tmp_path}", timeout=300)  # fmt: skip
+                        "data.val_size=5", f"hydra.run.dir={tmp_path}", timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Run folder:") == 1  # rank 0 reports, rank 1 does not
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]

@@ -212,10 +212,10 @@ def evaluate_checkpoint(
     phase = "the IWAE estimate"
     try:
         if cfg.iwae_samples is not None:
+            # In float32 whatever trainer.precision: bf16 moved the estimate by 5 seed deviations (docs/performance.md).
             with progress_bar(f"IWAE, K={cfg.iwae_samples}", len(labels), "img") as bar:
-                with trainer.precision_plugin.forward_context():  # bf16 autocast where the trainer uses it
-                    log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None,
-                                                         cfg.iwae_samples, progress=bar.update)  # fmt: skip
+                log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None,
+                                                     cfg.iwae_samples, progress=bar.update)  # fmt: skip
             metrics["iwae_nll"] = -log_likelihood.mean().item()
             finish_phase(record, metrics, "iwae")
         phase = "the figures"
