@@ -4,13 +4,18 @@
 
     vaelab-train -m model=vae,conv_vae,cond_conv_vae trainer.precision=32-true,auto seed=1,2,3
     python benchmarks/precision_parity.py logs/train/multiruns/<that sweep> [more sweep folders] [--metric test/loss]
+    vaelab-eval runs='[<those sweeps>]' iwae_samples=null                  # each best checkpoint tested again
+    python benchmarks/precision_parity.py <those sweeps> --evaluation logs/eval/runs/<that evaluation>
 
-Only completed runs count; each run's ``metrics.json`` says which precision it ran in (``auto`` resolved).
+Only completed runs count; each run's ``metrics.json`` says which precision it trained in (``auto`` resolved). With
+``--evaluation``, a run's number is the evaluation's ``loss`` of its checkpoint (float32 whatever the precision)
+instead of the run's own metric.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,15 +27,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweeps", nargs="+", type=Path, help="multirun folders")
     parser.add_argument("--metric", default="test/loss")
+    parser.add_argument("--evaluation", type=Path, help="a vaelab-eval runs=[...] folder of these runs")
     args = parser.parse_args()
+    evaluated = {}  # training run folder -> the evaluation's loss of its checkpoint
+    for result in args.evaluation.glob("*/metrics.json") if args.evaluation else ():
+        metrics = json.loads(result.read_text())
+        evaluated[RunFolder.of_checkpoint(Path(metrics["checkpoint"])).path] = metrics["loss"]
     values: dict[tuple[str, str], list[float]] = defaultdict(list)
     for job in (RunFolder(path) for sweep in args.sweeps for path in sweep_jobs(sweep)):
         if job.status()[0] != RunStatus.COMPLETED:
             continue
         metrics = job.read_metrics()
         model = job.config_choices().get("model", "?")
-        values[(model, metrics["precision"])].append(metrics[args.metric])
-    print(f"| model | precision | n | {args.metric} mean | std | ci95 | vs 32-true |")
+        value = evaluated[job.path.resolve()] if args.evaluation else metrics[args.metric]
+        values[(model, metrics["precision"])].append(value)
+    name = "evaluation loss" if args.evaluation else args.metric
+    print(f"| model | trained in | n | {name} mean | std | ci95 | vs 32-true |")
     print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for model, precision in sorted(values, key=lambda key: (key[0], key[1] != "32-true", key[1])):
         this, fp32 = spread(values[(model, precision)]), spread(values.get((model, "32-true"), []))
