@@ -19,6 +19,7 @@ import time
 import torch
 
 from vaelab.data import IDXDataModule
+from vaelab.machine import matmul_ceiling
 from vaelab.models import VAE, CondConvVAE, ConvVAE
 from vaelab.models.probability import iwae_log_likelihood
 from vaelab.process import tune_malloc
@@ -26,18 +27,6 @@ from vaelab.run.checkpoints import load_model
 
 UNTRAINED = {"vae": VAE, "conv_vae": ConvVAE, "cond_conv_vae": CondConvVAE}
 DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
-
-
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a ``size`` x ``size`` matrix product in ``dtype`` on this process's threads (the best round)."""
-    a = torch.randn(size, size).to(dtype)
-    a @ a
-    best = 0.0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ a
-        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
-    return best
 
 
 def decoder_flop(model: torch.nn.Module) -> float:
@@ -80,7 +69,7 @@ def main() -> None:
     data.setup("test")
     images, labels = data.test_set.images[: args.images], data.test_set.labels[: args.images]
     flop = decoder_flop(model) * len(images) * args.samples
-    peaks = {precision: matmul_peak(DTYPES[precision]) for precision in args.precision}
+    peaks = {precision: matmul_ceiling(DTYPES[precision]) for precision in args.precision}
     print(f"{torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, {len(images)} images, "
           f"K={args.samples}, {flop / 1e12:.2f} TFLOP of decodes; matmul ceiling "
           + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items()), flush=True)  # fmt: skip

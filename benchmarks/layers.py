@@ -22,21 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelab.machine import matmul_ceiling
 from vaelab.models.networks import PixelLogits
 
 BATCH = 128
-
-
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a square matmul: what the CPU's cores do at best."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    torch.matmul(a, b)
-    best = 0.0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.matmul(a, b)
-        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
-    return best
 
 
 def subpixel_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -84,7 +73,7 @@ class PixelLogitsTaps(nn.Module):
         taps = F.pad(taps.permute(0, 3, 1, 2), (1, 1, 1, 1))  # [B, 9, H + 2, W + 2]
         logits = self.layer.bias.to(taps.dtype).view(1, 1, 1).expand(batch, height, width)
         for tap in range(9):
-            dy, dx = tap // 3, tap % 3  # logits[y, x] += taps[tap][y + 1 - dy + 1 ... ] in padded coordinates
+            dy, dx = tap // 3, tap % 3  # logits[y, x] += taps[tap][y + 1 - dy, x + 1 - dx], here in padded rows/columns
             logits = logits + taps[:, tap, 2 - dy : 2 - dy + height, 2 - dx : 2 - dx + width]
         return logits.unsqueeze(1)
 
@@ -136,7 +125,7 @@ def time_step(step: Callable[[], None], steps: int, repeats: int) -> float:
 
 def measure(precision: str, steps: int, repeats: int) -> dict:
     bf16 = precision == "bf16-mixed"
-    peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32)
+    peak = matmul_ceiling(torch.bfloat16 if bf16 else torch.float32)
     rows = []
     for name, layer, shape, macs, input_grad in layers():
         layer = layer.to(memory_format=torch.channels_last)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -28,6 +29,19 @@ def machine_facts(device: torch.device) -> dict[str, str | int]:
     if device.type == "cuda":
         facts["cuda"] = str(torch.version.cuda)
     return facts
+
+
+def matmul_ceiling(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a ``size`` x ``size`` matrix product in ``dtype`` on this process's threads, the best of ``repeats``:
+    what the cores do at best, the ceiling the benchmarks hold a layer or a step against."""
+    a = torch.randn(size, size).to(dtype)
+    a @ a
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ a
+        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return best
 
 
 def resolve_precision(precision: str | int, accelerator: str) -> tuple[str | int, str]:
