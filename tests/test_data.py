@@ -61,6 +61,8 @@ def test_the_splits_live_on_the_trainers_device_as_grey_levels(tiny_mnist: Path)
         images, labels = next(iter(loader))
         assert images.device.type == labels.device.type == "meta" and images.dtype == torch.float32
     assert make_datamodule(tiny_mnist, device=None).val_set.pixels.device.type == "cpu"  # data.device=null
+    with pytest.raises(VaelabError, match="^data.device must be auto, null or a device name"):
+        make_datamodule(tiny_mnist, device="gpuu")
 
 
 def test_split_is_seeded(tiny_mnist: Path) -> None:

@@ -194,8 +194,13 @@ class IDXDataModule(pl.LightningDataModule):
             # val_size >= 1: checkpoints are chosen by validation loss.
             check_number(f"data.{key}", value, minimum=1, integer=True)
         check_number("data.num_workers", num_workers, minimum=0, integer=True)
-        if device not in (None, "auto") and not isinstance(device, str):
-            raise VaelabError(f"data.device must be auto, null or a device name (cuda:0), got {device!r}.")
+        if device not in (None, "auto"):
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError):
+                raise VaelabError(
+                    f"data.device must be auto, null or a device name (cpu, cuda:0), got {device!r}."
+                ) from None
         check_number("data.num_classes", num_classes, minimum=1, integer=True)
         self.files = {**MNIST_FILES, **(files or {})}
         if not self.files["train_images"] or not self.files["test_images"]:
