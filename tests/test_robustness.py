@@ -360,6 +360,46 @@ def test_an_interrupt_inside_an_epoch_resumes_to_the_uninterrupted_history(
         assert [r[name] for r in rows[resumed]] == pytest.approx([r[name] for r in rows[straight]], abs=1e-4), name
 
 
+@pytest.mark.parametrize("sigterm", [False, True])
+def test_an_interrupted_test_keeps_the_fit_and_resume_runs_the_test(
+    sigterm: bool, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C (or SIGTERM) in the test after fit: last.ckpt stays the end of the fit (the test holds the best
+    epoch's weights), metrics.json says the test was interrupted, ``resume=`` runs the test alone and gives the
+    uninterrupted run's numbers, and a longer resume trains on from the last epoch as if nothing happened."""
+    common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1",
+              "trainer.check_val_every_n_epoch=2", "test=true", "logger=none", *NO_FIGURES,
+              *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    expected = train(compose_config("train", [*common, "trainer.max_epochs=3"], straight))
+    stop = f"+callbacks.stop={{_target_:helpers.StopAt,hook:on_test_batch_end,epoch:null,batch:0,sigterm:{sigterm}}}"
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted, match="during the test; the fit is complete and kept: resume="):
+        train(compose_config("train", [*common, "trainer.max_epochs=3", stop], stopped))
+    signal.signal(signal.SIGINT, handler)
+    last = {run: torch.load(run / "checkpoints" / "last.ckpt", weights_only=True) for run in (straight, stopped)}
+    assert last[stopped]["global_step"] == 12
+    for name, weight in last[straight]["state_dict"].items():
+        assert torch.equal(last[stopped]["state_dict"][name], weight), name
+    record = RunFolder(stopped).read_metrics()
+    assert record["status"] == "interrupted" and record["phase"] == "test" and record["epochs"] == 3
+    assert record["val/loss"] == pytest.approx(expected["val/loss"]) and "test/loss" not in record
+
+    metrics = train(compose_config("train", [*common, "trainer.max_epochs=3", f"resume={stopped}"], stopped))
+    assert metrics["status"] == "completed" and metrics["epochs"] == 3
+    for name in ("test/loss", "test/recon", "test/kl", "val/loss"):
+        assert metrics[name] == pytest.approx(expected[name], abs=1e-5), name
+    assert RunFolder(stopped).read_metrics()["test/loss"] == pytest.approx(expected["test/loss"], abs=1e-5)
+    assert len(RunFolder(stopped).read_history()) == len(RunFolder(straight).read_history())
+    with pytest.raises(VaelabError, match="already trained 3 epochs"):  # tested now: nothing left to do
+        train(compose_config("train", [*common, "trainer.max_epochs=3", f"resume={stopped}"], stopped))
+
+    longer = [*common, "trainer.max_epochs=4"]
+    assert train(compose_config("train", [*longer, f"resume={straight}"], straight))["train/loss"] == pytest.approx(
+        train(compose_config("train", [*longer, f"resume={stopped}"], stopped))["train/loss"], abs=1e-5
+    )
+
+
 def test_fit_time_is_the_fit_alone_with_the_best_checkpoint_tested(tiny_mnist: Path, tmp_path: Path) -> None:
     """Testing restores the best checkpoint, Timer state included: fit_seconds must not count its time twice."""
     marks = tmp_path / "marks"

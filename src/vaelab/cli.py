@@ -71,7 +71,8 @@ def run_job(task: str, cfg: DictConfig, check: Callable[[DictConfig], None]) -> 
         line = str(cause) if cause is not None else ": ".join([type(error).__name__, *first])
         log.error("error: %s", line)
         interrupted = isinstance(cause, Interrupted)  # Ctrl-C or SIGTERM (a pre-emption): stop the sweep
-        folder.record_failure(line, interrupted, details="" if cause is not None else traceback.format_exc())
+        if not (interrupted and cause.recorded):  # training records its own, with what the fit measured
+            folder.record_failure(line, interrupted, details="" if cause is not None else traceback.format_exc())
         if interrupted:
             raise SystemExit(1) from None
         return None

@@ -18,7 +18,12 @@ class VaelabError(Exception):
 
 
 class Interrupted(VaelabError):
-    """The run was stopped from outside (Ctrl-C, SIGTERM) after saving a resumable checkpoint."""
+    """The run was stopped from outside (Ctrl-C, SIGTERM) after saving what it can go on from; ``recorded``: its
+    folder's ``metrics.json`` already says so."""
+
+    def __init__(self, message: str, recorded: bool = False) -> None:
+        super().__init__(message)
+        self.recorded = recorded
 
 
 def exit_with_error(message: object) -> NoReturn:

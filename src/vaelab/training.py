@@ -70,7 +70,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if run.status == RunStatus.UNTRAINED:
                 log.warning("no batch was trained (trainer.limit_train_batches=0?): status untrained, nothing tested")
             elif cfg.get("test") and run.status == RunStatus.COMPLETED:
-                metrics.update(test(run, checkpoints["best"] or None))
+                fit_record = {**metrics, "epochs": run.trainer.current_epoch, **timing}
+                metrics.update(test(run, checkpoints["best"] or None, fit_record))
         return report(run, metrics, checkpoints, timing)
 
 
@@ -106,16 +107,19 @@ def build(cfg: DictConfig) -> Run:
 
 
 def fit(run: Run) -> dict[str, float]:
-    """``trainer.fit``, with Ctrl-C, SIGTERM and a diverged loss turned into one-line errors; the final metrics."""
+    """``trainer.fit``, with Ctrl-C, SIGTERM and a diverged loss turned into one-line errors; the final metrics.
+    A resume of a run whose fit had finished (``ResumePlan.test_only``) restores its state and trains nothing."""
+    if run.resume and run.resume.test_only:
+        run.trainer.num_sanity_val_steps = 0  # nothing trains: no validation to check
     try:
         run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume.checkpoint if run.resume else None,
                         weights_only=True)  # fmt: skip
     except SIGTERMException:
-        raise Interrupted(f"stopped by SIGTERM; resume with resume={run.folder.path}") from None
+        raise interrupted(run, f"stopped by SIGTERM; resume with resume={run.folder.path}", "fit") from None
     except SystemExit:  # Lightning's exit after Ctrl-C, once InterruptCheckpoint has saved the state
         if not run.trainer.interrupted:
             raise
-        raise Interrupted(f"stopped by Ctrl-C; resume with resume={run.folder.path}") from None
+        raise interrupted(run, f"stopped by Ctrl-C; resume with resume={run.folder.path}", "fit") from None
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
@@ -132,11 +136,26 @@ def fit(run: Run) -> dict[str, float]:
     except NonFiniteLossError as error:
         last = run.folder.last_checkpoint if run.folder.last_checkpoint.is_file() else "none saved yet"
         raise VaelabError(f"{error}; last good checkpoint: {last}") from None
+    if run.resume and run.resume.test_only:
+        return recorded_fit_metrics(run.folder)
     return scalar_metrics(run.trainer.callback_metrics)
 
 
-def test(run: Run, best: str | None) -> dict[str, float]:
-    """Test the best checkpoint (the current weights when none was recorded) on the test split."""
+def recorded_fit_metrics(folder: RunFolder) -> dict[str, float]:
+    """What a finished fit measured, read back for a resume that only tests: the interrupted test's record, else
+    (the process died) the latest value of each column of ``history.csv``."""
+    record = folder.read_metrics()
+    if record.get("phase") == "test":
+        return {name: value for name, value in record.items() if "/" in name and isinstance(value, (int, float))}
+    latest: dict[str, float] = {}
+    for row in folder.read_history():
+        latest.update({name: value for name, value in row.items() if "/" in name and math.isfinite(value)})
+    return dict(sorted(latest.items()))
+
+
+def test(run: Run, best: str | None, fit_metrics: dict[str, float]) -> dict[str, float]:
+    """Test the best checkpoint (the current weights when none was recorded) on the test split. Ctrl-C or SIGTERM
+    here keeps the fit (``last.ckpt`` is its end) and records it: ``resume=`` then runs the test alone."""
     if best is None:
         log.warning("no best checkpoint recorded: testing the current weights")
     else:  # the path comes from the checkpoint's callback state: read it as untrusted, like any user file
@@ -144,8 +163,25 @@ def test(run: Run, best: str | None) -> dict[str, float]:
         check_resumable(best_state, run.model, best)
         for logger in hooks(run.trainer.loggers):
             logger.before_test(int(best_state.get("global_step", 0)), int(best_state.get("epoch", 0)))
-    run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best, weights_only=True)
+    try:
+        run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best, weights_only=True)
+    except (SystemExit, SIGTERMException) as error:
+        if isinstance(error, SystemExit) and not run.trainer.interrupted:
+            raise
+        signal_name = "SIGTERM" if isinstance(error, SIGTERMException) else "Ctrl-C"
+        line = (f"stopped by {signal_name} during the test; the fit is complete and kept: resume={run.folder.path} "
+                "runs the test")  # fmt: skip
+        raise interrupted(run, line, "test", fit_metrics) from None
     return scalar_metrics(run.trainer.callback_metrics)
+
+
+def interrupted(run: Run, line: str, phase: str, metrics: dict[str, float] | None = None) -> Interrupted:
+    """The ``Interrupted`` error of ``line``, once ``metrics.json`` records it: status interrupted, the phase (fit or
+    test) and what the fit measured."""
+    if run.trainer.is_global_zero:
+        measured = {"phase": phase, "epochs": run.trainer.current_epoch, **(metrics or {})}
+        run.folder.record_failure(line, interrupted=True, measured=measured)
+    return Interrupted(line, recorded=True)
 
 
 def report(

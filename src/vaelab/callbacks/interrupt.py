@@ -15,8 +15,8 @@ from vaelab.run.folder import RunFolder
 
 
 class InterruptCheckpoint(pl.Callback):
-    """On KeyboardInterrupt or SIGTERM, write the current state (mid-epoch included) as the run's last checkpoint;
-    other exceptions (a non-finite loss, a bug) save nothing: the last good checkpoint stays as it was."""
+    """On KeyboardInterrupt or SIGTERM during fit, write the current state (mid-epoch included) as the run's last
+    checkpoint (an interrupt of the test after fit writes none); other exceptions (a non-finite loss, a bug) save nothing: the last good checkpoint stays as it was."""
 
     def __init__(self, run_dir: str) -> None:
         self.path = RunFolder(Path(run_dir)).last_checkpoint
@@ -52,7 +52,9 @@ class InterruptCheckpoint(pl.Callback):
         self._ctrl_c = False  # handled: Lightning stops the run
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.sanity_checking:
             return
-        if trainer.state.fn == TrainerFn.FITTING and trainer.validating:
+        if trainer.state.fn != TrainerFn.FITTING:  # the test after fit holds the best checkpoint's weights, not the
+            return  # training state: last.ckpt stays the end of the fit
+        if trainer.validating:
             validation_restarts_on_resume(trainer)
         trainer.save_checkpoint(self.path, weights_only=False)  # the full training state (saving, not loading)
         rank_zero_info(f"Interrupted: training state saved to {self.path}")

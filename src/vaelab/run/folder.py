@@ -157,10 +157,14 @@ class RunFolder:
         metrics = self.read_metrics()
         return (str(metrics.get("status", RunStatus.COMPLETED)), "") if metrics else (RunStatus.UNFINISHED, "")
 
-    def record_failure(self, line: str, interrupted: bool = False, details: str = "") -> None:
+    def record_failure(
+        self, line: str, interrupted: bool = False, details: str = "", measured: dict[str, Any] | None = None
+    ) -> None:
         """The one place a folder's failure is written: ``metrics.json`` (``failed`` or ``interrupted``, with the
-        line) and, for a failure, ``FAILED`` (the line, then ``details``: the traceback of an unexpected error)."""
-        self.write_metrics({"status": RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED, "error": line})
+        line and what was ``measured`` before) and, for a failure, ``FAILED`` (the line, then ``details``: the
+        traceback of an unexpected error)."""
+        status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
+        self.write_metrics({"status": status, "error": line, **(measured or {})})
         if not interrupted:
             write_atomic(self.failed_file, line + "\n" + (f"\n{details}" if details else ""))
 

@@ -22,7 +22,7 @@ from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 
 from vaelab.errors import VaelabError
-from vaelab.run.folder import JOB_RECORD, RunFolder
+from vaelab.run.folder import JOB_RECORD, RunFolder, RunStatus
 
 if TYPE_CHECKING:  # this module runs before Hydra parses the command line: torch and Lightning load later
     import lightning.pytorch as pl
@@ -123,10 +123,12 @@ def parse(line: str) -> Override | None:
 @dataclass(frozen=True)
 class ResumePlan:
     """Where a run goes on from: the checkpoint ``fit`` restores, and its global step (the loggers keep what was
-    logged before it, ``history.csv`` its rows up to it)."""
+    logged before it, ``history.csv`` its rows up to it). ``test_only``: the fit had finished and its test had not
+    (interrupted, or the process died): ``fit`` restores the state and trains nothing, then the test runs."""
 
     checkpoint: str
     step: int
+    test_only: bool = False
 
 
 def requeued_folder(cfg: DictConfig) -> str | None:
@@ -160,8 +162,25 @@ def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None
         return None
     checkpoint = read_checkpoint(path, trusted=trusted)
     check_resumable(checkpoint, model, path)
+    step = int(checkpoint.get("global_step", 0))
+    if resume and cfg.get("test") and fit_finished(checkpoint, cfg) and not tested(RunFolder(Path(resume))):
+        log.info("resume=%s: the fit finished, its test did not: testing the best checkpoint", resume)
+        return ResumePlan(str(path), step, test_only=True)
     check_trains_more(checkpoint, cfg, f"resume={resume}" if resume else f"ckpt_path={path}")
-    return ResumePlan(str(path), int(checkpoint.get("global_step", 0)))
+    return ResumePlan(str(path), step)
+
+
+def fit_finished(checkpoint: dict, cfg: DictConfig) -> bool:
+    """True when going on from ``checkpoint`` would train nothing: it reached ``trainer.max_epochs`` or
+    ``max_steps``."""
+    done, step = epochs_done(checkpoint), int(checkpoint.get("global_step", 0))
+    max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps") or -1
+    return (done is not None and isinstance(max_epochs, int) and done >= max_epochs) or 0 < max_steps <= step
+
+
+def tested(run: RunFolder) -> bool:
+    """True when the run's ``metrics.json`` records a finished run (its test done, or ``test=false``)."""
+    return run.read_metrics().get("status") in (RunStatus.COMPLETED, RunStatus.PRUNED, RunStatus.UNTRAINED)
 
 
 def epochs_done(checkpoint: dict) -> int | None:
