@@ -210,16 +210,16 @@ def start_long_run(tiny_mnist: Path, run_dir: Path) -> subprocess.Popen:
 
 class StopAt:
     """A callback that raises KeyboardInterrupt (what Ctrl-C raises; with ``sigterm``, what Lightning raises once a
-    SIGTERM arrived) in ``hook`` at ``epoch`` (None: any)/``batch``: an interrupt landing at an exact point of a run, for
+    SIGTERM arrived) in ``hook`` at ``epoch`` (None: any)/``batch`` (of the sanity check with ``sanity``): an interrupt landing at an exact point of a run, for
     ``+callbacks.stop={_target_:helpers.StopAt,...}``."""
 
-    def __new__(cls, hook: str, epoch: int | None, batch: int, sigterm: bool = False):  # built on demand (torch)
+    def __new__(cls, hook: str, epoch: int | None, batch: int, sigterm: bool = False, sanity: bool = False):
         import lightning.pytorch as pl
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         def stop(self, trainer, module, outputs_or_batch, batch_or_index, *rest) -> None:
             index = rest[0] if hook.endswith("_end") else batch_or_index
-            if epoch in (None, trainer.current_epoch) and index == batch and not trainer.sanity_checking:
+            if epoch in (None, trainer.current_epoch) and index == batch and trainer.sanity_checking == sanity:
                 raise SIGTERMException if sigterm else KeyboardInterrupt
 
         return type("StopAtHook", (pl.Callback,), {hook: stop})()

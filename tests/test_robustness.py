@@ -400,6 +400,29 @@ def test_an_interrupted_test_keeps_the_fit_and_resume_runs_the_test(
     )
 
 
+@pytest.mark.parametrize("again", ["resume", "new run"])
+def test_a_run_stopped_in_its_sanity_check_starts_again_in_its_folder(
+    again: str, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C before the first checkpoint: the line says nothing was saved, metrics.json says interrupted, and both
+    ``resume=`` and a new run into the folder train it from the beginning, as if it had never started."""
+    common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+              "test=false", "logger=none", *NO_FIGURES, "trainer.max_epochs=2", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    expected = train(compose_config("train", common, straight))
+    stop = "+callbacks.stop={_target_:helpers.StopAt,hook:on_validation_batch_end,epoch:0,batch:0,sanity:true}"
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted, match=f"nothing was saved yet: start it again with resume={stopped}$"):
+        train(compose_config("train", [*common, stop], stopped))
+    signal.signal(signal.SIGINT, handler)
+    assert RunFolder(stopped).read_metrics()["status"] == "interrupted"
+    assert not list(stopped.glob("checkpoints/*.ckpt"))
+    overrides = [*common, f"resume={stopped}"] if again == "resume" else common
+    metrics = train(compose_config("train", overrides, stopped))
+    assert metrics["status"] == "completed" and metrics["train/loss"] == pytest.approx(expected["train/loss"])
+    assert [row["epoch"] for row in RunFolder(stopped).read_history()] == [0, 1]
+
+
 def test_fit_time_is_the_fit_alone_with_the_best_checkpoint_tested(tiny_mnist: Path, tmp_path: Path) -> None:
     """Testing restores the best checkpoint, Timer state included: fit_seconds must not count its time twice."""
     marks = tmp_path / "marks"

@@ -114,12 +114,14 @@ def fit(run: Run) -> dict[str, float]:
     try:
         run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume.checkpoint if run.resume else None,
                         weights_only=True)  # fmt: skip
-    except SIGTERMException:
-        raise interrupted(run, f"stopped by SIGTERM; resume with resume={run.folder.path}", "fit") from None
-    except SystemExit:  # Lightning's exit after Ctrl-C, once InterruptCheckpoint has saved the state
-        if not run.trainer.interrupted:
+    except (SystemExit, SIGTERMException) as error:  # SystemExit: Lightning's exit after Ctrl-C
+        if isinstance(error, SystemExit) and not run.trainer.interrupted:
             raise
-        raise interrupted(run, f"stopped by Ctrl-C; resume with resume={run.folder.path}", "fit") from None
+        # InterruptCheckpoint has saved the state, unless the sanity check was running: nothing to go on from.
+        signal_name = "SIGTERM" if isinstance(error, SIGTERMException) else "Ctrl-C"
+        saved = run.folder.last_checkpoint.is_file()
+        then = "resume with" if saved else "nothing was saved yet: start it again with"
+        raise interrupted(run, f"stopped by {signal_name}; {then} resume={run.folder.path}", "fit") from None
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise

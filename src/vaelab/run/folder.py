@@ -99,6 +99,12 @@ class RunFolder:
         records = (self.path / CONFIG_RECORD, self.metrics_file, self.history_file)
         return any(path.is_file() for path in records) or any(self.checkpoints.glob("*.ckpt"))
 
+    def stopped_before_first_checkpoint(self) -> bool:
+        """True when the run was interrupted before it saved any checkpoint (in its sanity check, say): nothing to
+        resume, so ``resume=`` (or a new run in the folder) starts it again from the beginning."""
+        interrupted = self.read_metrics().get("status") == RunStatus.INTERRUPTED
+        return interrupted and not any(self.checkpoints.glob("*.ckpt"))
+
     def best_checkpoint(self) -> Path:
         """The newest ``best*.ckpt``, else ``last.ckpt`` (a run that never validated); one line without either."""
         best = sorted(self.checkpoints.glob(BEST_CHECKPOINTS)) or [self.last_checkpoint]

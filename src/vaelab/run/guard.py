@@ -113,7 +113,8 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
         holder = _read_holder(descriptor)
         os.close(descriptor)
         raise VaelabError(f"{folder} is in use by {holder}; wait for it to end, or pass another folder.") from None
-    if not resuming and not new_job and RunFolder(folder).holds_run():
+    run = RunFolder(folder)
+    if not resuming and not new_job and run.holds_run() and not run.stopped_before_first_checkpoint():
         os.close(descriptor)
         raise VaelabError(
             f"{folder} already holds a run; pass resume={folder} to continue it, or another folder "

@@ -152,7 +152,11 @@ def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None
                     RunFolder(Path(resume)).last_checkpoint)  # fmt: skip
     if resume:
         trusted.append(model.checkpoint_name())  # the run's own checkpoints hold the class it builds
-        last = RunFolder(Path(resume)).last_checkpoint
+        run = RunFolder(Path(resume))
+        if run.stopped_before_first_checkpoint():
+            log.info("resume=%s: the run was stopped before its first checkpoint: starting it again", resume)
+            return None
+        last = run.last_checkpoint
         if not last.is_file():
             raise VaelabError(f"resume={resume}: no {last.relative_to(resume)} in that run folder.")
         path = str(last)
