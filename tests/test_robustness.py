@@ -212,6 +212,44 @@ def test_resume_goes_on_with_the_runs_own_overrides(tmp_path: Path) -> None:
     assert job["note"] == "changed"
 
 
+def test_resume_goes_on_with_the_runs_own_config_not_todays_files(tiny_mnist: Path, tmp_path: Path) -> None:
+    """An experiment file edited after the run started changes nothing on resume=: the run's record (its
+    .hydra/config.yaml) plus the overrides given now; the record gains the resume and keeps what it held."""
+    user = tmp_path / "conf"
+    (user / "experiment").mkdir(parents=True)
+    experiment = user / "experiment" / "mine.yaml"
+    experiment.write_text("# @package _global_\nmodel:\n  beta: 0.5\n")
+    run = tmp_path / "run"
+    common = ["--config-dir", str(user), "model=vae", "experiment=mine", "data.batch_size=50", "logger=none",
+              "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false", *NO_FIGURES,
+              *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    first = run_inline("train.py", *common, "trainer.max_epochs=1", f"hydra.run.dir={run}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    experiment.write_text("# @package _global_\nmodel:\n  beta: 4.0\n")
+    resumed = run_inline("train.py", "--config-dir", str(user), f"resume={run}", "trainer.max_epochs=2")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["beta"] == 0.5
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    assert config["model"]["beta"] == 0.5 and config["trainer"]["max_epochs"] == 2 and config["resume"] == str(run)
+    entries = yaml.safe_load((run / ".hydra" / "resumes.yaml").read_text())
+    assert [entry["overrides"] for entry in entries] == [[f"resume={run}", "trainer.max_epochs=2"]]
+    # A group that sets keys across the config cannot change on resume: one line, and the record is as it was.
+    before = {name: (run / ".hydra" / name).read_bytes() for name in ("config.yaml", "resumes.yaml")}
+    refused = run_inline("train.py", "--config-dir", str(user), f"resume={run}", "trainer.max_epochs=3", "debug=fast")
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == (
+        "error: resume: debug=fast cannot change when a run goes on (the group sets keys across the config); "
+        "give the keys you want changed instead."
+    )
+    assert {name: (run / ".hydra" / name).read_bytes() for name in before} == before
+    # A group with its own package changes that package: trainer=cpu again, with the recorded keys given now.
+    again = run_inline("train.py", "--config-dir", str(user), f"resume={run}", "trainer=cpu", "trainer.max_epochs=3",
+                       "trainer.limit_train_batches=2", "trainer.limit_val_batches=1")  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    entries = yaml.safe_load((run / ".hydra" / "resumes.yaml").read_text())
+    assert len(entries) == 2 and "trainer=cpu" in entries[1]["overrides"]
+    assert [row["epoch"] for row in RunFolder(run).read_history()] == [0, 1, 2]
+
+
 def test_resume_with_an_unreadable_record_of_overrides_is_one_line(tmp_path: Path) -> None:
     run = write_run_record(tmp_path / "run", {"model": "vae"})
     result = run_inline("train.py", f"resume={run}")

@@ -12,19 +12,21 @@ import logging
 import os
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
+import yaml
 from omegaconf import DictConfig
 
 from vaelab.checks import check_eval_settings, check_train_settings
 from vaelab.errors import Interrupted, VaelabError, exit_with_error, require, user_error
 from vaelab.run import guard as run_guard
-from vaelab.run.folder import RunFolder, in_multirun
-from vaelab.run.resume import with_run_overrides
+from vaelab.run.folder import CONFIG_RECORD, JOB_RECORD, RunFolder, in_multirun
+from vaelab.run.resume import with_given_overrides, with_run_overrides
 
 log = logging.getLogger(__name__)
 CONFIG_PATH = "conf"  # beside this file: vaelab/conf
@@ -46,13 +48,22 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_tip)
 
 
-def run_job(task: str, cfg: DictConfig, check: Callable[[DictConfig], None]) -> Any:
-    """``check(cfg)``, then the function ``task`` names (``module:function``) on ``cfg``, errors reported as the module
-    docstring says (``HYDRA_FULL_ERROR=1``: with tracebacks, as Hydra does); None when a sweep job failed."""
+def run_job(
+    task: str,
+    cfg: DictConfig,
+    check: Callable[[DictConfig], None],
+    resumed: Callable[[DictConfig], DictConfig] | None = None,
+) -> Any:
+    """``check(cfg)``, then the function ``task`` names (``module:function``) on ``cfg`` (on ``resumed(cfg)`` when
+    ``resume=`` names the job's folder), errors reported as the module docstring says (``HYDRA_FULL_ERROR=1``: with
+    tracebacks, as Hydra does); None when a sweep job failed."""
     folder = RunFolder(Path(cfg.paths.output_dir))
     try:
         # Before torch and Lightning load (~7 s): a refused setting answers at once, the folder's record put back.
-        with run_guard.writing(folder.path, resuming=run_guard.resumes(folder.path, cfg.get("resume"))):
+        resuming = run_guard.resumes(folder.path, cfg.get("resume"))
+        with run_guard.writing(folder.path, resuming=resuming):
+            if resuming and resumed is not None:
+                cfg = resumed(cfg)
             check(cfg)
         quiet_lightning()
         module, function = task.split(":")
@@ -78,10 +89,48 @@ def run_job(task: str, cfg: DictConfig, check: Callable[[DictConfig], None]) -> 
         return None
 
 
+def config_of_resumed_run(cfg: DictConfig) -> DictConfig:
+    """A resumed run's configuration: its own record, with what the overrides given now set
+    (``resume.with_given_overrides``); the record gains the resume (``RunFolder.record_resume``). A run folder
+    without Hydra's record (a run started from Python) goes on with ``cfg``."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    folder = RunFolder(Path(cfg.paths.output_dir))
+    before = run_guard.record_before(folder.path)  # as it was before Hydra wrote this job's record
+    text, recorded_overrides = before.get(CONFIG_RECORD), before.get(JOB_RECORD)
+    if text is None or not HydraConfig.initialized():
+        return cfg
+    try:
+        recorded = OmegaConf.create(text.decode())
+        overrides = yaml.safe_load(recorded_overrides or b"[]") or []
+    except Exception:  # noqa: BLE001 (YAML, OmegaConf and decoding errors: one line for any)
+        raise VaelabError(f"resume={cfg.resume}: {folder.path / CONFIG_RECORD} is not readable as a config; start "
+                          "a new run with the run's settings and ckpt_path= instead.") from None  # fmt: skip
+    hydra_cfg = HydraConfig.get()
+    given = [line for line in hydra_cfg.overrides.task if line not in overrides]
+    packages = {group: group_package(group, choice) for group, choice in hydra_cfg.runtime.choices.items()
+                if isinstance(choice, str) and not group.startswith("hydra/")}  # fmt: skip
+    effective = with_given_overrides(recorded, cfg, given, packages)
+    folder.record_resume(OmegaConf.to_yaml(effective), given, time.strftime("%Y-%m-%d %H:%M:%S"))
+    return effective
+
+
+def group_package(group: str, choice: str) -> str | None:
+    """The package (dotted key) that the config ``<group>/<choice>`` fills, from its ``# @package`` header; None for
+    ``_global_``."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    loaded = GlobalHydra.instance().config_loader().repository.load_config(f"{group}/{choice}")
+    header = (loaded.header.get("package") if loaded is not None else None) or "_group_"
+    package = header.replace("_group_", group.replace("/", "."))
+    return None if package == "_global_" else package.removeprefix("_global_.")
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _train_job(cfg: DictConfig) -> float | None:
     # None: a sweep job that failed (recorded in its folder).
-    metrics = run_job("vaelab.training:train", cfg, check_train_settings)
+    metrics = run_job("vaelab.training:train", cfg, check_train_settings, resumed=config_of_resumed_run)
     # optimized_metric is checked against the metrics a run logs before it trains (checks.check_optimized_metric).
     return metrics.get(cfg.get("optimized_metric")) if metrics else None
 

@@ -1,6 +1,7 @@
 """The layout of a run folder: what ``train.py`` writes there, and what evaluation and sweep summaries read back.
 
-    <run>/.hydra/                  Hydra's record of the job: config.yaml, hydra.yaml (choices), overrides.yaml
+    <run>/.hydra/                  Hydra's record of the job: config.yaml, hydra.yaml (choices), overrides.yaml;
+                                   resumes.yaml: each resume= and the overrides it gave (config.yaml has them)
     <run>/checkpoints/             best-epochNNN.ckpt (lowest val/loss), last.ckpt (end of the latest epoch)
     <run>/history.csv              one row per epoch: epoch, step and the epoch means of train/* and val/*
     <run>/metrics.json             the final metrics and facts, with "status" (a ``RunStatus``)
@@ -41,6 +42,7 @@ FAILED_FILE = "FAILED"
 JOB_RECORD = ".hydra/overrides.yaml"  # every folder Hydra ran a job in has one
 CONFIG_RECORD = ".hydra/config.yaml"
 HYDRA_RECORD = ".hydra/hydra.yaml"
+RESUME_RECORD = ".hydra/resumes.yaml"  # each resume= of the run: when, and the overrides it gave
 SWEEP_RECORD = "multirun.yaml"  # in a sweep folder: Hydra's record of the sweep
 SWEEP_CONFIGS = ".configs"  # in a sweep folder: the config folders as they were when it started
 MLFLOW_RUN_ID_FILE = "mlflow_run_id"  # a run resumed in place goes on in the same MLflow run
@@ -173,6 +175,14 @@ class RunFolder:
         self.write_metrics({"status": status, "error": line, **(measured or {})})
         if not interrupted:
             write_atomic(self.failed_file, line + "\n" + (f"\n{details}" if details else ""))
+
+    def record_resume(self, config_yaml: str, given: list[str], when: str) -> None:
+        """A resume's record: ``config.yaml`` becomes the configuration it goes on with, and ``resumes.yaml`` gains
+        an entry with the overrides given (the earlier entries, and the run's first overrides, stay)."""
+        earlier = _read_yaml(self.path / RESUME_RECORD)
+        entries = [*(earlier if isinstance(earlier, list) else []), {"resumed": when, "overrides": given}]
+        write_atomic(self.path / CONFIG_RECORD, config_yaml)
+        write_atomic(self.path / RESUME_RECORD, yaml.safe_dump(entries, sort_keys=False))
 
     def unreadable_files(self, *names: str) -> list[str]:
         """The record files (all, or those in ``names``: only those are read, ~20 ms for Hydra's) present but not

@@ -22,10 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaelab.errors import VaelabError, make_folder
-from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, SWEEP_RECORD, RunFolder, write_atomic
+from vaelab.run.folder import (
+    CONFIG_RECORD,
+    HYDRA_RECORD,
+    JOB_RECORD,
+    RESUME_RECORD,
+    SWEEP_RECORD,
+    RunFolder,
+    write_atomic,
+)
 
 LOCK_FILE = ".vaelab.lock"
-RECORD_FILES = (CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, "config_tree.log")
+RECORD_FILES = (CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RESUME_RECORD, "config_tree.log")
 LOG_SUFFIX = ".log"
 
 
@@ -147,6 +155,13 @@ def writing(folder: Path, resuming: bool) -> Iterator[Callable[[], None]]:
     finally:
         if held is None:
             release(claimed.folder)
+
+
+def record_before(folder: Path) -> dict[str, bytes | None]:
+    """The record files of ``folder`` as they were when this process claimed it (before Hydra rewrote them); {} once
+    the run committed, or without a claim."""
+    claimed = _held.get(folder.resolve())
+    return dict(claimed.record) if claimed else {}
 
 
 def release(folder: Path) -> None:

@@ -8,6 +8,7 @@ resumes as a single run.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -118,6 +119,37 @@ def parse(line: str) -> Override | None:
         return _parser().parse_overrides([line])[0]
     except HydraException:
         return None
+
+
+def with_given_overrides(recorded: DictConfig, composed: DictConfig, given: list[str],
+                         packages: dict[str, str | None]) -> DictConfig:  # fmt: skip
+    """The configuration a resumed run goes on with: its own record (``recorded``, the ``.hydra/config.yaml`` it
+    started with), with what the overrides ``given`` now set taken from ``composed`` (today's composition of the
+    run's overrides and these): a config file edited since the run started changes nothing else. ``packages``: the
+    package of each config group (None: ``_global_``, whose keys cannot be told apart; refused)."""
+    from omegaconf import OmegaConf
+
+    effective = recorded.copy()
+    for line in given:
+        override = parse(line)
+        if override is None or override.key_or_group.split(".")[0] in ("hydra", *NOT_TAKEN_OVER[1:]):
+            continue
+        key = override.key_or_group
+        if key in packages:  # a group choice: the whole package it fills
+            key = override.package or packages[key] or ""
+            if not key:
+                raise VaelabError(f"resume: {line} cannot change when a run goes on (the group sets keys across "
+                                  "the config); give the keys you want changed instead.")  # fmt: skip
+        if override.is_delete():
+            parent, _, name = key.rpartition(".")
+            node = OmegaConf.select(effective, parent) if parent else effective
+            if node is not None and name in node:
+                del node[name]
+            continue
+        value = copy.deepcopy(OmegaConf.select(composed, key, default=None))
+        OmegaConf.update(effective, key, value, merge=False, force_add=True)
+    OmegaConf.set_struct(effective, True)
+    return effective
 
 
 @dataclass(frozen=True)
