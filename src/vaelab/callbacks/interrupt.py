@@ -16,7 +16,8 @@ from vaelab.run.folder import RunFolder
 
 class InterruptCheckpoint(pl.Callback):
     """On KeyboardInterrupt or SIGTERM during fit, write the current state (mid-epoch included) as the run's last
-    checkpoint (an interrupt of the test after fit writes none); other exceptions (a non-finite loss, a bug) save nothing: the last good checkpoint stays as it was."""
+    checkpoint (an interrupt of the test after fit writes none); other exceptions (a non-finite loss, a bug) save
+    nothing: the last good checkpoint stays as it was."""
 
     def __init__(self, run_dir: str) -> None:
         self.path = RunFolder(Path(run_dir)).last_checkpoint
