@@ -210,17 +210,28 @@ def start_long_run(tiny_mnist: Path, run_dir: Path) -> subprocess.Popen:
 
 class StopAt:
     """A callback that raises KeyboardInterrupt (what Ctrl-C raises; with ``sigterm``, what Lightning raises once a
-    SIGTERM arrived) in ``hook`` at ``epoch`` (None: any)/``batch`` (of the sanity check with ``sanity``): an interrupt landing at an exact point of a run, for
-    ``+callbacks.stop={_target_:helpers.StopAt,...}``."""
+    SIGTERM arrived) in ``hook`` at ``epoch`` (None: any)/``batch`` (of the sanity check with ``sanity``; in the run
+    folder named ``only_in``; only while the file ``once`` does not exist, which it then creates): an interrupt
+    landing at an exact point of a run, for ``+callbacks.stop={_target_:helpers.StopAt,...}``."""
 
-    def __new__(cls, hook: str, epoch: int | None, batch: int, sigterm: bool = False, sanity: bool = False):
+    def __new__(
+        cls, hook: str, epoch: int | None, batch: int, sigterm: bool = False, sanity: bool = False,
+        only_in: str | None = None, once: str | None = None,
+    ):  # fmt: skip
         import lightning.pytorch as pl
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         def stop(self, trainer, module, outputs_or_batch, batch_or_index, *rest) -> None:
             index = rest[0] if hook.endswith("_end") else batch_or_index
-            if epoch in (None, trainer.current_epoch) and index == batch and trainer.sanity_checking == sanity:
-                raise SIGTERMException if sigterm else KeyboardInterrupt
+            if epoch not in (None, trainer.current_epoch) or index != batch or trainer.sanity_checking != sanity:
+                return
+            if only_in is not None and Path(trainer.default_root_dir).name != only_in:
+                return
+            if once is not None:  # the first time only: a sweep run again to finish it goes through
+                if Path(once).exists():
+                    return
+                Path(once).touch()
+            raise SIGTERMException if sigterm else KeyboardInterrupt
 
         return type("StopAtHook", (pl.Callback,), {hook: stop})()
 

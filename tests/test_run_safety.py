@@ -90,8 +90,14 @@ def test_a_sweep_folder_is_not_reused(tiny_mnist: Path, tmp_path: Path) -> None:
     command = ["-m", *TINY, "model.beta=1,2", *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}"]
     assert run_inline("train.py", *command).returncode == 0
     before = snapshot(sweep)
-    one_error_line(run_inline("train.py", *command), str(sweep), "already holds a sweep (2 job folders)")
+    other = [o.replace("model.beta=1,2", "model.beta=1,3") for o in command]
+    one_error_line(run_inline("train.py", *other), str(sweep), "already holds a sweep (2 job folders) of other")
     assert snapshot(sweep) == before
+    # The same command again finishes the sweep, which is finished: every job kept as it was.
+    assert run_inline("train.py", *command).returncode == 0
+    results = ("metrics.json", "history.csv", "checkpoints")
+    kept = {name: digest for name, digest in before.items() if name.split("/")[1:2] in ([r] for r in results)}
+    assert kept and all(snapshot(sweep)[name] == digest for name, digest in kept.items())
 
 
 def test_a_failed_resume_leaves_the_folder_as_it_was(finished_run: Path) -> None:

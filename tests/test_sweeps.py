@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from helpers import (
 from vaelab.errors import VaelabError
 from vaelab.figures import plots
 from vaelab.process import job_threads
+from vaelab.run.folder import RunFolder
 from vaelab.studies import open_storage, open_study, storage_file
 from vaelab.sweeps import short_overrides, summarise
 
@@ -120,6 +122,52 @@ def test_a_failing_job_does_not_end_the_sweep(tiny_mnist: Path, tmp_path: Path, 
     runs = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
     status = {run.data.tags.get("job", "parent"): run.info.status for run in runs}
     assert status == {"parent": "FAILED", "0": "FAILED", "1": "FINISHED"}
+
+
+def test_an_interrupted_sweep_is_finished_by_resume_or_its_own_command(tiny_mnist: Path, tmp_path: Path) -> None:
+    """Ctrl-C in job 1 of 3: the line says how to finish; the summary names the job that never ran; resume=<sweep>
+    keeps job 0 as it was, goes on with job 1 from its checkpoint and runs job 2; the same command again then keeps
+    all three, and a sweep of other settings into the folder is one line."""
+    sweep, marker = tmp_path / "sweep", tmp_path / "stopped-once"
+    stop = ("+callbacks.stop={_target_:helpers.StopAt,hook:on_train_batch_end,epoch:1,batch:0,only_in:'1',"
+            f"once:'{marker}'}}")  # fmt: skip
+    command = ["-m", "model=vae", "seed=1,2,3", *TINY_JOB, "trainer.max_epochs=2", "logger=none", stop,
+               *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    handler = signal.getsignal(signal.SIGINT)
+    stopped = run_inline("train.py", *command)
+    signal.signal(signal.SIGINT, handler)
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr
+    assert f"resume={sweep} finishes it" in stopped.stdout  # the job log (stdout and train.log)
+    assert [RunFolder(sweep / job).status()[0] for job in ("0", "1")] == ["completed", "interrupted"]
+    assert not (sweep / "2").exists()
+    summarise(sweep, "val/loss")
+    assert "- job 2 (seed=3): never ran" in (sweep / "summary.md").read_text()
+
+    first_job = (sweep / "0" / "metrics.json").read_bytes()
+    finished = run_inline("train.py", f"resume={sweep}")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert [RunFolder(sweep / job).status()[0] for job in ("0", "1", "2")] == ["completed"] * 3
+    assert (sweep / "0" / "metrics.json").read_bytes() == first_job  # kept, not trained again
+    assert [(row["epoch"], row["step"]) for row in RunFolder(sweep / "1").read_history()] == [(0, 2), (1, 4)]
+    summarise(sweep, "val/loss")
+    assert "never ran" not in (sweep / "summary.md").read_text()
+
+    records = {job: (sweep / job / "metrics.json").read_bytes() for job in ("0", "1", "2")}
+    again = run_inline("train.py", *command)  # the same command: nothing left to do
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {job: (sweep / job / "metrics.json").read_bytes() for job in records} == records
+    other = run_inline("train.py", *[o.replace("seed=1,2,3", "seed=1,2") for o in command])
+    assert other.returncode == 1 and other.stderr.strip().splitlines()[-1].startswith(
+        f"error: {sweep} already holds a sweep (3 job folders) of other settings: model=vae seed=1,2,3"
+    )
+    assert run_inline("train.py", f"resume={sweep}", "model.beta=2").stderr.strip().splitlines()[-1] == (
+        f"error: resume={sweep} finishes the sweep with its own settings; drop model.beta=2 (a sweep with other "
+        "settings goes in a new folder)."
+    )
+    assert "is a sweep folder" in run_inline("train.py", "model=vae", f"hydra.run.dir={sweep}").stderr
+    repeated = run_inline("train.py", "-m", "model=vae", "seed=1,1", f"hydra.sweep.dir={tmp_path / 'twice'}")
+    assert repeated.stderr.strip().splitlines()[-1].startswith("error: seed=1,1 lists 1 more than once")
+    assert not (tmp_path / "twice").exists()
 
 
 def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mnist: Path, tmp_path: Path) -> None:

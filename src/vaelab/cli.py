@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from vaelab.checks import check_eval_settings, check_train_settings
 from vaelab.errors import Interrupted, VaelabError, exit_with_error, require, user_error
 from vaelab.run import guard as run_guard
-from vaelab.run.folder import CONFIG_RECORD, JOB_RECORD, RunFolder, in_multirun
+from vaelab.run.folder import CONFIG_RECORD, JOB_RECORD, RunFolder, RunStatus, in_multirun
 from vaelab.run.resume import with_given_overrides, with_run_overrides
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,12 @@ def run_job(
     ``resume=`` names the job's folder), errors reported as the module docstring says (``HYDRA_FULL_ERROR=1``: with
     tracebacks, as Hydra does); None when a sweep job failed."""
     folder = RunFolder(Path(cfg.paths.output_dir))
+    if in_multirun() and resumed is not None:  # a sweep being finished: this job's folder may hold its first try
+        earlier = earlier_try(folder)
+        if earlier == "kept":
+            return folder.read_metrics()
+        if earlier == "resume":
+            cfg.resume = str(folder.path)
     try:
         # Before torch and Lightning load (~7 s): a refused setting answers at once, the folder's record put back.
         resuming = run_guard.resumes(folder.path, cfg.get("resume"))
@@ -70,7 +76,11 @@ def run_job(
         # A failure before it trains puts the folder's record back (vaelab.run.guard.writing).
         return getattr(importlib.import_module(module), function)(cfg)
     except BaseException as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not isinstance(error, Exception):
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C before fit handles it: while the job is being set up
+            error = Interrupted("stopped by Ctrl-C while the job was set up, before it trained")
+        if not isinstance(error, Exception):
             raise
         cause = user_error(error)
         if not in_multirun():
@@ -85,8 +95,24 @@ def run_job(
         if not (interrupted and cause.recorded):  # training records its own, with what the fit measured
             folder.record_failure(line, interrupted, details="" if cause is not None else traceback.format_exc())
         if interrupted:
+            log.error("the sweep stopped at job %s: resume=%s finishes it (completed jobs are kept, this one goes on "
+                      "from its last checkpoint, the rest run)", folder.path.name, folder.path.parent)  # fmt: skip
             raise SystemExit(1) from None
         return None
+
+
+def earlier_try(job: RunFolder) -> str | None:
+    """What a sweep job does with an earlier try in its folder (a sweep being finished): ``kept`` when it completed
+    (or failed: deterministic failures would repeat), ``resume`` from its last checkpoint when it was interrupted or
+    its process died, None to run (nothing there, or stopped before its first checkpoint)."""
+    status, _ = job.status()
+    if status in (RunStatus.INTERRUPTED, RunStatus.UNFINISHED):
+        if not job.last_checkpoint.is_file():
+            return None
+        log.info("job %s: going on from %s", job.path.name, job.last_checkpoint)
+        return "resume"
+    log.info("job %s: %s before, kept", job.path.name, status)
+    return "kept"
 
 
 def config_of_resumed_run(cfg: DictConfig) -> DictConfig:
@@ -165,7 +191,10 @@ def train_command() -> None:
         exit_with_error(user_error(error) or error)
     # experiment is an optional default of train.yaml: Hydra refuses the +experiment= that older runs recorded.
     sys.argv = [re.sub(r"^\+{1,2}experiment=", "experiment=", token) for token in sys.argv]
-    _train_job()
+    try:
+        _train_job()
+    except KeyboardInterrupt:  # between a sweep's jobs, in Hydra's own code: one line, not its traceback
+        exit_with_error("stopped by Ctrl-C")
 
 
 def evaluate_command() -> None:

@@ -4,6 +4,7 @@ MLflow run that groups a multirun's jobs."""
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -17,6 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.errors import VaelabError, exit_with_error, user_error
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
 from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release, resumes
+from vaelab.run.resume import sweep_record
+
+log = logging.getLogger(__name__)
 
 
 class RunFolderGuard(Callback):
@@ -37,6 +41,7 @@ class RunFolderGuard(Callback):
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
         try:
             if not is_ddp_child():
+                check_no_repeats(list(OmegaConf.select(config, "hydra.overrides.task") or []))
                 check_not_nested(sweep_dir)
                 if RunFolder(sweep_dir).holds_run():
                     raise VaelabError(f"{sweep_dir} holds a run; pass another hydra.sweep.dir.")
@@ -45,10 +50,9 @@ class RunFolderGuard(Callback):
             exit_with_error(user_error(error) or error)
         jobs = sweep_jobs(sweep_dir)
         if not is_ddp_child() and (jobs or (sweep_dir / SWEEP_RECORD).is_file()):
-            exit_with_error(
-                f"{sweep_dir} already holds a sweep ({len(jobs)} job folders); pass another hydra.sweep.dir (by "
-                "default every sweep gets a new one)."
-            )
+            check_same_sweep(config, sweep_dir, len(jobs))
+            log.info("finishing the sweep in %s: completed and failed jobs are kept, interrupted ones go on from "
+                     "their checkpoints, the others run", sweep_dir)  # fmt: skip
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN and not is_ddp_child():
@@ -59,6 +63,37 @@ class RunFolderGuard(Callback):
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(Path(str(OmegaConf.select(config, "hydra.run.dir"))))
+
+
+def check_no_repeats(overrides: list[str]) -> None:
+    """A value listed twice in a sweep (``seed=1,1``) would train the same job twice and count it as two replicas:
+    one line instead."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if not override.is_discrete_sweep():
+            continue
+        values = list(override.sweep_string_iterator())
+        repeated = sorted({value for value in values if values.count(value) > 1})
+        if repeated:
+            raise VaelabError(f"{override.input_line} lists {', '.join(repeated)} more than once: a repeated job is "
+                              "not a replica (it trains the same); for replicas give distinct seeds.")  # fmt: skip
+
+
+def check_same_sweep(config: DictConfig, sweep_dir: Path, jobs: int) -> None:
+    """Going on with the sweep already in ``sweep_dir`` (its own command again, or ``resume=<sweep>``) is allowed
+    when it is the same sweep: the same overrides, a grid of Hydra's basic sweeper (an Optuna search goes on
+    through its study). Anything else is one line."""
+    try:
+        recorded, _ = sweep_record(sweep_dir)
+    except VaelabError as error:
+        exit_with_error(f"{sweep_dir} already holds a sweep ({jobs} job folders) and {error}")
+    now = list(OmegaConf.select(config, "hydra.overrides.task") or [])
+    basic = str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith("BasicSweeper")
+    if recorded != now or not basic:
+        what = "a search (its study goes on in a new folder)" if not basic else f"other settings: {' '.join(recorded)}"
+        exit_with_error(f"{sweep_dir} already holds a sweep ({jobs} job folders) of {what}; pass another "
+                        f"hydra.sweep.dir (by default every sweep gets a new one).")  # fmt: skip
 
 
 class ConfigSnapshot(Callback):
@@ -77,7 +112,8 @@ class ConfigSnapshot(Callback):
             folder = config_folder(element.path)
             if folder is not None:
                 copy = snapshot / f"{index}-{element.provider}"
-                shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__", "*.py[co]"))
+                if not copy.is_dir():  # a sweep being finished composes its jobs from the copies it started with
+                    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__", "*.py[co]"))
                 element.path = f"file://{copy}"
         loader.repository.initialize_sources(search_path)
 

@@ -20,7 +20,7 @@ import yaml
 from vaelab.errors import VaelabError, require
 from vaelab.figures import plots
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds, write_ranking
-from vaelab.run.folder import HISTORY_COLUMNS, STUDY_FILE, RunFolder, RunStatus, sweep_jobs
+from vaelab.run.folder import HISTORY_COLUMNS, STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
 from vaelab.tables import as_number, markdown_table, short_number, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
@@ -61,6 +61,26 @@ def collect_jobs(
     return jobs, common
 
 
+def never_ran(sweep_dir: Path) -> list[tuple[str, str]]:
+    """The jobs of a grid sweep (Hydra's basic sweeper) that have no folder, with the overrides that set them apart:
+    the sweep stopped before them. [] for a search (its trials are asked one by one) or without Hydra's record."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        hydra = yaml.safe_load((sweep_dir / SWEEP_RECORD).read_text())["hydra"]
+        if not str(hydra["sweeper"]["_target_"]).endswith("BasicSweeper"):
+            return []
+        params = [f"{key}={value}" for key, value in (hydra["sweeper"].get("params") or {}).items()]
+        overrides = OverridesParser.create().parse_overrides([*params, *hydra["overrides"]["task"]])
+        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    except Exception:  # noqa: BLE001 (no record, or not one this reads: nothing to name)
+        return []
+    shared = [o for o in jobs[0] if all(o in job for job in jobs)] if jobs else []
+    return [(str(number), " ".join(o for o in job if o not in shared)) for number, job in enumerate(jobs)
+            if not (sweep_dir / str(number)).is_dir()]  # fmt: skip
+
+
 def short_overrides(overrides: str) -> str:
     """A job's overrides as a chart label: each key by its last part where that is unique among them
     (``model.optimizer.lr`` -> ``lr``), long numbers to 3 significant digits (``0.0018724000045`` -> ``0.00187``)."""
@@ -91,6 +111,9 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
     failed = [row for row in jobs if row["status"] in (RunStatus.FAILED, RunStatus.UNREADABLE)]
     failures = "".join(f"- job {row['job']}: {row['error']}\n" for row in failed)
     failures = f"\n## Failed jobs\n\n{failures}" if failed else ""
+    missing = "".join(f"- job {name} ({overrides}): never ran\n" for name, overrides in never_ran(sweep_dir))
+    if missing:
+        failures += f"\n## Jobs that never ran\n\n{missing}\n`vaelab-train resume={sweep_dir}` runs them.\n"
     (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir.name}, sorted by {metric}\n\n{shared}{table}{failures}")
     write_csv(sweep_dir / "summary.csv", jobs, [column for column in jobs[0] if column != "setting_key"])
     labels = [f"{row['job']}: {short_overrides(row['overrides'])}" for row in jobs]

@@ -29,6 +29,7 @@ from vaelab.run.folder import (
     RESUME_RECORD,
     SWEEP_RECORD,
     RunFolder,
+    sweep_jobs,
     write_atomic,
 )
 
@@ -112,6 +113,9 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
     release(folder)  # this process claiming again (a test, or a resume run in-process): one lock per folder
     if not resuming and not new_job:
         check_not_nested(folder)
+    if not new_job and ((folder / SWEEP_RECORD).is_file() or sweep_jobs(folder)):
+        raise VaelabError(f"{folder} is a sweep folder: a run there would be read as one more job, or hide its "
+                          f"jobs; pass another folder, or resume={folder} to finish that sweep.")  # fmt: skip
     created = not folder.exists()
     create(folder, "hydra.run.dir")
     descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)

@@ -18,12 +18,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 
 from vaelab.errors import VaelabError
-from vaelab.run.folder import JOB_RECORD, RunFolder, RunStatus
+from vaelab.run.folder import JOB_RECORD, SWEEP_RECORD, RunFolder, RunStatus
 
 if TYPE_CHECKING:  # this module runs before Hydra parses the command line: torch and Lightning load later
     import lightning.pytorch as pl
@@ -52,6 +53,8 @@ def with_run_overrides(argv: list[str]) -> list[str]:
     resume = tokens[at].value() if at is not None else None
     if not isinstance(resume, str):
         return argv
+    if (Path(resume) / SWEEP_RECORD).is_file():
+        return finishing_sweep(argv, Path(resume), [parsed for index, parsed in tokens.items() if index != at])
     if any(flag in argv for flag in MULTIRUN_FLAGS):
         raise VaelabError(f"resume={resume} goes on with one run in its own folder: drop -m/--multirun.")
     run = RunFolder(Path(resume))
@@ -71,6 +74,35 @@ def with_run_overrides(argv: list[str]) -> list[str]:
     in_place = [] if any(o.key_or_group == "hydra.run.dir" for o in given) else [own_folder]
     first, after_last = positions[0], positions[-1] + 1  # argparse wants the overrides in one run of tokens
     return [*argv[:first], *taken_over, *argv[first:after_last], "hydra.mode=RUN", *in_place, *argv[after_last:]]
+
+
+def finishing_sweep(argv: list[str], sweep: Path, given: list[Override]) -> list[str]:
+    """``resume=<sweep folder>`` as the sweep's own multirun command into its folder (``sweep_record``), which
+    finishes it: completed jobs are kept, interrupted ones go on, the rest run (``vaelab.hydra_callbacks``)."""
+    task, hydra = sweep_record(sweep)
+    if any(o.key_or_group.split(".")[0] != "hydra" for o in given):
+        extra = " ".join(o.input_line or o.key_or_group for o in given if o.key_or_group.split(".")[0] != "hydra")
+        raise VaelabError(f"resume={sweep} finishes the sweep with its own settings; drop {extra} (a sweep with "
+                          "other settings goes in a new folder).")  # fmt: skip
+    print(f"resume={sweep}: finishing the sweep {' '.join(task)}", file=sys.stderr)
+    flags = [token for index, token in enumerate(argv[1:], 1) if index not in override_positions(argv)]
+    kept = [line for line in hydra if line.split("=")[0] not in ("hydra.sweep.dir", "hydra.mode")]
+    given_hydra = [o.input_line for o in given if o.input_line]
+    return [argv[0], *[flag for flag in flags if flag not in MULTIRUN_FLAGS], "-m", *task, *kept, *given_hydra,
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+
+
+def sweep_record(sweep: Path) -> tuple[list[str], list[str]]:
+    """The task and hydra overrides that started the sweep in ``sweep`` (Hydra's ``multirun.yaml``)."""
+    try:
+        record = yaml.safe_load((sweep / SWEEP_RECORD).read_text())
+        overrides = record["hydra"]["overrides"]
+        task, hydra = list(overrides["task"] or []), list(overrides["hydra"] or [])
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        raise VaelabError(f"{sweep / SWEEP_RECORD}: not Hydra's record of a sweep; cannot tell its settings") from None
+    if not all(isinstance(line, str) for line in [*task, *hydra]):
+        raise VaelabError(f"{sweep / SWEEP_RECORD}: not Hydra's record of a sweep; cannot tell its settings")
+    return task, hydra
 
 
 def run_overrides(run: RunFolder, given: list[Override]) -> list[str]:
