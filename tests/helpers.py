@@ -236,6 +236,20 @@ class StopAt:
         return type("StopAtHook", (pl.Callback,), {hook: stop})()
 
 
+class InterruptWhenBuilt:
+    """A callback whose construction raises KeyboardInterrupt: Ctrl-C while a run or sweep job is being set up
+    (before Lightning handles it), the first time only while the file ``once`` does not exist; for
+    ``+callbacks.stop={_target_:helpers.InterruptWhenBuilt,once:...}``."""
+
+    def __new__(cls, once: str):
+        import lightning.pytorch as pl
+
+        if not Path(once).exists():
+            Path(once).touch()
+            raise KeyboardInterrupt
+        return pl.Callback()
+
+
 class Clock:
     """A callback that writes the monotonic time at the start of training and of testing, one per line, to
     ``path``: for ``+callbacks.clock={_target_:helpers.Clock,path:...}``."""

@@ -170,6 +170,21 @@ def test_an_interrupted_sweep_is_finished_by_resume_or_its_own_command(tiny_mnis
     assert not (tmp_path / "twice").exists()
 
 
+def test_ctrl_c_while_a_sweep_job_is_set_up_is_one_line_and_resumable(tiny_mnist: Path, tmp_path: Path) -> None:
+    """Ctrl-C before fit handles it (the job's callbacks being built): no traceback, the job says interrupted, and
+    resume=<sweep> runs it and the job after it."""
+    sweep = tmp_path / "sweep"
+    stop = f"+callbacks.stop={{_target_:helpers.InterruptWhenBuilt,once:'{tmp_path / 'once'}'}}"
+    stopped = run_inline("train.py", "-m", "model=vae", "seed=1,2", *TINY_JOB, "logger=none", stop,
+                         *tiny_data_overrides(tiny_mnist), f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr + stopped.stdout
+    record = RunFolder(sweep / "0").read_metrics()
+    assert record == {"status": "interrupted", "error": "stopped by Ctrl-C while the job was set up, before it trained"}
+    finished = run_inline("train.py", f"resume={sweep}")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert [RunFolder(sweep / job).status()[0] for job in ("0", "1")] == ["completed", "completed"]
+
+
 def test_optuna_study_persists_continues_and_is_served_by_the_dashboard(tiny_mnist: Path, tmp_path: Path) -> None:
     storage = tmp_path / "optuna" / "study.db"
     for run in ("a", "b"):  # the same command twice: the second continues the study
@@ -303,6 +318,9 @@ def test_bad_search_settings_are_one_error_and_leave_no_trial(tmp_path: Path, se
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s.db").exists() or load_trials(tmp_path / "s.db") == []
+    assert (
+        not (tmp_path / ".configs").exists() and not (tmp_path / "multirun.yaml").exists()
+    )  # a refusal writes nothing
 
 
 def test_job_threads_split_the_cores() -> None:

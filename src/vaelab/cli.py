@@ -105,6 +105,8 @@ def earlier_try(job: RunFolder) -> str | None:
     """What a sweep job does with an earlier try in its folder (a sweep being finished): ``kept`` when it completed
     (or failed: deterministic failures would repeat), ``resume`` from its last checkpoint when it was interrupted or
     its process died, None to run (nothing there, or stopped before its first checkpoint)."""
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:  # SLURM runs the job again: resume_plan goes on
+        return None
     status, _ = job.status()
     if status in (RunStatus.INTERRUPTED, RunStatus.UNFINISHED):
         if not job.last_checkpoint.is_file():
@@ -194,7 +196,11 @@ def train_command() -> None:
     try:
         _train_job()
     except KeyboardInterrupt:  # between a sweep's jobs, in Hydra's own code: one line, not its traceback
+        run_guard.undo_unstarted_sweeps()
         exit_with_error("stopped by Ctrl-C")
+    except BaseException:  # a refused multirun leaves no sweep folder behind
+        run_guard.undo_unstarted_sweeps()
+        raise
 
 
 def evaluate_command() -> None:

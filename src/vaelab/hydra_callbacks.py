@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import VaelabError, exit_with_error, user_error
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
-from vaelab.run.guard import check_not_nested, claim, create, is_ddp_child, release, resumes
+from vaelab.run.guard import check_not_nested, claim, is_ddp_child, release, resumes, start_sweep
 from vaelab.run.resume import sweep_record
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class RunFolderGuard(Callback):
                 check_not_nested(sweep_dir)
                 if RunFolder(sweep_dir).holds_run():
                     raise VaelabError(f"{sweep_dir} holds a run; pass another hydra.sweep.dir.")
-            create(sweep_dir, "hydra.sweep.dir")
+            start_sweep(sweep_dir)
         except (VaelabError, OSError) as error:
             exit_with_error(user_error(error) or error)
         jobs = sweep_jobs(sweep_dir)

@@ -26,7 +26,10 @@ from vaelab.run.folder import (
     CONFIG_RECORD,
     HYDRA_RECORD,
     JOB_RECORD,
+    MLFLOW_SWEEP_RUN_FILE,
     RESUME_RECORD,
+    STUDY_FILE,
+    SWEEP_CONFIGS,
     SWEEP_RECORD,
     RunFolder,
     sweep_jobs,
@@ -166,6 +169,32 @@ def record_before(folder: Path) -> dict[str, bytes | None]:
     the run committed, or without a claim."""
     claimed = _held.get(folder.resolve())
     return dict(claimed.record) if claimed else {}
+
+
+_new_sweeps: dict[Path, bool] = {}  # sweep folders this process started: whether it made the folder itself
+
+
+def start_sweep(folder: Path) -> None:
+    """Make the sweep ``folder`` (``create``) and remember it, so that ``undo_unstarted_sweeps`` can take it back."""
+    made = not folder.exists()
+    create(folder, "hydra.sweep.dir")
+    _new_sweeps.setdefault(folder.resolve(), made)
+
+
+def undo_unstarted_sweeps() -> None:
+    """A multirun refused before its first job (a search's settings, a missing plugin) leaves nothing: the sweep
+    folders this process started and that hold no job are removed again (only what it wrote, in a folder it did
+    not make)."""
+    for folder, made in list(_new_sweeps.items()):
+        del _new_sweeps[folder]
+        if sweep_jobs(folder) or not folder.is_dir():
+            continue
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        for name in (SWEEP_CONFIGS, SWEEP_RECORD, MLFLOW_SWEEP_RUN_FILE, STUDY_FILE):
+            path = folder / name
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def release(folder: Path) -> None:
