@@ -102,9 +102,16 @@ def test_a_sweep_folder_is_not_reused(tiny_mnist: Path, tmp_path: Path) -> None:
 
 def test_a_failed_resume_leaves_the_folder_as_it_was(finished_run: Path) -> None:
     before = snapshot(finished_run)
+    untouched = {path: (path.read_bytes(), path.stat().st_mtime_ns)
+                 for path in [finished_run / LOCK_FILE, *(finished_run / ".hydra").iterdir()]}  # fmt: skip
     failed = run_inline("train.py", f"resume={finished_run}", "model=conv_vae")
     one_error_line(failed, "holds a VAE, this run builds a ConvVAE")
     assert snapshot(finished_run) == before  # .hydra/, config_tree.log and train.log included
+    # A refusal writes nothing: Hydra's record is not even rewritten, and the lock keeps its owner's note.
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in untouched if path.name != LOCK_FILE} == {
+        path: value for path, value in untouched.items() if path.name != LOCK_FILE
+    }
+    assert (finished_run / LOCK_FILE).read_bytes() == untouched[finished_run / LOCK_FILE][0]
     resumed = run_inline("train.py", f"resume={finished_run}", "trainer.max_epochs=2")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [row.split(",")[0] for row in (finished_run / "history.csv").read_text().splitlines()[1:]] == ["0", "1"]

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from vaelab.checks import check_eval_settings, check_train_settings
 from vaelab.errors import Interrupted, VaelabError, exit_with_error, require, user_error
 from vaelab.run import guard as run_guard
-from vaelab.run.folder import CONFIG_RECORD, JOB_RECORD, RunFolder, RunStatus, in_multirun
+from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, RunStatus, in_multirun
 from vaelab.run.resume import with_given_overrides, with_run_overrides
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def run_job(
         # Before torch and Lightning load (~7 s): a refused setting answers at once, the folder's record put back.
         resuming = run_guard.resumes(folder.path, cfg.get("resume"))
         with run_guard.writing(folder.path, resuming=resuming):
-            if resuming and resumed is not None:
+            if resuming and resumed is not None and not in_multirun():
                 cfg = resumed(cfg)
             check(cfg)
         quiet_lightning()
@@ -119,18 +119,19 @@ def earlier_try(job: RunFolder) -> str | None:
 
 def config_of_resumed_run(cfg: DictConfig) -> DictConfig:
     """A resumed run's configuration: its own record, with what the overrides given now set
-    (``resume.with_given_overrides``); the record gains the resume (``RunFolder.record_resume``). A run folder
-    without Hydra's record (a run started from Python) goes on with ``cfg``."""
+    (``resume.with_given_overrides``); once it trains, the record gains the resume (``RunFolder.record_resume``;
+    Hydra writes none for a resume in place, so that a refused one writes nothing). A run folder without Hydra's
+    record (a run started from Python) goes on with ``cfg``."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     folder = RunFolder(Path(cfg.paths.output_dir))
-    before = run_guard.record_before(folder.path)  # as it was before Hydra wrote this job's record
+    before = run_guard.record_before(folder.path)  # the folder's record (resume= has Hydra write none)
     text, recorded_overrides = before.get(CONFIG_RECORD), before.get(JOB_RECORD)
-    if text is None or not HydraConfig.initialized():
+    if not HydraConfig.initialized():
         return cfg
     try:
-        recorded = OmegaConf.create(text.decode())
+        recorded = OmegaConf.create(text.decode()) if text is not None else None
         overrides = yaml.safe_load(recorded_overrides or b"[]") or []
     except Exception:  # noqa: BLE001 (YAML, OmegaConf and decoding errors: one line for any)
         raise VaelabError(f"resume={cfg.resume}: {folder.path / CONFIG_RECORD} is not readable as a config; start "
@@ -139,8 +140,13 @@ def config_of_resumed_run(cfg: DictConfig) -> DictConfig:
     given = [line for line in hydra_cfg.overrides.task if line not in overrides]
     packages = {group: group_package(group, choice) for group, choice in hydra_cfg.runtime.choices.items()
                 if isinstance(choice, str) and not group.startswith("hydra/")}  # fmt: skip
-    effective = with_given_overrides(recorded, cfg, given, packages)
-    folder.record_resume(OmegaConf.to_yaml(effective), given, time.strftime("%Y-%m-%d %H:%M:%S"))
+    effective = with_given_overrides(recorded, cfg, given, packages) if recorded is not None else cfg
+    hydra_record = OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)})
+    hydra_record.hydra.output_subdir = ".hydra"  # where the record is, as Hydra would have written it
+    record = {CONFIG_RECORD: OmegaConf.to_yaml(effective), JOB_RECORD: OmegaConf.to_yaml(hydra_cfg.overrides.task),
+              HYDRA_RECORD: OmegaConf.to_yaml(hydra_record)}  # fmt: skip
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    run_guard.on_commit(folder.path, lambda: folder.record_resume(record, given, when))
     return effective
 
 

@@ -176,12 +176,14 @@ class RunFolder:
         if not interrupted:
             write_atomic(self.failed_file, line + "\n" + (f"\n{details}" if details else ""))
 
-    def record_resume(self, config_yaml: str, given: list[str], when: str) -> None:
-        """A resume's record: ``config.yaml`` becomes the configuration it goes on with, and ``resumes.yaml`` gains
-        an entry with the overrides given (the earlier entries, and the run's first overrides, stay)."""
+    def record_resume(self, record: dict[str, str], given: list[str], when: str) -> None:
+        """A resume's record, once it trains: Hydra's three files (``record``: name -> YAML text; ``config.yaml``
+        the configuration it goes on with), and ``resumes.yaml`` gains an entry with the overrides given now (the
+        earlier entries stay)."""
         earlier = _read_yaml(self.path / RESUME_RECORD)
         entries = [*(earlier if isinstance(earlier, list) else []), {"resumed": when, "overrides": given}]
-        write_atomic(self.path / CONFIG_RECORD, config_yaml)
+        for name, text in record.items():
+            write_atomic(self.path / name, text)
         write_atomic(self.path / RESUME_RECORD, yaml.safe_dump(entries, sort_keys=False))
 
     def unreadable_files(self, *names: str) -> list[str]:

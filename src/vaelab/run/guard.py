@@ -50,10 +50,19 @@ class Claim:
     created: bool = False  # this command made the folder: a failure before training removes it again
     record: dict[str, bytes | None] = field(default_factory=dict)  # file -> content before (None: absent)
     log_sizes: dict[Path, int] = field(default_factory=dict)
+    holder_before: bytes = b""  # the lock file's note of the previous owner
+    pending: list[Callable[[], None]] = field(default_factory=list)  # writes that wait for the commit
 
     def commit(self) -> None:
-        """The run is about to train: from here on its new record is the folder's."""
-        self.record, self.log_sizes, self.created = {}, {}, False
+        """The run is about to train: the writes that waited for it happen, and from here on its new record is the
+        folder's."""
+        pending, self.pending = self.pending, []
+        for write in pending:
+            write()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.record, self.log_sizes, self.created, self.pending = {}, {}, False, []
 
     def restore(self) -> None:
         """The command failed before it trained: remove the folder it made, or put back the record and logs kept."""
@@ -70,7 +79,10 @@ class Claim:
         for log, size in self.log_sizes.items():
             if log.is_file() and log.stat().st_size > size:
                 os.truncate(log, size)
-        self.commit()
+        if self.record:  # a refused command leaves the previous owner's note, as it leaves every other file
+            os.ftruncate(self.lock, 0)
+            os.pwrite(self.lock, self.holder_before, 0)
+        self._forget()
 
 
 _held: dict[Path, Claim] = {}  # this process's claims, by resolved folder: one lock per folder and process
@@ -135,9 +147,10 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
             f"{folder} already holds a run; pass resume={folder} to continue it, or another folder "
             "(by default every run gets a new one)."
         )
+    holder_before = os.pread(descriptor, 1 << 16, 0)
     os.ftruncate(descriptor, 0)
-    os.write(descriptor, json.dumps(_holder()).encode() + b"\n")
-    claimed = Claim(folder, descriptor, created=created and not new_job)
+    os.pwrite(descriptor, json.dumps(_holder()).encode() + b"\n", 0)
+    claimed = Claim(folder, descriptor, created=created and not new_job, holder_before=holder_before)
     if not new_job:  # a sweep job's failure is recorded in its folder instead (vaelab.cli)
         claimed.record = {name: _read(folder / name) for name in RECORD_FILES}
         claimed.log_sizes = {log: log.stat().st_size for log in folder.glob(f"*{LOG_SUFFIX}") if log.is_file()}
@@ -162,6 +175,14 @@ def writing(folder: Path, resuming: bool) -> Iterator[Callable[[], None]]:
     finally:
         if held is None:
             release(claimed.folder)
+
+
+def on_commit(folder: Path, write: Callable[[], None]) -> None:
+    """Do ``write`` when the run in ``folder`` commits (about to train), not before: a command refused until then
+    writes nothing. Without this process's claim on the folder (a DDP process > 0), nothing is written."""
+    claimed = _held.get(folder.resolve())
+    if claimed is not None:
+        claimed.pending.append(write)
 
 
 def record_before(folder: Path) -> dict[str, bytes | None]:

@@ -71,7 +71,8 @@ def with_run_overrides(argv: list[str]) -> list[str]:
         print(f"resume={resume}: going on with the run's overrides {' '.join(taken_over)}", file=sys.stderr)
     # The run goes on in its own folder, named as the command line wrote it (quotes and escapes included).
     own_folder = f"hydra.run.dir={argv[at].split('=', 1)[1]}"
-    in_place = [] if any(o.key_or_group == "hydra.run.dir" for o in given) else [own_folder]
+    # In place, Hydra writes no record: the run writes its own once it trains (a refused resume writes nothing).
+    in_place = [] if any(o.key_or_group == "hydra.run.dir" for o in given) else [own_folder, "hydra.output_subdir=null"]
     first, after_last = positions[0], positions[-1] + 1  # argparse wants the overrides in one run of tokens
     return [*argv[:first], *taken_over, *argv[first:after_last], "hydra.mode=RUN", *in_place, *argv[after_last:]]
 
