@@ -63,16 +63,25 @@ def postgres() -> Iterator[str]:
     as_postgres("pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "server.log"), "-w", "start", "-o",
                 f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}")  # fmt: skip
     try:
-        for database in ("optuna", "mlflow"):
+        for database in ("optuna", "mlflow", "guarded"):
             as_postgres("createdb", "-h", "127.0.0.1", "-p", str(port), database)
+        # A role that must give its password (scram-sha-256), for the credentials kept outside the URL.
+        as_postgres("psql", "-h", "127.0.0.1", "-p", str(port), "-d", "guarded", "-c",
+                    f"CREATE ROLE vaelab LOGIN PASSWORD '{PASSWORD}'; GRANT ALL ON SCHEMA public TO vaelab")  # fmt: skip
+        hba = folder / "data" / "pg_hba.conf"
+        hba.write_text(f"host guarded vaelab 127.0.0.1/32 scram-sha-256\n{hba.read_text()}")
+        as_postgres("pg_ctl", "-D", str(folder / "data"), "reload")
         yield f"postgresql://postgres@127.0.0.1:{port}/"
     finally:
         as_postgres("pg_ctl", "-D", str(folder / "data"), "-m", "fast", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def sweep_process(*overrides: str) -> subprocess.Popen:
-    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+PASSWORD = "s3cr3t-pw"
+
+
+def sweep_process(*overrides: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"} | (env_extra or {})
     return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *overrides], cwd=PROJECT_ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
@@ -125,3 +134,27 @@ def test_three_jobs_at_once_log_to_mlflow_on_postgres(postgres: str, tiny_mnist:
     for run in jobs:
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 3, 5]
     assert sorted(run.data.params["model.beta"] for run in jobs) == ["1", "2", "3"]
+
+
+def test_a_password_stays_outside_urls_and_records(postgres: str, tiny_mnist: Path, tmp_path: Path) -> None:
+    """A storage URL with a password is refused in one line that hides it, before anything is written; the same
+    URL without it and PGPASSWORD in the environment runs the search, and the password is in no file it wrote."""
+    guarded = postgres.replace("postgres@", "vaelab@") + "guarded"
+    search = ["hparams_search=optuna", "hydra.sweeper.study_name=guarded", "hydra.sweeper.n_trials=1", *JOB,
+              *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    with_password = guarded.replace("vaelab@", f"vaelab:{PASSWORD}@")
+    refused = sweep_process(*search, f"hydra.sweeper.storage={with_password}", f"hydra.sweep.dir={tmp_path / 'a'}")
+    assert refused.wait(timeout=120) == 1
+    assert refused.stderr.read().strip().splitlines() == [
+        f"error: hydra.sweeper.storage={guarded.replace('vaelab@', 'vaelab:***@')}: a password in a URL would be "
+        "copied into the run's records, logs and logger params; give the URL without it and the password outside "
+        "it (PostgreSQL: PGPASSWORD or ~/.pgpass; MLflow: MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
+    ]
+    assert not (tmp_path / "a").exists()
+    sweep = sweep_process(*search, f"hydra.sweeper.storage={guarded}", f"hydra.sweep.dir={tmp_path / 'b'}",
+                          env_extra={"PGPASSWORD": PASSWORD})  # fmt: skip
+    assert sweep.wait(timeout=300) == 0, sweep.stderr.read()[-3000:]
+    trials = optuna.load_study(study_name="guarded", storage=guarded.replace("vaelab@", f"vaelab:{PASSWORD}@")).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"]
+    written = [path for path in (tmp_path / "b").rglob("*") if path.is_file()]
+    assert written and not [path for path in written if PASSWORD.encode() in path.read_bytes()]

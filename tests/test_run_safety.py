@@ -283,3 +283,23 @@ claim(Path(sys.argv[1]), resuming=False)
 print("held", flush=True)
 time.sleep(300)
 """
+
+
+def test_a_password_in_a_url_is_refused_from_files_and_the_environment_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wherever a URL with a password comes from (a config file, an environment variable it interpolates), the run
+    stops in one line that hides it, before its folder exists."""
+    user = tmp_path / "conf" / "logger"
+    user.mkdir(parents=True)
+    (user / "remote.yaml").write_text("mlflow:\n  _target_: vaelab.loggers.MLFlowLogger\n"
+                                      "  tracking_uri: https://me:hunter2@mlflow.example.org\n")  # fmt: skip
+    run = tmp_path / "run"
+    from_file = run_inline("train.py", "--config-dir", str(tmp_path / "conf"), "logger=remote", f"hydra.run.dir={run}")
+    one_error_line(from_file, "logger.mlflow.tracking_uri=https://me:***@mlflow.example.org: a password in a URL")
+    monkeypatch.setenv("STUDY_DB", "postgresql://me:hunter2@db.example.org/optuna")
+    from_env = run_inline("train.py", "-m", "hparams_search=optuna", "hydra.sweeper.storage=${oc.env:STUDY_DB}",
+                          f"hydra.sweep.dir={run}")  # fmt: skip
+    one_error_line(from_env, "hydra.sweeper.storage=postgresql://me:***@db.example.org/optuna: a password")
+    assert "hunter2" not in from_file.stderr + from_file.stdout + from_env.stderr + from_env.stdout
+    assert not run.exists()

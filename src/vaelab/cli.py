@@ -27,6 +27,7 @@ from vaelab.errors import Interrupted, VaelabError, exit_with_error, require, us
 from vaelab.run import guard as run_guard
 from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, RunStatus, in_multirun
 from vaelab.run.resume import with_given_overrides, with_run_overrides
+from vaelab.secrets import check_command_line
 
 log = logging.getLogger(__name__)
 CONFIG_PATH = "conf"  # beside this file: vaelab/conf
@@ -193,6 +194,7 @@ def train_command() -> None:
     """``vaelab-train``: Hydra's command line for ``vaelab.training.train``; ``resume=<run>`` goes on with the
     run's own overrides."""
     try:
+        check_command_line(sys.argv)
         sys.argv = with_run_overrides(sys.argv)
         check_launcher_installed(sys.argv)
     except (VaelabError, OSError) as error:
@@ -211,6 +213,10 @@ def train_command() -> None:
 
 def evaluate_command() -> None:
     """``vaelab-eval``: Hydra's command line for ``vaelab.evaluation.evaluate``."""
+    try:
+        check_command_line(sys.argv)
+    except VaelabError as error:
+        exit_with_error(error)
     _evaluate_job()
 
 

@@ -28,7 +28,9 @@ class Interrupted(VaelabError):
 
 def exit_with_error(message: object) -> NoReturn:
     """How a command ends on an error a user can fix: ``error: <message>`` on stderr, exit status 1."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    from vaelab.secrets import hide_passwords  # a connection's error can quote its URL
+
+    print(f"error: {hide_passwords(str(message))}", file=sys.stderr, flush=True)
     raise SystemExit(1)
 
 

@@ -19,6 +19,7 @@ from vaelab.errors import VaelabError, exit_with_error, user_error
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
 from vaelab.run.guard import check_not_nested, claim, is_ddp_child, release, resumes, start_sweep
 from vaelab.run.resume import sweep_record
+from vaelab.secrets import check_no_passwords
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class RunFolderGuard(Callback):
         if not is_ddp_child():
             folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
             try:
+                check_no_passwords(config)  # before anything is written
                 claim(folder, resumes(folder, OmegaConf.select(config, "resume")))
             except (VaelabError, OSError) as error:  # OSError: a path too long for the system
                 exit_with_error(user_error(error) or error)
@@ -41,6 +43,7 @@ class RunFolderGuard(Callback):
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
         try:
             if not is_ddp_child():
+                check_no_passwords(config)  # before anything is written
                 check_no_repeats(list(OmegaConf.select(config, "hydra.overrides.task") or []))
                 check_not_nested(sweep_dir)
                 if RunFolder(sweep_dir).holds_run():
