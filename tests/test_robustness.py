@@ -472,10 +472,13 @@ def test_fit_time_is_the_fit_alone_with_the_best_checkpoint_tested(tiny_mnist: P
     assert 0 < metrics["fit_seconds"] <= round(tested - started, 1) + 0.1
 
 
-def test_ddp_checkpoints_hold_every_process_state(tiny_mnist: Path, tmp_path: Path, ddp_alone: None) -> None:
+def test_ddp_resumes_exactly_from_an_epoch_end_and_inside_one(
+    tiny_mnist: Path, tmp_path: Path, ddp_alone: None
+) -> None:
     """Two processes stopped inside an epoch: the checkpoint holds the epoch's training sums of both, each one's
-    noise, and the batches of the epoch trained. (Resuming it is left out here: in the parallel suite the resumed
-    run's second process died mid-step in 3 of 3 runs, never alone; docs/troubleshooting.md, Known limits.)"""
+    noise, and the batches of the epoch trained; resumed, and resumed again from an epoch's end, the history equals
+    an uninterrupted DDP run's. (Every process but the first used to resume other noise, or crash: torch's
+    Generator.set_state read the row of a stacked state from its storage's start.)"""
     common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
               "test=false", "logger=none", *NO_FIGURES, "trainer.max_epochs=2", "trainer.strategy=ddp",
               "trainer.devices=2", "trainer.accelerator=cpu", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
@@ -488,10 +491,21 @@ def test_ddp_checkpoints_hold_every_process_state(tiny_mnist: Path, tmp_path: Pa
                               capture_output=True, text=True, timeout=300)  # fmt: skip
 
     stop = "+callbacks.stop={_target_:helpers.StopAt,hook:on_train_batch_end,epoch:1,batch:0}"
-    stopped = run(*common, stop, f"hydra.run.dir={tmp_path}")
+    folder = tmp_path / "run"
+    stopped = run(*common, stop, f"hydra.run.dir={folder}")
     assert stopped.returncode == 1 and "stopped by Ctrl-C" in stopped.stderr, stopped.stderr[-3000:]
-    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    saved = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches": 1}]
     assert {float(state["weight"]) for state in saved["vaelab_train_means"].values()} == {100.0}  # 2 x 50 images
     noise = saved["vaelab_train_noise_state"]
     assert noise.shape[0] == 2 and not torch.equal(noise[0], noise[1])
+    resumed = run(f"resume={folder}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    longer = run(f"resume={folder}", "trainer.max_epochs=3")  # from the end of an epoch
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    straight = run(*[o.replace("max_epochs=2", "max_epochs=3") for o in common], f"hydra.run.dir={tmp_path / 's'}")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    rows = {run: RunFolder(run).read_history() for run in (folder, tmp_path / "s")}
+    assert [(r["epoch"], r["step"]) for r in rows[folder]] == [(0, 3), (1, 6), (2, 9)]
+    for name in ("train/loss", "train/kl", "val/loss"):
+        assert [r[name] for r in rows[folder]] == pytest.approx([r[name] for r in rows[tmp_path / "s"]], abs=1e-4)

@@ -307,7 +307,9 @@ class ELBOModule(pl.LightningModule):
             if state.dim() == 1:
                 self._restored_train_noise = state
             elif len(state) == self._processes():  # on another number of processes each draws from its seed
-                self._restored_train_noise = state[self.global_rank]
+                # A copy, not the row: Generator.set_state reads a view's storage from its start (torch 2.14: rank
+                # 1 resumed with other bytes, or crashed), so every process but the first drew other noise.
+                self._restored_train_noise = state[self.global_rank].clone()
         self._restore_train_means(checkpoint.get("vaelab_train_means"))
 
     def _processes(self) -> int:
