@@ -29,6 +29,7 @@ from helpers import (
     val_loss_over_ranks,
 )
 from vaelab.errors import Interrupted, VaelabError
+from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import load_model
 from vaelab.run.folder import RunFolder
 from vaelab.training import train
@@ -432,16 +433,14 @@ def test_an_interrupted_test_keeps_the_fit_and_resume_runs_the_test(
     with pytest.raises(VaelabError, match="already trained 3 epochs"):  # tested now: nothing left to do
         train(compose_config("train", [*common, "trainer.max_epochs=3", f"resume={stopped}"], stopped))
 
-    longer = [*common, "trainer.max_epochs=4"]
-    assert train(compose_config("train", [*longer, f"resume={straight}"], straight))["train/loss"] == pytest.approx(
-        train(compose_config("train", [*longer, f"resume={stopped}"], stopped))["train/loss"], abs=1e-5
-    )
+    if not sigterm:  # (once: the same checkpoint either way) a longer resume trains on from the fit's last epoch
+        longer = [*common, "trainer.max_epochs=4"]
+        assert train(compose_config("train", [*longer, f"resume={straight}"], straight))["train/loss"] == (
+            pytest.approx(train(compose_config("train", [*longer, f"resume={stopped}"], stopped))["train/loss"])
+        )
 
 
-@pytest.mark.parametrize("again", ["resume", "new run"])
-def test_a_run_stopped_in_its_sanity_check_starts_again_in_its_folder(
-    again: str, tiny_mnist: Path, tmp_path: Path
-) -> None:
+def test_a_run_stopped_in_its_sanity_check_starts_again_in_its_folder(tiny_mnist: Path, tmp_path: Path) -> None:
     """Ctrl-C before the first checkpoint: the line says nothing was saved, metrics.json says interrupted, and both
     ``resume=`` and a new run into the folder train it from the beginning, as if it had never started."""
     common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
@@ -455,8 +454,8 @@ def test_a_run_stopped_in_its_sanity_check_starts_again_in_its_folder(
     signal.signal(signal.SIGINT, handler)
     assert RunFolder(stopped).read_metrics()["status"] == "interrupted"
     assert not list(stopped.glob("checkpoints/*.ckpt"))
-    overrides = [*common, f"resume={stopped}"] if again == "resume" else common
-    metrics = train(compose_config("train", overrides, stopped))
+    run_guard.release(run_guard.claim(stopped, resuming=False).folder)  # a new run may have the folder too
+    metrics = train(compose_config("train", [*common, f"resume={stopped}"], stopped))
     assert metrics["status"] == "completed" and metrics["train/loss"] == pytest.approx(expected["train/loss"])
     assert [row["epoch"] for row in RunFolder(stopped).read_history()] == [0, 1]
 
@@ -476,8 +475,8 @@ def test_ddp_resumes_exactly_from_an_epoch_end_and_inside_one(
     tiny_mnist: Path, tmp_path: Path, ddp_alone: None
 ) -> None:
     """Two processes stopped inside an epoch: the checkpoint holds the epoch's training sums of both, each one's
-    noise, and the batches of the epoch trained; resumed, and resumed again from an epoch's end, the history equals
-    an uninterrupted DDP run's. (Every process but the first used to resume other noise, or crash: torch's
+    noise, and the batches of the epoch trained; resumed, the history equals an uninterrupted DDP run's (the
+    epoch-end case: the epoch after the resumed one draws on from the restored noise too). (Every process but the first used to resume other noise, or crash: torch's
     Generator.set_state read the row of a stacked state from its storage's start.)"""
     common = ["model=vae", "data.batch_size=50", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
               "test=false", "logger=none", *NO_FIGURES, "trainer.max_epochs=2", "trainer.strategy=ddp",
@@ -499,10 +498,8 @@ def test_ddp_resumes_exactly_from_an_epoch_end_and_inside_one(
     assert {float(state["weight"]) for state in saved["vaelab_train_means"].values()} == {100.0}  # 2 x 50 images
     noise = saved["vaelab_train_noise_state"]
     assert noise.shape[0] == 2 and not torch.equal(noise[0], noise[1])
-    resumed = run(f"resume={folder}")
+    resumed = run(f"resume={folder}", "trainer.max_epochs=3")  # the rest of epoch 1, then epoch 2 after its end
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    longer = run(f"resume={folder}", "trainer.max_epochs=3")  # from the end of an epoch
-    assert longer.returncode == 0, longer.stderr[-3000:]
     straight = run(*[o.replace("max_epochs=2", "max_epochs=3") for o in common], f"hydra.run.dir={tmp_path / 's'}")
     assert straight.returncode == 0, straight.stderr[-3000:]
     rows = {run: RunFolder(run).read_history() for run in (folder, tmp_path / "s")}
