@@ -66,3 +66,15 @@ def test_fast_dev_run_preset(tiny_mnist: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "metrics.json").read_text())["test/loss"] == metrics["test/loss"]
     # Lightning's fast_dev_run: no checkpoints, and the loggers write nothing.
     assert not list(tmp_path.glob("checkpoints/*.ckpt")) and not (tmp_path / "tensorboard").exists()
+
+
+def test_a_debug_preset_overrides_an_experiment_and_writes_under_logs_debug() -> None:
+    """debug comes last in the defaults: `experiment=capacity debug=fast` is the one-epoch smoke run, not 30
+    epochs; every preset writes under logs/debug/ (its runs, studies and MLflow store), apart from real runs."""
+    for preset in ("fast", "fdr", "overfit", "profiler", "anomaly"):
+        cfg = compose_config("train", ["experiment=capacity", "model=conv_vae", f"debug={preset}"])
+        assert cfg.paths.log_dir.endswith("/logs/debug"), preset
+    cfg = compose_config("train", ["experiment=capacity", "model=conv_vae", "debug=fast"])
+    assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 5
+    assert compose_config("eval", ["debug=fast"]).paths.log_dir.endswith("/logs/debug")
+    assert compose_config("train", ["experiment=capacity", "model=conv_vae"]).trainer.max_epochs == 30
