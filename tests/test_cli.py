@@ -310,3 +310,21 @@ def test_an_experiment_is_chosen_with_or_without_plus(form: str) -> None:
     result = run_inline("train.py", form, "model=conv_vae", "--cfg", "job")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "hidden_dim: 256" in result.stdout and "decoder_hidden_dim: 512" in result.stdout
+
+
+def test_eval_help_lists_the_groups_evaluation_composes() -> None:
+    """vaelab-eval --help names evaluation's own groups, each option of which composes; not training's (model,
+    logger, experiment, ...), which evaluation rejects."""
+    from hydra import compose, initialize_config_dir
+
+    from helpers import PROJECT_ROOT
+
+    help_text = run_inline("evaluate.py", "--help").stdout
+    listed = help_text.split("== Configuration groups ==")[1].split("== Config ==")[0].strip().splitlines()[1:]
+    groups = dict(line.split(": ", 1) for line in listed if line.strip())
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        choices = compose(config_name="eval", return_hydra_config=True).hydra.runtime.choices
+        assert sorted(groups) == sorted(group for group in choices if not group.startswith("hydra"))
+        for group, options in groups.items():
+            for option in options.split(", "):
+                compose(config_name="eval", overrides=[f"{group}={option}"])  # each one composes
