@@ -18,7 +18,7 @@ import optuna
 import pytest
 import yaml
 
-from helpers import NO_FIGURES, compose_config, run_inline, start_long_run, tiny_data_overrides
+from helpers import NO_FIGURES, compose_config, run_inline, run_script, start_long_run, tiny_data_overrides
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate
 from vaelab.run.checkpoints import load_model
@@ -212,8 +212,11 @@ def test_a_study_of_another_model_is_refused(tiny_mnist: Path, tmp_path: Path) -
               "hydra.sweeper.n_trials=1", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
     first = run_inline("train.py", *search, "model=vae", f"hydra.sweep.dir={tmp_path / 'a'}")
     assert first.returncode == 0, first.stderr[-3000:]
-    other = run_inline("train.py", *search, "model=conv_vae", f"hydra.sweep.dir={tmp_path / 'b'}")
+    # In a process of its own: Optuna's log handler writes to the stderr it found when first imported.
+    other = run_script("train.py", *search, "model=conv_vae", f"hydra.sweep.dir={tmp_path / 'b'}")
     one_error_line(other, "study 'vae'", "belongs to model=vae", "model=conv_vae", "allow_other_setting=true")
+    assert "Using an existing study" not in other.stderr  # the refusal is the first word on it
+    assert not (tmp_path / "b").exists()  # and it leaves no sweep folder
     assert len(optuna.load_study(study_name="vae", storage=storage).trials) == 1  # no conv trial joined it
     # Another fixed setting (the latent size, the batches per epoch) would rank trials that are not comparable.
     for index, (setting, words) in enumerate((("model.latent_dim=3", "model.latent_dim=2"),

@@ -88,6 +88,9 @@ def open_study(
     optuna = require("optuna", extra="sweeps", purpose="hparams_search=optuna")
     # The sweeper records heartbeats itself (heartbeats()); Optuna warns that they are meant for optimize().
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    verbosity = optuna.logging.get_verbosity()
+    # Optuna's "Using an existing study" would come before a refusal of that study: the sweeper says it after its checks.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(
             storage=storage, study_name=study_name, direction=direction, sampler=sampler, pruner=pruner,
@@ -95,6 +98,8 @@ def open_study(
         )  # fmt: skip
     except ValueError as error:  # a direction that is neither minimize nor maximize
         raise VaelabError(f"study {study_name!r}: {error}") from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     kept = study.direction.name.lower()  # Optuna loads an existing study whatever direction is asked
     if kept != str(direction).lower():
         raise VaelabError(f"study {study_name!r} is to {kept}, not {direction}: pass another hydra.sweeper.study_name.")
