@@ -14,7 +14,7 @@ from vaelab.figures.model import grid_latents
 from vaelab.run.checkpoints import load_model
 
 
-@pytest.mark.parametrize("job", [1, 2])  # conv_vae and cond_conv_vae of the shared sweep
+@pytest.mark.parametrize("job", [0, 1, 2])  # vae, conv_vae and cond_conv_vae of the shared sweep
 def test_the_exported_programs_reproduce_the_checkpoints_images(
     trained_sweep: Path, job: int, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -30,12 +30,13 @@ def test_the_exported_programs_reproduce_the_checkpoints_images(
     decoder = torch.export.load(tmp_path / "export" / "decoder.pt2").module()
     encoder = torch.export.load(tmp_path / "export" / "encoder.pt2").module()
     z = grid_latents(torch.linspace(-2, 2, 5), torch.linspace(2, -2, 5), model.latent_dim)  # any batch size: 25
-    labels = torch.arange(len(z)) % 10
     images, image_labels = small_batch(7)
+    # A conditional model's programs take the labels; another's the images (or z) alone.
+    labels, image_labels = ((torch.arange(len(z)) % 10,), (image_labels,)) if model.num_classes else ((), ())
     with torch.no_grad():
-        expected = model.decode(z, labels)
-        assert torch.allclose(decoder(z, labels), expected, atol=1e-5)
-        for exported, own in zip(encoder(images, image_labels), model.encode(images, image_labels)):
+        expected = model.decode(z, *labels)
+        assert torch.allclose(decoder(z, *labels), expected, atol=1e-5)
+        for exported, own in zip(encoder(images, *image_labels), model.encode(images, *image_labels)):
             assert torch.allclose(exported, own, atol=1e-5)
     assert f"{SWEPT_MODELS[job]}" in (trained_sweep / str(job) / ".hydra" / "overrides.yaml").read_text()
 

@@ -2,10 +2,10 @@
 
     vaelab-export <checkpoint> [--out <folder>] [--force] [--trusted-models mymodels.WideVAE,...]
 
-writes ``encoder.pt2`` (``images [B, 1, 28, 28], labels [B] -> (z_mean, log_var)``), ``decoder.pt2``
-(``z [B, latent_dim], labels [B] -> pixel means [B, 1, 28, 28]``; ``decode``, what the figures draw) and
-``export.json`` (the model's class, latent size and classes, and the checkpoint it came from). Any batch size; the
-labels are ignored by a model that is not conditional. Load one with ``torch.export.load(path).module()``.
+writes ``encoder.pt2`` (``images [B, 1, 28, 28] -> (z_mean, log_var)``), ``decoder.pt2``
+(``z [B, latent_dim] -> pixel means [B, 1, 28, 28]``; ``decode``, what the figures draw) and ``export.json`` (the
+model's class, latent size and classes, and the checkpoint it came from). A conditional model's programs take the
+labels ``[B]`` as a second argument. Any batch size. Load one with ``torch.export.load(path).module()``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.encode(images, labels)
 
 
@@ -41,7 +41,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.model.decode(z, labels)
 
 
@@ -51,14 +51,12 @@ def export_model(model: ELBOModule, folder: Path, checkpoint: Path | None = None
     model = model.cpu().float().eval().to(memory_format=torch.contiguous_format)
     folder.mkdir(parents=True, exist_ok=True)
     batch = Dim("batch", min=1)
-    labels = torch.zeros(2, dtype=torch.long)
+    # A conditional model's programs take the labels too; another's take the images (or z) alone.
+    labels = (torch.zeros(2, dtype=torch.long),) if model.num_classes else ()
+    with_labels = {"labels": {0: batch}} if model.num_classes else {}
     inputs = {
-        "encoder": (Encoder(model), (torch.zeros(2, 1, 28, 28), labels), {"images": {0: batch}, "labels": {0: batch}}),
-        "decoder": (
-            Decoder(model),
-            (torch.zeros(2, model.latent_dim), labels),
-            {"z": {0: batch}, "labels": {0: batch}},
-        ),
+        "encoder": (Encoder(model), (torch.zeros(2, 1, 28, 28), *labels), {"images": {0: batch}, **with_labels}),
+        "decoder": (Decoder(model), (torch.zeros(2, model.latent_dim), *labels), {"z": {0: batch}, **with_labels}),
     }
     written = {}
     with torch.no_grad():
