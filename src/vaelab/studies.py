@@ -89,7 +89,8 @@ def open_study(
     # The sweeper records heartbeats itself (heartbeats()); Optuna warns that they are meant for optimize().
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     verbosity = optuna.logging.get_verbosity()
-    # Optuna's "Using an existing study" would come before a refusal of that study: the sweeper says it after its checks.
+    # Optuna's "Using an existing study" would come before a refusal of that study: the sweeper says so after its
+    # checks.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(

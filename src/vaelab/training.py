@@ -158,8 +158,9 @@ def recorded_fit_metrics(folder: RunFolder) -> dict[str, float]:
 def test(run: Run, best: str | None, fit_metrics: dict[str, float]) -> dict[str, float]:
     """Test the best checkpoint (the current weights when none was recorded) on the test split. Ctrl-C or SIGTERM
     here keeps the fit (``last.ckpt`` is its end) and records it: ``resume=`` then runs the test alone."""
-    if best is None:
-        log.warning("no best checkpoint recorded: testing the current weights")
+    if best is None:  # expected with fast_dev_run (debug=fdr), which saves no checkpoint
+        say = log.info if run.trainer.fast_dev_run else log.warning
+        say("no best checkpoint recorded: testing the current weights")
     else:  # the path comes from the checkpoint's callback state: read it as untrusted, like any user file
         best_state = read_checkpoint(best, trusted=[run.model.checkpoint_name()])  # the run's own class
         check_resumable(best_state, run.model, best)

@@ -94,11 +94,27 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
             except Exception:  # the store was moved or deleted: start a new run rather than fail the resume
                 rank_zero_warn(f"MLflow run {self._run_id} is not in {self.tracking_uri}: starting a new run")
                 self._run_id = None
+        if self._run_id is None and self._experiment_id is None:
+            self._experiment_id = self._find_or_create_experiment()
         client = super().experiment
         self._run_id_file.parent.mkdir(parents=True, exist_ok=True)
         self._run_id_file.write_text(f"{self._run_id}\n")
         (self._run_id_file.parent / URI_FILE).write_text(f"{self.tracking_uri or ''}\n")  # evaluation logs there too
         return client
+
+    def _find_or_create_experiment(self) -> str | None:
+        """The experiment's id, made in a new store without Lightning's warning (a first run is no surprise); None
+        for a deleted one, which Lightning handles."""
+        found = self._mlflow_client.get_experiment_by_name(self._experiment_name)
+        if found is not None:
+            return found.experiment_id if found.lifecycle_stage != "deleted" else None
+        try:
+            return self._mlflow_client.create_experiment(
+                self._experiment_name, artifact_location=self._artifact_location
+            )
+        except Exception:  # noqa: BLE001 (another job made it meanwhile: MLflow's RESOURCE_ALREADY_EXISTS)
+            found = self._mlflow_client.get_experiment_by_name(self._experiment_name)
+            return found.experiment_id if found is not None else None
 
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any]) -> None:  # type: ignore[override]
