@@ -21,10 +21,26 @@ if ! { "$WORK/venv/bin/python" -m pip install --quiet --upgrade pip \
     echo "plain install: pip could not install the wheel" >&2
     exit 1
 fi
-mkdir "$WORK/empty"
+mkdir "$WORK/empty" "$WORK/hook"
 cd "$WORK/empty"
-export PATH="$WORK/venv/bin:$PATH" VAELAB_DATA_DIR="$DATA"
-unset PYTHONPATH VAELAB_ROOT
+# Every warning Python shows, whatever its wording (Lightning prints some as a bare "file:line: message"), is
+# announced with its category first, so that the check below sees it.
+cat >"$WORK/hook/sitecustomize.py" <<'PY'
+import sys
+import warnings
+
+_show = warnings.showwarning
+
+
+def _announce(message, category, filename, lineno, file=None, line=None):
+    print(f"plain install: a {category.__name__} was shown: {message}", file=sys.stderr)
+    _show(message, category, filename, lineno, file, line)
+
+
+warnings.showwarning = _announce
+PY
+export PATH="$WORK/venv/bin:$PATH" VAELAB_DATA_DIR="$DATA" PYTHONPATH="$WORK/hook"
+unset VAELAB_ROOT
 
 check() {  # <what> <command...>: runs it; its output must hold no error and no warning
     local log="$WORK/$1.log"
@@ -52,7 +68,7 @@ check train vaelab-train debug=fast print_config=false
 refused optuna "vaelab\[sweeps\]" vaelab-train -m hparams_search=optuna debug=fast
 refused joblib "vaelab\[sweeps\]" vaelab-train -m launcher=joblib debug=fast
 refused mlflow "vaelab\[mlflow\]" vaelab-train logger=mlflow debug=fast
-run=$(dirname logs/train/runs/*/metrics.json)
+run=$(dirname logs/debug/train/runs/*/metrics.json)  # debug presets write under logs/debug/
 check evaluate vaelab-eval "ckpt_path=$run/checkpoints/last.ckpt" iwae_samples=10 trainer.limit_test_batches=2 figures.num_points=200
 check export vaelab-export "$run/checkpoints/last.ckpt" --out export
 check summary vaelab-sweeps --help
