@@ -192,3 +192,21 @@ def test_an_evaluation_reaches_the_training_runs_mlflow_run(
         assert json.loads((evaluated / "metrics.json").read_text())["loss"] == pytest.approx(again["loss"])
         assert "not logged to the training run's MLflow run" in capsys.readouterr().err
     assert not (tmp_path / "gone.db").exists()
+
+
+@pytest.mark.parametrize("schedule", [False, True])
+def test_the_learning_rate_chart_is_there_only_with_a_schedule(
+    schedule: bool, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    """TensorBoard's Custom Scalars page: without a schedule no `train/lr` is logged, so no chart waits for one."""
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    overrides = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                 "logger=tensorboard", "test=false", *NO_FIGURES, *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    train(compose_config("train", [*overrides, *([STEP_LR] if schedule else [])], tmp_path / "run"))
+    events = EventAccumulator(str(tensorboard_run(tmp_path / "run")), size_guidance={"tensors": 0})
+    events.Reload()
+    (config,) = events.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
+    charts = [chart.title for category in layout.category for chart in category.chart]
+    assert "loss" in charts and ("learning rate" in charts) == schedule

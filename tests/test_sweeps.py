@@ -146,6 +146,7 @@ def test_an_interrupted_sweep_is_finished_by_resume_or_its_own_command(tiny_mnis
     first_job = (sweep / "0" / "metrics.json").read_bytes()
     finished = run_inline("train.py", f"resume={sweep}")
     assert finished.returncode == 0, finished.stderr[-3000:]
+    assert f"ranked: vaelab-sweeps {sweep}" in finished.stdout  # a grid's end says where its ranking is
     assert [RunFolder(sweep / job).status()[0] for job in ("0", "1", "2")] == ["completed"] * 3
     assert (sweep / "0" / "metrics.json").read_bytes() == first_job  # kept, not trained again
     assert [(row["epoch"], row["step"]) for row in RunFolder(sweep / "1").read_history()] == [(0, 2), (1, 4)]

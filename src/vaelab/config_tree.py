@@ -32,13 +32,18 @@ def config_tree(cfg: DictConfig) -> Tree:
     return tree
 
 
-def print_config_tree(cfg: DictConfig, save_to: Path) -> None:
-    """Print the tree to the console and write it, without colour codes, to ``save_to``."""
+def print_config_tree(cfg: DictConfig, save_to: Path, show: bool = True) -> None:
+    """Print the tree to the console (unless not ``show``) and write it, without colour codes, to ``save_to``. Piped
+    (nohup, SLURM's output file), the lines are not cut at Rich's 80 columns."""
     tree = config_tree(cfg)
-    Console().print(tree)
+    # Off a terminal Rich assumes 80 columns and cuts longer lines: as wide as the longest value instead.
+    longest = max(len(line) for line in OmegaConf.to_yaml(cfg, resolve=True).splitlines() or [""])
+    console = Console()
+    if show:
+        (console if console.is_terminal else Console(width=max(120, longest + 16))).print(tree)
     save_to.parent.mkdir(parents=True, exist_ok=True)
     with save_to.open("w") as file:
-        Console(file=file, width=120, color_system=None).print(tree)
+        Console(file=file, width=max(120, longest + 16), color_system=None).print(tree)
 
 
 def run_tags(tags: Any) -> list[str]:

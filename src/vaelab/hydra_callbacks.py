@@ -137,14 +137,19 @@ def config_folder(path: str) -> Path | None:
 
 
 class FailedJobsReport(Callback):
-    """At the end of a multirun: list the jobs of this sweep that failed and exit with status 1 if any did.
+    """At the end of a multirun: where the sweep is and how to rank it (a grid), then the jobs of this sweep that
+    failed, exiting with status 1 if any did.
 
     Jobs record their own failure (``vaelab.cli``), in whatever process a launcher ran them, so this
     reads the job folders this multirun wrote rather than the launcher's return values.
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        jobs = sweep_jobs(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))))
+        sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
+        jobs = sweep_jobs(sweep_dir)
+        if str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith("BasicSweeper"):
+            # A search writes its own results as it ends; a grid says where its ranking is.
+            print(f"Sweep folder: {sweep_dir} ({len(jobs)} jobs); ranked: vaelab-sweeps {sweep_dir}", flush=True)
         failed = failed_jobs(jobs)
         if not failed:
             return

@@ -30,7 +30,7 @@ from vaelab.models.base import ELBOModule, NonFiniteLossError
 from vaelab.process import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
 from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import check_resumable, read_checkpoint
-from vaelab.run.folder import RunFolder, RunStatus
+from vaelab.run.folder import RunFolder, RunStatus, in_multirun
 from vaelab.run.resume import ResumePlan, resume_plan
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,8 @@ def build(cfg: DictConfig) -> Run:
     if rank_zero_only.rank == 0 and hasattr(datamodule, "check_files"):
         datamodule.check_files()  # a missing or damaged file now, not after the tree (or after training)
     # After the checks: a bad value is one line, not the tree and then a line.
-    if cfg.get("print_config") and rank_zero_only.rank == 0:
-        print_config_tree(cfg, folder.path / "config_tree.log")
+    if cfg.get("print_config") and rank_zero_only.rank == 0:  # in a sweep, shown for its first job only
+        print_config_tree(cfg, folder.path / "config_tree.log", show=not in_multirun() or folder.path.name == "0")
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     config = OmegaConf.to_container(cfg, resolve=True)
     # trainer.loggers: fast_dev_run swaps in Lightning's dummy logger.

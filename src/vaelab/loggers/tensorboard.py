@@ -105,8 +105,11 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
         self.experiment.flush()
 
     def start_run(self, config: dict[str, Any], tags: Sequence[str], resumed_step: int | None) -> None:
-        """The Custom Scalars layout and the tags; the HParams entry waits for the outcome (real metrics)."""
-        self.experiment.add_custom_scalars(SCALARS_LAYOUT)
+        """The Custom Scalars layout (the learning-rate chart only with a schedule: it would stay empty) and the
+        tags; the HParams entry waits for the outcome (real metrics)."""
+        scheduled = isinstance(config.get("model"), dict) and config["model"].get("scheduler")
+        self.experiment.add_custom_scalars({key: charts for key, charts in SCALARS_LAYOUT.items()
+                                            if key != "schedule" or scheduled})  # fmt: skip
         if tags:
             self.experiment.add_text("tags", ", ".join(tags))
 
