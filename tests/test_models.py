@@ -215,3 +215,16 @@ def test_validation_and_test_run_in_float32_under_bf16_autocast() -> None:
     with bf16:  # training does run in bf16: the same call differs
         trained = model.loss_terms(images, labels, noise)["loss"]
     assert not torch.equal(trained, model.loss_terms(images, labels, torch.Generator().manual_seed(0))["loss"])
+
+
+@pytest.mark.parametrize("model_class", [VAE, ConvVAE, CondConvVAE])
+def test_the_model_summary_counts_each_layers_flops(model_class: type[ELBOModule]) -> None:
+    """Lightning's summary (printed at the start of a run) shows real FLOPs and sizes, not a column of zeros: the
+    models have an example input and a forward (the mean code's reconstruction logits)."""
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    summary = ModelSummary(model_class(latent_dim=2), max_depth=2)
+    assert summary.total_flops > 0
+    assert [size for name, size in zip(summary.layer_names, summary.out_sizes) if name == "encoder"] != ["?"]
+    images, labels = small_batch(3)
+    assert model_class(latent_dim=2)(images, labels).shape == images.shape

@@ -18,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -70,7 +71,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             num_classes = model_class(checkpoint["vaelab_model_class"]).num_classes
             check_labels(num_classes, datamodule, str(path))
             figure_settings.check("figures", num_classes)
-        trainer = build_trainer(cfg.trainer, logger=False, callbacks=[])
+        # tqdm, as in training and the IWAE and figure bars (Lightning would pick Rich's where it is installed).
+        bar = [TQDMProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
+        trainer = build_trainer(cfg.trainer, logger=False, callbacks=bar)
 
         names = [run_names(path) for path in sources]
         labels = unique_labels([label for _, label in names], sources)
