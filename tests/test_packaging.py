@@ -103,7 +103,7 @@ def test_a_built_wheel_runs_as_a_tool_from_an_empty_folder(tmp_path: Path, tiny_
     assert where.stdout.startswith(str(tmp_path / "venv")), where.stdout + where.stderr  # the wheel's, not the clone's
     trained = run("vaelab-train", "debug=fast", "model=vae", "logger=csv", *tiny_data_overrides(tiny_mnist))
     assert trained.returncode == 0, trained.stderr[-3000:]
-    (metrics,) = (empty / "logs" / "train" / "runs").glob("*/metrics.json")
+    (metrics,) = (empty / "logs" / "debug" / "train" / "runs").glob("*/metrics.json")  # a debug preset's folder
     assert json.loads(metrics.read_text())["status"] == "completed"
     evaluated = run("vaelab-eval", f"ckpt_path={metrics.parent / 'checkpoints' / 'last.ckpt'}", "iwae_samples=null",
                     "projector=false", "figures.num_points=50", "figures.grid_size=3", *tiny_data_overrides(tiny_mnist))  # fmt: skip
