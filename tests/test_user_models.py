@@ -186,3 +186,38 @@ def test_the_continuous_bernoulli_example(tiny_mnist: Path, tmp_path: Path, monk
     assert result["model"] == "cb_conv_vae" and result["iwae_nll"] <= result["loss"] + 1e-3  # IWAE bounds the ELBO
     images = load_model(run / "checkpoints" / "last.ckpt", trusted=["cb_vae.ContinuousBernoulliConvVAE"]).sample(4)
     assert images.shape == (4, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+
+
+def test_the_model_pasted_from_the_docs_trains_and_evaluates(
+    tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/own-model.md's complete class and config, as a user pastes them, train and evaluate; its contract error
+    for an nn.Sequential is the one line the page describes."""
+    page = (PROJECT_ROOT / "docs" / "own-model.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    config = page.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "mymodels.py").write_text(code)
+    (tmp_path / "conf" / "model" / "tiny_vae.yaml").write_text(config)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "mymodels", raising=False)
+    run = tmp_path / "run"
+    trained = run_inline("train.py", "--config-dir", str(tmp_path / "conf"), "model=tiny_vae", *TINY,
+                         *tiny_data_overrides(tiny_mnist), f"hydra.run.dir={run}")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    evaluation = [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "iwae_samples=2", "projector=false",
+                  "figures.num_points=50", "figures.grid_size=3", "trusted_models=[mymodels.TinyVAE]",
+                  *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    assert evaluate(compose_config("eval", evaluation, tmp_path / "e"))[0]["model"] == "tiny_vae"
+
+    import mymodels
+
+    class Sequential(mymodels.TinyVAE):  # vaelab's encode, with a one-input module as the encoder
+        encode = mymodels.ELBOModule.encode
+
+        def __init__(self, **settings) -> None:
+            super().__init__(**settings)
+            self.encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 4))
+
+    with pytest.raises(VaelabError, match=r"Sequential.encoder must take \(images, condition\) .* Sequential takes"):
+        Sequential().check_contract()

@@ -37,7 +37,7 @@ class NonFiniteLossError(VaelabError):
 
 class ELBOModule(pl.LightningModule):
     """A VAE trained on the negative ELBO; subclasses assign ``self.encoder`` and ``self.decoder`` (or override
-    ``encode``/``decode_logits``). A model of your own (README, "Add your own model") meets this contract, which
+    ``encode``/``decode_logits``). A model of your own (docs/own-model.md) meets this contract, which
     ``check_contract`` checks once, when a run builds it:
 
     - ``encode(images [B, 1, 28, 28], labels [B] or None) -> (z_mean, log_var)``, each ``[B, latent_dim]``;
@@ -138,6 +138,21 @@ class ELBOModule(pl.LightningModule):
             except TypeError:
                 signature = inspect.signature(getattr(self, method))
                 raise VaelabError(f"{name}.{method} must take ({expected}); it takes {signature}.") from None
+        # The default encode/decode_logits call self.encoder(images, condition) and self.decoder(z, condition).
+        for method, part, inputs in (
+            ("encode", "encoder", "images, condition"),
+            ("decode_logits", "decoder", "z, condition"),
+        ):
+            module = getattr(self, part, None)
+            if getattr(type(self), method) is getattr(ELBOModule, method) and module is not None:
+                try:
+                    inspect.signature(module.forward).bind(*inputs.split(", "))
+                except TypeError:
+                    raise VaelabError(
+                        f"{name}.{part} must take ({inputs}) (the condition: None, or the one-hot labels of a "
+                        f"conditional model); {type(module).__name__} takes {inspect.signature(module.forward)}: wrap "
+                        f"it, or override {method}(self, {inputs.split(',')[0]}, labels=None) to call it"
+                    ) from None
         with inference(self):
             images = torch.full((2, 1, 28, 28), 0.5, device=self.device, dtype=self.dtype)
             encoded = self.encode(images, labels)
