@@ -144,7 +144,8 @@ def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path,
         rows = list(csv.DictReader((folder / "results.csv").open()))
         assert [row["model"] for row in rows] == ["vae", "conv_vae"]  # the model's name; the run has its own column
         assert all(row["run"].startswith(f"{row['model']}-") for row in rows)
-        assert list(rows[0]) == ["model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss",
+        assert [row["setting"] for row in rows] == ["vae", "conv_vae"]  # what sets each apart: its model here
+        assert list(rows[0]) == ["setting", "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss",
                                  "loss_kl_averaged", "iwae_nll", "seeds", "loss_std", "loss_ci95", "loss_best",
                                  "seconds_per_epoch", "device"]  # fmt: skip
         assert {row["seeds"] for row in rows} == {"1"} and {row["loss_std"] for row in rows} == {""}

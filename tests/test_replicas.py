@@ -85,6 +85,9 @@ def test_a_grid_over_two_lrs_and_three_seeds_makes_two_settings(tiny_mnist: Path
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     results = list(csv.DictReader((tmp_path / "eval" / "results.csv").open()))
     assert len(results) == 2 and {row["seeds"] for row in results} == {"3"}
+    # Each row names the setting by what sets it apart, in the CSV and the markdown table alike.
+    assert sorted(row["setting"] for row in results) == ["vae model.optimizer.lr=0.001", "vae model.optimizer.lr=0.003"]
+    assert "| vae model.optimizer.lr=0.003 |" in (tmp_path / "eval" / "results_table.md").read_text()
     for row in results:
         runs = row["run"].split()
         losses = [json.loads((tmp_path / "eval" / run / "metrics.json").read_text())["loss"] for run in runs]

@@ -45,7 +45,7 @@ from vaelab.tables import markdown_table, write_csv
 from vaelab.training import build_trainer
 
 RESULT_COLUMNS = (
-    "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss", "loss_kl_averaged", "iwae_nll",
+    "setting", "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss", "loss_kl_averaged", "iwae_nll",
     "seeds", "loss_std", "loss_ci95", "loss_best", "seconds_per_epoch", "device",
 )  # fmt: skip
 # The numbers an evaluation scores a checkpoint with (TensorBoard test/*, MLflow eval/*).
@@ -367,11 +367,12 @@ def write_comparison(
     """``results.csv`` and ``results_table.md`` (one row per setting, replicas averaged; the runs left out named
     below it) and ``comparison.png``; copies into ``report_dir``."""
     groups = replica_groups(sources)
-    rows = [setting_row([results[i] for i in group]) for group in groups]
+    # Each setting named by what sets it apart (``conv_vae model.optimizer.lr=0.001``), in the tables as in the figure.
+    names = figure_labels([results[group[0]] for group in groups], [sources[group[0]] for group in groups])
+    rows = [{**setting_row([results[i] for i in group]), "setting": name} for name, group in zip(names, groups)]
     table = markdown_table(rows, RESULT_COLUMNS)
     if left_out:
         table += "\nLeft out (only completed runs count):\n\n" + "".join(f"- {line}\n" for line in left_out)
-    names = figure_labels([results[group[0]] for group in groups], [sources[group[0]] for group in groups])
     names = [name + (f" (n={len(group)})" if len(group) > 1 else "") for name, group in zip(names, groups)]
     curves = {
         name: band
