@@ -296,3 +296,25 @@ class Rewrite:
             Path(path).write_text(Path(path).read_text().replace(old, new))
 
         return type("RewriteHook", (pl.Callback,), {"on_train_start": rewrite})()
+
+
+def wandb_records(run_dir: Path) -> list[Any]:
+    """The records of a run's offline W&B transaction log (``<run>/wandb/offline-run-*/run-*.wandb``, LevelDB's log
+    format: 32 KiB blocks of checksum, length, type and payload), parsed as W&B's ``Record`` protos."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    data, offset, pending, parsed = path.read_bytes(), 7, b"", []  # after the ":W&B" header
+    while offset + 7 <= len(data):
+        left = 32768 - offset % 32768
+        _, length, kind = struct.unpack("<IHB", data[offset : offset + 7]) if left >= 7 else (0, 0, 0)
+        if left < 7 or (kind == 0 and length == 0):  # a block's padding
+            offset += left
+            continue
+        payload, offset = data[offset + 7 : offset + 7 + length], offset + 7 + length
+        pending = payload if kind in (1, 2) else pending + payload  # full, first; middle, last
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            parsed.append(record)
+    return parsed

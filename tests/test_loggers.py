@@ -10,6 +10,7 @@ import logging
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -26,11 +27,13 @@ from helpers import (
     get_json,
     tensorboard_run,
     tiny_data_overrides,
+    wandb_records,
 )
 from vaelab.config_tree import run_tags
 from vaelab.errors import VaelabError
-from vaelab.loggers import MLFlowLogger
+from vaelab.loggers import MLFlowLogger, WandbLogger
 from vaelab.loggers.mlflow import check_mlflow
+from vaelab.run.folder import RunFolder
 from vaelab.training import train
 
 MODEL_CLASSES = {
@@ -210,3 +213,44 @@ def test_the_learning_rate_chart_is_there_only_with_a_schedule(
     layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
     charts = [chart.title for category in layout.category for chart in category.chart]
     assert "loss" in charts and ("learning rate" in charts) == schedule
+
+
+def test_wandb_offline_gets_the_config_metrics_figures_tags_and_group(
+    tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """logger=wandb with the real package, offline: the run's name and tags, a sweep job's group (its sweep folder's
+    name), the whole config, the epoch means, the figures as images, the outcome in the summary; no warning."""
+    from vaelab.loggers import naming
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(naming, "sweep_tags", lambda: {"sweep": "/logs/multiruns/2026-12-07_lr", "job": "3"})
+    run = tmp_path / "run"
+    overrides = ["model=vae", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                 "logger=wandb", "tags=[baseline]", "callbacks.figures.grid_size=3", "callbacks.figures.num_points=50",
+                 *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = train(compose_config("train", [*overrides, "logger.wandb.run_name=vae wandb"], run))
+    assert not [w for w in caught if "wandb" in w.filename or "loggers" in w.filename], [str(w) for w in caught]
+    assert "WARNING" not in capfd.readouterr().err  # W&B prints its own warnings ("wandb: WARNING ...")
+    records = wandb_records(run)
+    (*_, latest) = [r.run for r in records if r.WhichOneof("record_type") == "run"]  # tags come in an update
+    assert (latest.display_name, latest.run_group, list(latest.tags)) == ("vae wandb", "2026-12-07_lr", ["baseline"])
+    config = {
+        u.key or "/".join(u.nested_key): u.value_json for r in records if r.HasField("config") for u in r.config.update
+    }
+    assert json.loads(config["model"])["beta"] == 1.0 and json.loads(config["sweep"])["job"] == "3"
+    history = [{i.key or "/".join(i.nested_key): i.value_json for i in r.history.item} for r in records
+               if r.HasField("history")]  # fmt: skip
+    assert [json.loads(row["val/loss"]) for row in history if "val/loss" in row] == pytest.approx(
+        [row["val/loss"] for row in RunFolder(run).read_history()]
+    )
+    assert {key.split("/")[1] for row in history for key in row if key.startswith("figures/")} == {
+        "latent_scatter", "latent_grid", "centre_decode"
+    }  # fmt: skip
+    assert len(list(run.glob("wandb/offline-run-*/files/media/images/figures/latent_grid_*.png"))) == 2  # per epoch
+    summary = {i.key: i.value_json for r in records if r.HasField("summary") for i in r.summary.update if i.key}
+    assert json.loads(summary["test/loss"]) == pytest.approx(metrics["test/loss"])
+    assert json.loads(summary["best_checkpoint"]).startswith(str(run / "checkpoints"))
+    # resume=<run> goes on in the same W&B run: its id is kept in the run folder.
+    assert WandbLogger(run_dir=str(run), project="vaelab")._wandb_init["id"] == latest.run_id
