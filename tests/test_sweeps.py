@@ -279,6 +279,8 @@ def test_optuna_failed_and_pruned_trials_and_a_search_that_runs_out(tiny_mnist: 
         f"hydra.sweep.dir={tmp_path / 'bad'}",
     )
     assert second.returncode == 0, second.stderr[-3000:]
+    # The launch line names the trial by its number, not an internal blob (the study is in the sweep's record).
+    assert "VAELAB_OPTUNA_TRIAL=1" in second.stdout and "VAELAB_OPTUNA_TRIAL='{" not in second.stdout
     trials = load_trials(storage)
     assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED"]
     assert list(trials[1].intermediate_values) == [0]

@@ -5,7 +5,6 @@ can open the storage works (local, joblib, SLURM).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -18,7 +17,8 @@ from vaelab.errors import VaelabError, instantiate, make_folder, require
 if TYPE_CHECKING:  # the sweeps extra: imported where it is used (a plain install has no Optuna)
     import optuna
 
-# The job's trial (``trial_reference``'s JSON), which the sweeper sets in the environment of each job that reports.
+# The job's trial number, which the sweeper sets in the environment of each job that reports (the study: its sweep's
+# STUDY_FILE).
 TRIAL_ENV = "VAELAB_OPTUNA_TRIAL"
 JOURNAL_PREFIX = "journal:"
 SQLITE_PREFIX = "sqlite:///"
@@ -107,17 +107,17 @@ def open_study(
     return study
 
 
-def trial_reference(storage: str, study_name: str, pruner: Mapping[str, Any] | None, number: int) -> str:
-    """What a job needs to reach its trial, as the JSON the sweeper puts in the job's ``TRIAL_ENV``."""
-    return json.dumps({"storage": storage, "study_name": study_name, "pruner": pruner, "number": number})
+def trial_of_this_job(sweep_dir: Path) -> optuna.Trial | None:
+    """The trial this job runs for: its number, as the vaelab Optuna sweeper told it in ``TRIAL_ENV``, in the study
+    its sweep's ``STUDY_FILE`` names (storage, study, pruner); None outside such a job."""
+    import yaml
 
+    from vaelab.run.folder import STUDY_FILE
 
-def trial_of_this_job() -> optuna.Trial | None:
-    """The trial this job runs for, as the vaelab Optuna sweeper told it in ``TRIAL_ENV``; else None."""
     optuna = require("optuna", extra="sweeps", purpose="hparams_search=optuna")
-    if not os.environ.get(TRIAL_ENV):
+    if not os.environ.get(TRIAL_ENV, "").isdigit():
         return None
-    reference = json.loads(os.environ[TRIAL_ENV])
+    reference = {**yaml.safe_load((sweep_dir / STUDY_FILE).read_text()), "number": int(os.environ[TRIAL_ENV])}
     storage = open_storage(reference["storage"])
     pruner = build_pruner(reference.get("pruner"))  # the study's sampler stays the sweeper's: a job only reports
     study = optuna.load_study(study_name=reference["study_name"], storage=storage, pruner=pruner)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -31,7 +32,8 @@ class OptunaPruning(pl.Callback):
             if value is not None and math.isfinite(float(value)) and os.environ.get(TRIAL_ENV):
                 from vaelab.studies import trial_of_this_job  # optuna (0.35 s to import) only in a sweep's job
 
-                self._trial = self._trial or trial_of_this_job()  # opened lazily, on rank 0 only
+                # Opened lazily, on rank 0 only; the study is named in the sweep folder, the job folder's parent.
+                self._trial = self._trial or trial_of_this_job(Path(trainer.default_root_dir).parent)
                 if self._trial is not None:
                     self._trial.report(float(value), step=trainer.current_epoch)
                     prune = bool(self._trial.should_prune())

@@ -29,13 +29,12 @@ from vaelab.errors import VaelabError, exit_with_error, instantiate
 from vaelab.replicas import RERUN_PREFIX, rank_by_mean, setting_key, spread, write_ranking
 from vaelab.run.folder import STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, json_safe
 from vaelab.search.lifecycle import fail_stale_trials, heartbeats
-from vaelab.search.space import format_value, split_search_space, trial_overrides
+from vaelab.search.space import split_search_space, trial_overrides
 from vaelab.studies import (
     TRIAL_ENV,
     build_pruner,
     open_storage,
     open_study,
-    trial_reference,
 )
 
 log = logging.getLogger(__name__)
@@ -124,9 +123,11 @@ class OptunaSweeper(Sweeper):
             log.info(f"Trials {stale} had no heartbeat (their sweep was killed): marked FAIL")
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / SWEEP_RECORD)
-        (self.sweep_dir / STUDY_FILE).write_text(
-            OmegaConf.to_yaml({"storage": self.storage, "study_name": self.study_name, "direction": self.direction})
-        )
+        # Where its study is, for vaelab-sweeps and for the jobs that report to a trial (studies.trial_of_this_job).
+        (self.sweep_dir / STUDY_FILE).write_text(OmegaConf.to_yaml({
+            "storage": self.storage, "study_name": self.study_name, "direction": self.direction,
+            "pruner": _plain(self.pruner_config) if self.pruner_config else None,
+        }))  # fmt: skip
         if self.rerun_top:
             return self._rerun(study, fixed)
         log.info(
@@ -242,9 +243,8 @@ class OptunaSweeper(Sweeper):
                 f"hydra.sweep.subdir='{self._folder(trial.number, replica)}'",
             ]
             job += [f"seed={seed}"] if self.replicas > 1 else []
-            if reports:  # the job's trial, told explicitly (vaelab.studies.trial_of_this_job)
-                reference = trial_reference(self.storage, self.study_name, self.pruner_config, trial.number)
-                job.append(f"++hydra.job.env_set.{TRIAL_ENV}={format_value(reference)}")
+            if reports:  # the job's trial number (vaelab.studies.trial_of_this_job; the study is in STUDY_FILE)
+                job.append(f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}")
             overrides.append(job)
         return self.launcher.launch(overrides, initial_job_idx=jobs[0][0].number * self.replicas + jobs[0][2])
 
