@@ -3,7 +3,10 @@
 Before Hydra composes the config, the run's recorded overrides (``.hydra/overrides.yaml``) are put in front of the
 command line's, so ``resume=<run>`` alone rebuilds what the run trained, and an override given with it replaces the
 run's own; its ``hydra.*`` overrides, ``launcher``, ``resume`` and ``ckpt_path`` are not taken over, and a sweep job
-resumes as a single run.
+resumes as a single run. The run then goes on with its recorded ``.hydra/config.yaml`` plus what the given overrides
+set (``with_given_overrides``; ``vaelab.cli`` applies it), so config files edited since change nothing.
+``resume=<sweep folder>`` becomes the sweep's own multirun command into its folder, which finishes it
+(``finishing_sweep``).
 """
 
 from __future__ import annotations
