@@ -192,29 +192,31 @@ def record_before(folder: Path) -> dict[str, bytes | None]:
     return dict(claimed.record) if claimed else {}
 
 
-_new_sweeps: dict[Path, bool] = {}  # sweep folders this process started: whether it made the folder itself
+SWEEP_FILES = (SWEEP_CONFIGS, SWEEP_RECORD, MLFLOW_SWEEP_RUN_FILE, STUDY_FILE)  # what a multirun's start writes
+# Sweep folders this process started: whether it made the folder, else which of SWEEP_FILES were there before.
+_new_sweeps: dict[Path, tuple[bool, set[str]]] = {}
 
 
 def start_sweep(folder: Path) -> None:
     """Make the sweep ``folder`` (``create``) and remember it, so that ``undo_unstarted_sweeps`` can take it back."""
     made = not folder.exists()
+    there = set() if made else {name for name in SWEEP_FILES if (folder / name).exists()}
     create(folder, "hydra.sweep.dir")
-    _new_sweeps.setdefault(folder.resolve(), made)
+    _new_sweeps.setdefault(folder.resolve(), (made, there))
 
 
 def undo_unstarted_sweeps() -> None:
     """A multirun refused before its first job (a search's settings, a missing plugin) leaves nothing: the sweep
     folders this process started and that hold no job are removed again (only what it wrote, in a folder it did
     not make)."""
-    for folder, made in list(_new_sweeps.items()):
+    for folder, (made, there) in list(_new_sweeps.items()):
         del _new_sweeps[folder]
         if sweep_jobs(folder) or not folder.is_dir():
             continue
         if made:
             shutil.rmtree(folder, ignore_errors=True)
             continue
-        for name in (SWEEP_CONFIGS, SWEEP_RECORD, MLFLOW_SWEEP_RUN_FILE, STUDY_FILE):
-            path = folder / name
+        for path in (folder / name for name in SWEEP_FILES if name not in there):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
