@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.errors import VaelabError, exit_with_error, user_error
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
 from vaelab.run.guard import check_not_nested, claim, is_ddp_child, release, resumes, start_sweep
-from vaelab.run.resume import sweep_record
+from vaelab.run.resume import is_grid, parse_all, sweep_record
 from vaelab.secrets import check_no_passwords
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,7 @@ class RunFolderGuard(Callback):
 def check_no_repeats(overrides: list[str]) -> None:
     """A value listed twice in a sweep (``seed=1,1``) would train the same job twice and count it as two replicas:
     one line instead."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    for override in OverridesParser.create().parse_overrides(overrides):
+    for override in parse_all(overrides):
         if not override.is_discrete_sweep():
             continue
         values = list(override.sweep_string_iterator())
@@ -92,7 +90,7 @@ def check_same_sweep(config: DictConfig, sweep_dir: Path, jobs: int) -> None:
     except VaelabError as error:
         exit_with_error(f"{sweep_dir} already holds a sweep ({jobs} job folders) and {error}")
     now = list(OmegaConf.select(config, "hydra.overrides.task") or [])
-    basic = str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith("BasicSweeper")
+    basic = is_grid(OmegaConf.select(config, "hydra.sweeper._target_"))
     if recorded != now or not basic:
         what = "a search (its study goes on in a new folder)" if not basic else f"other settings: {' '.join(recorded)}"
         exit_with_error(f"{sweep_dir} already holds a sweep ({jobs} job folders) of {what}; pass another "
@@ -147,7 +145,7 @@ class FailedJobsReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
         jobs = sweep_jobs(sweep_dir)
-        if str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith("BasicSweeper"):
+        if is_grid(OmegaConf.select(config, "hydra.sweeper._target_")):
             # A search writes its own results as it ends; a grid says where its ranking is.
             print(f"Sweep folder: {sweep_dir} ({len(jobs)} jobs); ranked: vaelab-sweeps {sweep_dir}", flush=True)
         failed = failed_jobs(jobs)

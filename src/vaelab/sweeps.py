@@ -65,14 +65,15 @@ def never_ran(sweep_dir: Path) -> list[tuple[str, str]]:
     """The jobs of a grid sweep (Hydra's basic sweeper) that have no folder, with the overrides that set them apart:
     the sweep stopped before them. [] for a search (its trials are asked one by one) or without Hydra's record."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from vaelab.run.resume import is_grid, parse_all
 
     try:
         hydra = yaml.safe_load((sweep_dir / SWEEP_RECORD).read_text())["hydra"]
-        if not str(hydra["sweeper"]["_target_"]).endswith("BasicSweeper"):
+        if not is_grid(hydra["sweeper"]["_target_"]):
             return []
         params = [f"{key}={value}" for key, value in (hydra["sweeper"].get("params") or {}).items()]
-        overrides = OverridesParser.create().parse_overrides([*params, *hydra["overrides"]["task"]])
+        overrides = parse_all([*params, *hydra["overrides"]["task"]])
         jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
     except Exception:  # noqa: BLE001 (no record, or not one this reads: nothing to name)
         return []

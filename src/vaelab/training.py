@@ -115,13 +115,10 @@ def fit(run: Run) -> dict[str, float]:
         run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=run.resume.checkpoint if run.resume else None,
                         weights_only=True)  # fmt: skip
     except (SystemExit, SIGTERMException) as error:  # SystemExit: Lightning's exit after Ctrl-C
-        if isinstance(error, SystemExit) and not run.trainer.interrupted:
-            raise
         # InterruptCheckpoint has saved the state, unless the sanity check was running: nothing to go on from.
-        signal_name = "SIGTERM" if isinstance(error, SIGTERMException) else "Ctrl-C"
-        saved = run.folder.last_checkpoint.is_file()
-        then = "resume with" if saved else "nothing was saved yet: start it again with"
-        raise interrupted(run, f"stopped by {signal_name}; {then} resume={run.folder.path}", "fit") from None
+        then = "resume with" if run.folder.last_checkpoint.is_file() else "nothing was saved yet: start it again with"
+        line = f"stopped by {interrupt_name(run, error)}; {then} resume={run.folder.path}"
+        raise interrupted(run, line, "fit") from None
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
@@ -169,13 +166,18 @@ def test(run: Run, best: str | None, fit_metrics: dict[str, float]) -> dict[str,
     try:
         run.trainer.test(run.model, datamodule=run.datamodule, ckpt_path=best, weights_only=True)
     except (SystemExit, SIGTERMException) as error:
-        if isinstance(error, SystemExit) and not run.trainer.interrupted:
-            raise
-        signal_name = "SIGTERM" if isinstance(error, SIGTERMException) else "Ctrl-C"
-        line = (f"stopped by {signal_name} during the test; the fit is complete and kept: resume={run.folder.path} "
-                "runs the test")  # fmt: skip
+        line = (f"stopped by {interrupt_name(run, error)} during the test; the fit is complete and kept: "
+                f"resume={run.folder.path} runs the test")  # fmt: skip
         raise interrupted(run, line, "test", fit_metrics) from None
     return scalar_metrics(run.trainer.callback_metrics)
+
+
+def interrupt_name(run: Run, error: BaseException) -> str:
+    """``SIGTERM`` or ``Ctrl-C`` for what stopped the trainer; ``error`` raised again when it is a ``SystemExit`` that
+    Lightning's handling of a Ctrl-C did not cause."""
+    if isinstance(error, SystemExit) and not run.trainer.interrupted:
+        raise error
+    return "SIGTERM" if isinstance(error, SIGTERMException) else "Ctrl-C"
 
 
 def interrupted(run: Run, line: str, phase: str, metrics: dict[str, float] | None = None) -> Interrupted:

@@ -149,6 +149,16 @@ def _parser() -> OverridesParser:
     return OverridesParser.create()
 
 
+def parse_all(lines: list[str]) -> list[Override]:
+    """Overrides Hydra has accepted (a sweep's record, a composed job's), parsed with the one cached parser."""
+    return _parser().parse_overrides(lines)
+
+
+def is_grid(sweeper_target: object) -> bool:
+    """True for Hydra's basic sweeper (a grid: its jobs are known in advance), not a search that asks for trials."""
+    return str(sweeper_target or "").endswith("BasicSweeper")
+
+
 def parse(line: str) -> Override | None:
     """One override, or None for text Hydra's grammar rejects (Hydra reports it when it composes)."""
     try:
@@ -235,19 +245,11 @@ def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None
     checkpoint = read_checkpoint(path, trusted=trusted)
     check_resumable(checkpoint, model, path)
     step = int(checkpoint.get("global_step", 0))
-    if resume and cfg.get("test") and fit_finished(checkpoint, cfg) and not tested(RunFolder(Path(resume))):
+    if resume and cfg.get("test") and nothing_to_train(checkpoint, cfg) and not tested(RunFolder(Path(resume))):
         log.info("resume=%s: the fit finished, its test did not: testing the best checkpoint", resume)
         return ResumePlan(str(path), step, test_only=True)
     check_trains_more(checkpoint, cfg, f"resume={resume}" if resume else f"ckpt_path={path}")
     return ResumePlan(str(path), step)
-
-
-def fit_finished(checkpoint: dict, cfg: DictConfig) -> bool:
-    """True when going on from ``checkpoint`` would train nothing: it reached ``trainer.max_epochs`` or
-    ``max_steps``."""
-    done, step = epochs_done(checkpoint), int(checkpoint.get("global_step", 0))
-    max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps") or -1
-    return (done is not None and isinstance(max_epochs, int) and done >= max_epochs) or 0 < max_steps <= step
 
 
 def tested(run: RunFolder) -> bool:
@@ -264,13 +266,22 @@ def epochs_done(checkpoint: dict) -> int | None:
 
 
 def check_trains_more(checkpoint: dict, cfg: DictConfig, source: str) -> None:
-    """One line, before anything is written, when going on from ``checkpoint`` would train nothing: its run already
-    reached ``trainer.max_epochs`` (or ``max_steps``). A resume that trains nothing must not rewrite the record."""
+    """One line, before anything is written, when going on from ``checkpoint`` would train nothing
+    (``nothing_to_train``). A resume that trains nothing must not rewrite the record."""
+    reason = nothing_to_train(checkpoint, cfg)
+    if reason:
+        raise VaelabError(f"{source}: {reason}. Nothing was changed.")
+
+
+def nothing_to_train(checkpoint: dict, cfg: DictConfig) -> str | None:
+    """Why going on from ``checkpoint`` would train nothing, and how to train on: its run already reached
+    ``trainer.max_epochs`` (or ``max_steps``); None when it would train."""
     done, step = epochs_done(checkpoint), int(checkpoint.get("global_step", 0))
     max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps") or -1
     if done is not None and isinstance(max_epochs, int) and done >= max_epochs:
-        raise VaelabError(f"{source}: the run has already trained {done} epochs (trainer.max_epochs={max_epochs}); "
-                          f"pass trainer.max_epochs={done + 1} or more to train on. Nothing was changed.")  # fmt: skip
+        return (f"the run has already trained {done} epochs (trainer.max_epochs={max_epochs}); "
+                f"pass trainer.max_epochs={done + 1} or more to train on")  # fmt: skip
     if max_steps > 0 and step >= max_steps:
-        raise VaelabError(f"{source}: the run has already trained {step} steps (trainer.max_steps={max_steps}); "
-                          "pass a larger trainer.max_steps to train on. Nothing was changed.")  # fmt: skip
+        return (f"the run has already trained {step} steps (trainer.max_steps={max_steps}); "
+                "pass a larger trainer.max_steps to train on")  # fmt: skip
+    return None
