@@ -14,6 +14,7 @@ from torch import nn
 from helpers import PROJECT_ROOT, compose_config
 from vaelab.data import IDXDataModule
 from vaelab.errors import user_error
+from vaelab.job import Job
 from vaelab.models import ELBOModule
 from vaelab.training import build_model, build_trainer, instantiate_group
 
@@ -43,9 +44,9 @@ def test_train_config_builds_model_data_callbacks_and_loggers(
     assert isinstance(built, ELBOModule) and built.latent_dim == 2
     assert isinstance(hydra.utils.instantiate(cfg.data), IDXDataModule)
     assert (
-        len(instantiate_group(cfg.callbacks)) == 9
+        len(instantiate_group(cfg.callbacks, Job())) == 9
     )  # history, best + last checkpoints, interrupt, figures, learning rate, progress bar, timer, Optuna pruning
-    assert len(instantiate_group(cfg.logger)) == {"none": 0, "many": 3}.get(logger, 1)
+    assert len(instantiate_group(cfg.logger, Job())) == {"none": 0, "many": 3}.get(logger, 1)
 
 
 @pytest.mark.parametrize("trainer", ["cpu", "gpu", "multi_gpu"])
@@ -196,7 +197,7 @@ def test_the_checkpoint_callbacks_take_their_file_names_from_the_run_folder(tmp_
     from vaelab.callbacks import BestCheckpoint, InterruptCheckpoint, LastCheckpoint
     from vaelab.run.folder import RunFolder
 
-    callbacks = instantiate_group(compose_config("train", [], tmp_path).callbacks)
+    callbacks = instantiate_group(compose_config("train", [], tmp_path).callbacks, Job())
     best, last = (next(c for c in callbacks if type(c) is kind) for kind in (BestCheckpoint, LastCheckpoint))
     interrupt = next(c for c in callbacks if isinstance(c, InterruptCheckpoint))
     folder = RunFolder(tmp_path)

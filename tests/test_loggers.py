@@ -31,6 +31,7 @@ from helpers import (
 )
 from vaelab.config_tree import run_tags
 from vaelab.errors import VaelabError
+from vaelab.job import Job
 from vaelab.loggers import MLFlowLogger, WandbLogger
 from vaelab.loggers.mlflow import check_mlflow
 from vaelab.run.folder import RunFolder
@@ -220,17 +221,16 @@ def test_wandb_offline_gets_the_config_metrics_figures_tags_and_group(
 ) -> None:
     """logger=wandb with the real package, offline: the run's name and tags, a sweep job's group (its sweep folder's
     name), the whole config, the epoch means, the figures as images, the outcome in the summary; no warning."""
-    from vaelab.loggers import naming
-
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setattr(naming, "sweep_tags", lambda: {"sweep": "/logs/multiruns/2026-12-07_lr", "job": "3"})
+    sweep = Path("/logs/multiruns/2026-12-07_lr")  # the job as a sweep's command would describe it to train()
+    job = Job(output_dir=sweep / "3", multirun=True, sweep_dir=sweep, choices={"model": "vae"})
     run = tmp_path / "run"
     overrides = ["model=vae", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
                  "logger=wandb", "tags=[baseline]", "callbacks.figures.grid_size=3", "callbacks.figures.num_points=50",
                  *tiny_data_overrides(tiny_mnist)]  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        metrics = train(compose_config("train", [*overrides, "logger.wandb.run_name=vae wandb"], run))
+        metrics = train(compose_config("train", [*overrides, "logger.wandb.run_name=vae wandb"], run), job)
     assert not [w for w in caught if "wandb" in w.filename or "loggers" in w.filename], [str(w) for w in caught]
     assert "WARNING" not in capfd.readouterr().err  # W&B prints its own warnings ("wandb: WARNING ...")
     records = wandb_records(run)

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.errors import VaelabError, check_added_keys, check_finite, check_number, check_seed
+from vaelab.errors import VaelabError
 from vaelab.figures.settings import FigureSettings
+from vaelab.job import Job
 from vaelab.models.metric_names import LOGGED_TERMS, STAGES
+from vaelab.validators import check_added_keys, check_finite, check_number, check_seed
 
 # trainer.precision: vaelab's "auto" (machine.resolve_precision) and what Lightning's Trainer takes.
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
               "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64", 32, 16, 64)  # fmt: skip
 
 
-def check_train_settings(cfg: DictConfig) -> None:
-    """Values no training run can use."""
-    check_common(cfg)
+def check_train_settings(cfg: DictConfig, job: Job) -> None:
+    """Values no training run can use (``job``: what its command line added)."""
+    check_common(cfg, job)
     check_number("trainer.max_epochs", cfg.trainer.get("max_epochs"), minimum=1, integer=True)
     check_optimized_metric(cfg)
     if cfg.get("resume") and cfg.get("ckpt_path"):
@@ -25,9 +27,9 @@ def check_train_settings(cfg: DictConfig) -> None:
                           "resume=<run folder> goes on in that folder, ckpt_path=<file> in a new one")  # fmt: skip
 
 
-def check_eval_settings(cfg: DictConfig) -> None:
-    """Values no evaluation can use."""
-    check_common(cfg)
+def check_eval_settings(cfg: DictConfig, job: Job) -> None:
+    """Values no evaluation can use (``job``: what its command line added)."""
+    check_common(cfg, job)
     # null skips the estimate; zero, a fraction or a negative count of samples has no meaning.
     if cfg.get("iwae_samples") is not None:
         check_number("iwae_samples", cfg.iwae_samples, minimum=1, integer=True)
@@ -37,10 +39,10 @@ def check_eval_settings(cfg: DictConfig) -> None:
     FigureSettings.from_config(cfg.get("figures") or {}, "figures")
 
 
-def check_common(cfg: DictConfig) -> None:
+def check_common(cfg: DictConfig, job: Job) -> None:
     check_finite(OmegaConf.to_container(cfg, resolve=True))
     check_seed(cfg.get("seed"))
-    check_added_keys(cfg)
+    check_added_keys(cfg, job.overrides, job.choices)
     precision = cfg.trainer.get("precision")
     if precision not in PRECISIONS:
         choices = ", ".join(str(choice) for choice in PRECISIONS[:7])

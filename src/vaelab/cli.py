@@ -22,10 +22,13 @@ import hydra
 import yaml
 from omegaconf import DictConfig
 
+from vaelab.building import require
 from vaelab.checks import check_eval_settings, check_train_settings
-from vaelab.errors import Interrupted, VaelabError, exit_with_error, require, user_error
+from vaelab.errors import Interrupted, VaelabError, user_error
+from vaelab.exits import exit_with_error
+from vaelab.job import JOB_THREADS_ENV, Job
 from vaelab.run import guard as run_guard
-from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, RunStatus, in_multirun
+from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, RunStatus
 from vaelab.run.resume import with_given_overrides, with_run_overrides
 from vaelab.secrets import check_command_line
 
@@ -52,15 +55,20 @@ def quiet_lightning() -> None:
 def run_job(
     task: str,
     cfg: DictConfig,
-    check: Callable[[DictConfig], None],
-    resumed: Callable[[DictConfig], DictConfig] | None = None,
+    check: Callable[[DictConfig, Job], None],
+    resumed: Callable[[DictConfig, Job], DictConfig] | None = None,
 ) -> Any:
-    """``check(cfg)``, then the function ``task`` names (``module:function``) on ``cfg`` (on ``resumed(cfg)`` when
-    ``resume=`` names the job's folder), errors reported as the module docstring says (``HYDRA_FULL_ERROR=1``: with
-    tracebacks, as Hydra does); None when a sweep job failed."""
+    """The job read from Hydra and the environment (``Job.from_hydra``), ``check(cfg, job)``, then the function
+    ``task`` names (``module:function``) on ``cfg`` and the job (on ``resumed(cfg, job)`` when ``resume=`` names the
+    job's folder), errors reported as the module docstring says (``HYDRA_FULL_ERROR=1``: with tracebacks, as Hydra
+    does); None when a sweep job failed."""
+    job = Job.from_hydra()
     folder = RunFolder(Path(cfg.paths.output_dir))
-    if in_multirun() and resumed is not None:  # a sweep being finished: this job's folder may hold its first try
-        earlier = earlier_try(folder)
+    threads = job.intra_op_threads()
+    if threads is not None:  # Lightning's DDP processes run the command line again: they read it from here
+        os.environ[JOB_THREADS_ENV] = str(threads)
+    if job.multirun and resumed is not None:  # a sweep being finished: this job's folder may hold its first try
+        earlier = earlier_try(folder, job.restart_count)
         if earlier == "kept":
             return folder.read_metrics()
         if earlier == "resume":
@@ -68,23 +76,23 @@ def run_job(
     try:
         # Before torch and Lightning load (~7 s): a refused setting answers at once, the folder's record put back.
         resuming = run_guard.resumes(folder.path, cfg.get("resume"))
-        with run_guard.writing(folder.path, resuming=resuming):
-            if resuming and resumed is not None and not in_multirun():
-                cfg = resumed(cfg)
-            check(cfg)
+        with run_guard.writing(folder.path, resuming, owner=not job.ddp_child, command=job.command):
+            if resuming and resumed is not None and not job.multirun:
+                cfg = resumed(cfg, job)
+            check(cfg, job)
         quiet_lightning()
         module, function = task.split(":")
         # A failure before it trains puts the folder's record back (vaelab.run.guard.writing).
-        return getattr(importlib.import_module(module), function)(cfg)
+        return getattr(importlib.import_module(module), function)(cfg, job)
     except BaseException as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if job.full_error:
             raise
         if isinstance(error, KeyboardInterrupt):  # Ctrl-C before fit handles it: while the job is being set up
             error = Interrupted("stopped by Ctrl-C while the job was set up, before it trained")
         if not isinstance(error, Exception):
             raise
         cause = user_error(error)
-        if not in_multirun():
+        if not job.multirun:
             if cause is None:
                 raise
             exit_with_error(cause)
@@ -102,11 +110,11 @@ def run_job(
         return None
 
 
-def earlier_try(job: RunFolder) -> str | None:
+def earlier_try(job: RunFolder, restart_count: int) -> str | None:
     """What a sweep job does with an earlier try in its folder (a sweep being finished): ``kept`` when it completed
     (or failed: deterministic failures would repeat), ``resume`` from its last checkpoint when it was interrupted or
     its process died, None to run (nothing there, or stopped before its first checkpoint)."""
-    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:  # SLURM runs the job again: resume_plan goes on
+    if restart_count > 0:  # SLURM runs the job again: resume_plan goes on
         return None
     status, _ = job.status()
     if status in (RunStatus.INTERRUPTED, RunStatus.UNFINISHED):
@@ -118,7 +126,7 @@ def earlier_try(job: RunFolder) -> str | None:
     return "kept"
 
 
-def config_of_resumed_run(cfg: DictConfig) -> DictConfig:
+def config_of_resumed_run(cfg: DictConfig, job: Job) -> DictConfig:
     """A resumed run's configuration: its own record, with what the overrides given now set
     (``resume.with_given_overrides``); once it trains, the record gains the resume (``RunFolder.record_resume``;
     Hydra writes none for a resume in place, so that a refused one writes nothing). A run folder without Hydra's
@@ -138,8 +146,8 @@ def config_of_resumed_run(cfg: DictConfig) -> DictConfig:
         raise VaelabError(f"resume={cfg.resume}: {folder.path / CONFIG_RECORD} is not readable as a config; start "
                           "a new run with the run's settings and ckpt_path= instead.") from None  # fmt: skip
     hydra_cfg = HydraConfig.get()
-    given = [line for line in hydra_cfg.overrides.task if line not in overrides]
-    packages = {group: group_package(group, choice) for group, choice in hydra_cfg.runtime.choices.items()
+    given = [line for line in job.overrides if line not in overrides]
+    packages = {group: group_package(group, choice) for group, choice in job.choices.items()
                 if isinstance(choice, str) and not group.startswith("hydra/")}  # fmt: skip
     effective = with_given_overrides(recorded, cfg, given, packages) if recorded is not None else cfg
     hydra_record = OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)})
@@ -232,9 +240,15 @@ def export_command(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="replace an export already in that folder")
     parser.add_argument("--trusted-models", default="", help="comma-separated model classes outside vaelab to trust")
     args = parser.parse_args(argv)
-    from vaelab.export import export_command as export
+    from vaelab.export import export_checkpoint
 
-    export(args.checkpoint, args.out, args.force, [name for name in args.trusted_models.split(",") if name])
+    try:
+        trusted = [name for name in args.trusted_models.split(",") if name]
+        written = export_checkpoint(args.checkpoint, args.out, args.force, trusted)
+    except VaelabError as error:
+        exit_with_error(error)
+    for path in written.values():
+        print(path)
 
 
 def sweeps_command(argv: list[str] | None = None) -> None:

@@ -23,14 +23,16 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from vaelab.building import instantiate
 from vaelab.checks import check_eval_settings
 from vaelab.data import IDXDataModule
 from vaelab.data.datamodule import check_labels
-from vaelab.errors import Interrupted, VaelabError, instantiate, make_folder
+from vaelab.errors import Interrupted, VaelabError
 from vaelab.figures import plots
 from vaelab.figures.model import draw_figures
 from vaelab.figures.projector import write_projector
 from vaelab.figures.settings import FIGURES, FigureSettings
+from vaelab.job import Job
 from vaelab.loggers.mlflow import log_evaluation
 from vaelab.machine import machine_facts
 from vaelab.models.base import ELBOModule
@@ -43,6 +45,7 @@ from vaelab.run.checkpoints import model_class, model_from_checkpoint, read_chec
 from vaelab.run.folder import RunFolder, RunStatus, sweep_jobs
 from vaelab.tables import markdown_table, write_csv
 from vaelab.training import build_trainer
+from vaelab.validators import make_folder
 
 RESULT_COLUMNS = (
     "setting", "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss", "loss_kl_averaged", "iwae_nll",
@@ -54,14 +57,16 @@ SCORES = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll")
 MEAN_COLUMNS = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll", "seconds_per_epoch")
 
 
-def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
+def evaluate(cfg: DictConfig, job: Job | None = None) -> list[dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` or every run in ``cfg.runs`` on the test split; returns one metrics dict each.
+    ``job``: the Hydra job it runs as (the command passes its own; None: a plain run with no overrides).
     An evaluation that fails before its first test result leaves no folder of its own behind (``vaelab.run.guard``);
     from then on what it computed stays, marked partial until it is complete (``evaluate_checkpoint``)."""
+    job = job or Job()
     output_dir = Path(cfg.paths.output_dir)
-    with run_guard.writing(output_dir, resuming=False) as keep_folder, ctrl_c_is_interrupted():
+    with run_guard.writing(output_dir, False, command=job.command) as keep_folder, ctrl_c_is_interrupted():
         tune_malloc()
-        check_eval_settings(cfg)
+        check_eval_settings(cfg, job)
         figure_settings = FigureSettings.from_config(cfg.figures, "figures")
         sources, left_out = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
         # Every file read, and its model class trusted, before anything is built: a bad one is one line.

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.export import Dim, export
 
-from vaelab.errors import VaelabError, exit_with_error
+from vaelab.errors import VaelabError
 from vaelab.models.base import ELBOModule
 from vaelab.run.checkpoints import UntrustedModelError, load_model
 from vaelab.run.folder import RunFolder, write_atomic
@@ -87,20 +87,16 @@ def check_export_folder(folder: Path, replace: bool) -> None:
                           "to replace it.")  # fmt: skip
 
 
-def export_command(checkpoint: Path, out: Path | None, force: bool, trusted: list[str]) -> None:
-    """``vaelab-export`` after its arguments are read (``vaelab.cli.export_command``): one ``error:`` line and exit 1
-    for a bad input, else the paths written."""
+def export_checkpoint(checkpoint: Path, out: Path | None, force: bool, trusted: list[str]) -> dict[str, Path]:
+    """``vaelab-export`` after its arguments are read (``vaelab.cli.export_command``): the files written; a
+    ``VaelabError`` line for a bad input or a folder that cannot be written."""
+    run = RunFolder.of_checkpoint(checkpoint)
+    folder = out or (run.path / "export" if run else checkpoint.with_name(f"{checkpoint.stem}_export"))
     try:
-        run = RunFolder.of_checkpoint(checkpoint)
-        folder = out or (run.path / "export" if run else checkpoint.with_name(f"{checkpoint.stem}_export"))
         check_export_folder(folder, force)
         model = load_model(checkpoint, trusted=trusted)
-        written = export_model(model, folder, checkpoint)
+        return export_model(model, folder, checkpoint)
     except UntrustedModelError as error:
-        exit_with_error(UntrustedModelError(error.path, error.name, setting="--trusted-models {name}"))
-    except VaelabError as error:
-        exit_with_error(error)
+        raise UntrustedModelError(error.path, error.name, setting="--trusted-models {name}") from None
     except OSError as error:  # a folder that cannot be made or written
-        exit_with_error(f"cannot write the export into {folder}: {error.strerror or error}")
-    for path in written.values():
-        print(path)
+        raise VaelabError(f"cannot write the export into {folder}: {error.strerror or error}") from None

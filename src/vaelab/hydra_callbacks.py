@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.errors import VaelabError, exit_with_error, user_error
+from vaelab.errors import VaelabError
+from vaelab.exits import ends_on_user_error
+from vaelab.job import command_line, is_ddp_child
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
-from vaelab.run.guard import check_not_nested, claim, is_ddp_child, release, resumes, start_sweep
+from vaelab.run.guard import check_not_nested, claim, release, resumes, start_sweep
 from vaelab.run.resume import is_grid, parse_all, sweep_record
 from vaelab.secrets import check_no_passwords
 
@@ -30,27 +31,23 @@ class RunFolderGuard(Callback):
     folder that already holds jobs, and each of its jobs claims its own folder. Lightning's DDP processes 1..n-1
     leave it to rank 0. A folder that cannot be created is one line, not Hydra's traceback."""
 
+    @ends_on_user_error
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_ddp_child():
             folder = Path(str(OmegaConf.select(config, "hydra.run.dir")))
-            try:
-                check_no_passwords(config)  # before anything is written
-                claim(folder, resumes(folder, OmegaConf.select(config, "resume")))
-            except (VaelabError, OSError) as error:  # OSError: a path too long for the system
-                exit_with_error(user_error(error) or error)
+            check_no_passwords(config)  # before anything is written
+            claim(folder, resumes(folder, OmegaConf.select(config, "resume")), command=command_line())
 
+    @ends_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
-        try:
-            if not is_ddp_child():
-                check_no_passwords(config)  # before anything is written
-                check_no_repeats(list(OmegaConf.select(config, "hydra.overrides.task") or []))
-                check_not_nested(sweep_dir)
-                if RunFolder(sweep_dir).holds_run():
-                    raise VaelabError(f"{sweep_dir} holds a run; pass another hydra.sweep.dir.")
-            start_sweep(sweep_dir)
-        except (VaelabError, OSError) as error:
-            exit_with_error(user_error(error) or error)
+        if not is_ddp_child():
+            check_no_passwords(config)  # before anything is written
+            check_no_repeats(list(OmegaConf.select(config, "hydra.overrides.task") or []))
+            check_not_nested(sweep_dir)
+            if RunFolder(sweep_dir).holds_run():
+                raise VaelabError(f"{sweep_dir} holds a run; pass another hydra.sweep.dir.")
+        start_sweep(sweep_dir)
         jobs = sweep_jobs(sweep_dir)
         if not is_ddp_child() and (jobs or (sweep_dir / SWEEP_RECORD).is_file()):
             check_same_sweep(config, sweep_dir, len(jobs))
@@ -59,7 +56,7 @@ class RunFolderGuard(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN and not is_ddp_child():
-            claim(Path(str(config.hydra.runtime.output_dir)), resuming=False, new_job=True)
+            claim(Path(str(config.hydra.runtime.output_dir)), resuming=False, new_job=True, command=command_line())
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(Path(str(config.hydra.runtime.output_dir)))
@@ -88,13 +85,13 @@ def check_same_sweep(config: DictConfig, sweep_dir: Path, jobs: int) -> None:
     try:
         recorded, _ = sweep_record(sweep_dir)
     except VaelabError as error:
-        exit_with_error(f"{sweep_dir} already holds a sweep ({jobs} job folders) and {error}")
+        raise VaelabError(f"{sweep_dir} already holds a sweep ({jobs} job folders) and {error}") from None
     now = list(OmegaConf.select(config, "hydra.overrides.task") or [])
     basic = is_grid(OmegaConf.select(config, "hydra.sweeper._target_"))
     if recorded != now or not basic:
         what = "a search (its study goes on in a new folder)" if not basic else f"other settings: {' '.join(recorded)}"
-        exit_with_error(f"{sweep_dir} already holds a sweep ({jobs} job folders) of {what}; pass another "
-                        f"hydra.sweep.dir (by default every sweep gets a new one).")  # fmt: skip
+        raise VaelabError(f"{sweep_dir} already holds a sweep ({jobs} job folders) of {what}; pass another "
+                          f"hydra.sweep.dir (by default every sweep gets a new one).")  # fmt: skip
 
 
 class ConfigSnapshot(Callback):
@@ -142,6 +139,7 @@ class FailedJobsReport(Callback):
     reads the job folders this multirun wrote rather than the launcher's return values.
     """
 
+    @ends_on_user_error
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
         jobs = sweep_jobs(sweep_dir)
@@ -151,10 +149,9 @@ class FailedJobsReport(Callback):
         failed = failed_jobs(jobs)
         if not failed:
             return
-        lines = [f"error: {len(failed)} of {len(jobs)} jobs failed (each folder's FAILED file says why):"]
+        lines = [f"{len(failed)} of {len(jobs)} jobs failed (each folder's FAILED file says why):"]
         lines += [f"  {job}: {error}" for job, error in failed.items()]
-        print("\n".join(lines), file=sys.stderr, flush=True)
-        sys.exit(1)
+        raise VaelabError("\n".join(lines))
 
 
 MLFLOW_TARGETS = ("vaelab.loggers.MLFlowLogger", "vaelab.loggers.mlflow.MLFlowLogger")
@@ -167,6 +164,7 @@ class MLflowSweepRun(Callback):
     def __init__(self) -> None:
         self.parent: tuple[Any, Path] | None = None  # (Lightning's MLFlowLogger of the parent run, sweep folder)
 
+    @ends_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         settings = next((entry for entry in (OmegaConf.select(config, "logger") or {}).values()
                          if entry and entry.get("_target_") in MLFLOW_TARGETS), None)  # fmt: skip
@@ -174,10 +172,7 @@ class MLflowSweepRun(Callback):
             return
         from vaelab.loggers.mlflow import check_mlflow
 
-        try:
-            check_mlflow(settings.tracking_uri)
-        except VaelabError as error:
-            exit_with_error(error)
+        check_mlflow(settings.tracking_uri)
         from lightning.pytorch.loggers import MLFlowLogger  # Lightning's own: finds or creates the experiment
 
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))

@@ -1,6 +1,5 @@
-"""The process a job runs in: the allocator tuned for training, the job's share of the cores, and Lightning's DDP
-processes pointed at one sweep job. Used by ``training`` and ``evaluation``; the commands (``cli``) set up nothing
-of their own."""
+"""The process a job runs in: the allocator tuned for training and the job's share of the cores. Used by
+``training`` and ``evaluation``; the commands (``cli``) set up nothing of their own."""
 
 from __future__ import annotations
 
@@ -8,16 +7,8 @@ import ctypes
 import ctypes.util
 import logging
 import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
-
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import read_write
-
-from vaelab.run.folder import in_multirun
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +17,6 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's maximum on 64-bit
 TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
-
-JOB_THREADS_ENV = "VAELAB_JOB_THREADS"
 
 
 @cache
@@ -48,7 +37,12 @@ def tune_malloc() -> bool:
     return tuned
 
 
-def job_threads(launcher: dict | None, cores: int) -> int | None:
+def available_cores() -> int:
+    """The cores this process may run on: its affinity mask (a SLURM or container limit counts), where there is one."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def job_threads(launcher: Mapping[str, object] | None, cores: int) -> int | None:
     """Intra-op threads for a job run by ``launcher`` (Hydra's launcher config: joblib's ``n_jobs``, submitit's
     ``cpus_per_task``), or None to keep torch's. Jobs at once split the cores: OpenMP threads spin, and two 2-thread
     processes on 2 cores ran ~5x slower each (docs/performance.md)."""
@@ -62,47 +56,10 @@ def job_threads(launcher: dict | None, cores: int) -> int | None:
     return None
 
 
-def set_job_threads() -> int:
-    """Apply ``job_threads`` to the running Hydra job (and, through ``VAELAB_JOB_THREADS``, to the DDP processes
-    Lightning starts from it); returns the thread count in use."""
+def set_threads(threads: int | None) -> int:
+    """Run torch's intra-op work on ``threads`` (None: keep torch's); returns the thread count in use."""
     import torch
 
-    threads = None
-    if HydraConfig.initialized():
-        launcher = HydraConfig.get().get("launcher")
-        # The cores this process may run on: its affinity mask (a SLURM or container limit counts), where there is one.
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = job_threads(dict(launcher) if launcher is not None else None, cores)
-    if threads is None and os.environ.get(JOB_THREADS_ENV):
-        threads = int(os.environ[JOB_THREADS_ENV])
     if threads is not None:
         torch.set_num_threads(threads)
-        os.environ[JOB_THREADS_ENV] = str(threads)
     return torch.get_num_threads()
-
-
-@contextmanager
-def rerun_only_this_job_in_ddp_processes(output_dir: Path, world_size: int) -> Iterator[None]:
-    """Let Lightning's DDP processes 1..n-1 re-run this job, not the whole sweep: Lightning re-runs the command line
-    with ``hydra.run.dir=<run.dir>``, which in a multirun job are the sweep's; both point at this job meanwhile."""
-    if world_size <= 1 or not in_multirun() or "LOCAL_RANK" in os.environ:
-        yield
-        return
-    hydra_cfg = HydraConfig.get()
-    saved_argv, saved_run_dir, saved_environ = sys.argv, hydra_cfg.run.dir, dict(os.environ)
-    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
-    with read_write(hydra_cfg.run):
-        hydra_cfg.run.dir = str(output_dir)
-    try:
-        yield
-    finally:
-        sys.argv = saved_argv
-        with read_write(hydra_cfg.run):
-            hydra_cfg.run.dir = saved_run_dir
-        # The next job starts its own process group, on a fresh port (Lightning left MASTER_PORT & co. set).
-        import torch.distributed
-
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-        os.environ.clear()
-        os.environ.update(saved_environ)

@@ -5,21 +5,19 @@ can open the storage works (local, joblib, SLURM).
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaelab.errors import VaelabError, instantiate, make_folder, require
+from vaelab.building import instantiate, require
+from vaelab.errors import VaelabError
+from vaelab.validators import make_folder
 
 if TYPE_CHECKING:  # the sweeps extra: imported where it is used (a plain install has no Optuna)
     import optuna
 
-# The job's trial number, which the sweeper sets in the environment of each job that reports (the study: its sweep's
-# STUDY_FILE).
-TRIAL_ENV = "VAELAB_OPTUNA_TRIAL"
 JOURNAL_PREFIX = "journal:"
 SQLITE_PREFIX = "sqlite:///"
 
@@ -107,17 +105,15 @@ def open_study(
     return study
 
 
-def trial_of_this_job(sweep_dir: Path) -> optuna.Trial | None:
-    """The trial this job runs for: its number, as the vaelab Optuna sweeper told it in ``TRIAL_ENV``, in the study
-    its sweep's ``STUDY_FILE`` names (storage, study, pruner); None outside such a job."""
+def trial_of_this_job(sweep_dir: Path, number: int) -> optuna.Trial:
+    """The trial this job runs for: its ``number`` (the vaelab Optuna sweeper tells a job its trial's, ``Job.trial``)
+    in the study its sweep's ``STUDY_FILE`` names (storage, study, pruner)."""
     import yaml
 
     from vaelab.run.folder import STUDY_FILE
 
     optuna = require("optuna", extra="sweeps", purpose="hparams_search=optuna")
-    if not os.environ.get(TRIAL_ENV, "").isdigit():
-        return None
-    reference = {**yaml.safe_load((sweep_dir / STUDY_FILE).read_text()), "number": int(os.environ[TRIAL_ENV])}
+    reference = {**yaml.safe_load((sweep_dir / STUDY_FILE).read_text()), "number": number}
     storage = open_storage(reference["storage"])
     pruner = build_pruner(reference.get("pruner"))  # the study's sampler stays the sweeper's: a job only reports
     study = optuna.load_study(study_name=reference["study_name"], storage=storage, pruner=pruner)

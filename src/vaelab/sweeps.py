@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from vaelab.errors import VaelabError, require
+from vaelab.building import require
+from vaelab.errors import VaelabError
 from vaelab.figures import plots
 from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds, write_ranking
 from vaelab.run.folder import HISTORY_COLUMNS, STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs

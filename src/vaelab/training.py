@@ -19,18 +19,20 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab.building import instantiate
 from vaelab.callbacks import FigureLogger, OptunaPruning
 from vaelab.checks import check_train_settings
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.data.datamodule import check_labels
-from vaelab.errors import Interrupted, VaelabError, instantiate
+from vaelab.errors import Interrupted, VaelabError
+from vaelab.job import Job
 from vaelab.loggers import hooks
 from vaelab.machine import machine_facts, resolve_precision
 from vaelab.models.base import ELBOModule, NonFiniteLossError
-from vaelab.process import rerun_only_this_job_in_ddp_processes, set_job_threads, tune_malloc
+from vaelab.process import set_threads, tune_malloc
 from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import check_resumable, read_checkpoint
-from vaelab.run.folder import RunFolder, RunStatus, in_multirun
+from vaelab.run.folder import RunFolder, RunStatus
 from vaelab.run.resume import ResumePlan, resume_plan
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class Run:
     """A training run, built: what it fits, how, and where it writes."""
 
     cfg: DictConfig
+    job: Job
     folder: RunFolder
     datamodule: pl.LightningDataModule
     model: pl.LightningModule
@@ -57,13 +60,16 @@ class Run:
         return RunStatus.COMPLETED if self.trainer.global_step else RunStatus.UNTRAINED
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics."""
+def train(cfg: DictConfig, job: Job | None = None) -> dict[str, Any]:
+    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``; returns the metrics.
+    ``job``: the Hydra job it runs as (the commands pass theirs; None: a single run with no overrides)."""
+    job = job or Job()
     folder = Path(cfg.paths.output_dir)
-    with run_guard.writing(folder, resuming=run_guard.resumes(folder, cfg.get("resume"))) as commit:
-        run = build(cfg)
+    resuming = run_guard.resumes(folder, cfg.get("resume"))
+    with run_guard.writing(folder, resuming, owner=not job.ddp_child, command=job.command) as commit:
+        run = build(cfg, job)
         commit()  # it trains: a failure from here on keeps the folder's new record
-        with rerun_only_this_job_in_ddp_processes(run.folder.path, run.trainer.world_size):
+        with job.rerun_only_this_job_in_ddp_processes(run.folder.path, run.trainer.world_size):
             metrics = fit(run)
             # Read before testing: restoring the best checkpoint resets the callbacks' state (the Timer's included).
             checkpoints, timing = checkpoint_paths(run), fit_time(run.callbacks, run.trainer.current_epoch)
@@ -75,11 +81,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return report(run, metrics, checkpoints, timing)
 
 
-def build(cfg: DictConfig) -> Run:
+def build(cfg: DictConfig, job: Job) -> Run:
     """The process settings (allocator, threads, seed), then data, model, callbacks, loggers and trainer."""
     tune_malloc()
-    set_job_threads()
-    check_train_settings(cfg)
+    set_threads(job.intra_op_threads())
+    check_train_settings(cfg, job)
     folder, seed = RunFolder(Path(cfg.paths.output_dir)), cfg.get("seed")
     if seed is not None:  # the weights' initialisation draws from the global generators
         pl.seed_everything(seed, workers=True, verbose=False)
@@ -88,22 +94,22 @@ def build(cfg: DictConfig) -> Run:
     model = build_model(cfg.model)
     model.noise_seed = seed or 0
     check_labels(model.num_classes, datamodule, f"model={model.model_name or type(model).__name__}")
-    resume = resume_plan(cfg, model)
-    callbacks = instantiate_group(cfg.get("callbacks"))  # conf/callbacks/
+    resume = resume_plan(cfg, model, job.restart_count)
+    callbacks = instantiate_group(cfg.get("callbacks"), job)  # conf/callbacks/
     for figures in (callback for callback in callbacks if isinstance(callback, FigureLogger)):
         figures.check_model(model)  # before the run commits to its folder
-    loggers: list[Logger] = instantiate_group(cfg.get("logger"))  # an unreachable tracking server: one line here
+    loggers: list[Logger] = instantiate_group(cfg.get("logger"), job)  # an unreachable tracking server: one line
     if rank_zero_only.rank == 0 and hasattr(datamodule, "check_files"):
         datamodule.check_files()  # a missing or damaged file now, not after the tree (or after training)
     # After the checks: a bad value is one line, not the tree and then a line.
     if cfg.get("print_config") and rank_zero_only.rank == 0:  # in a sweep, shown for its first job only
-        print_config_tree(cfg, folder.path / "config_tree.log", show=not in_multirun() or folder.path.name == "0")
+        print_config_tree(cfg, folder.path / "config_tree.log", show=job.shows_config())
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     config = OmegaConf.to_container(cfg, resolve=True)
     # trainer.loggers: fast_dev_run swaps in Lightning's dummy logger.
     for logger in hooks(trainer.loggers):
         logger.start_run(config, run_tags(cfg.get("tags")), resume.step if resume else None)
-    return Run(cfg, folder, datamodule, model, trainer, callbacks, config, resume)
+    return Run(cfg, job, folder, datamodule, model, trainer, callbacks, config, resume)
 
 
 def fit(run: Run) -> dict[str, float]:
@@ -229,11 +235,28 @@ def build_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     return instantiate(trainer_cfg, precision=precision, **kwargs)
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a config group (callbacks, loggers)."""
+def instantiate_group(group: DictConfig | None, job: Job) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a config group (callbacks, loggers); a class that takes a ``job``
+    argument (vaelab's loggers, the pruning callback) gets the run's."""
     if not group:
         return []
-    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+    entries = [entry for entry in group.values() if entry and "_target_" in entry]
+    # The job as itself: a keyword of instantiate would become a config (and its launcher's _target_ be built).
+    return [instantiate(entry, _partial_=True)(job=job) if takes_job(entry) else instantiate(entry)
+            for entry in entries]  # fmt: skip
+
+
+def takes_job(entry: DictConfig) -> bool:
+    """Whether the class ``entry`` builds has a ``job`` parameter (False when it cannot be found: instantiate says
+    why)."""
+    try:
+        target = hydra.utils.get_object(str(entry._target_))
+    except Exception:  # noqa: BLE001 (a bad _target_: instantiate's error names it)
+        return False
+    try:
+        return "job" in inspect.signature(target).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
 
 
 def build_model(model_cfg: DictConfig) -> pl.LightningModule:

@@ -8,17 +8,17 @@ from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 
+from vaelab.exits import ends_on_user_error
+
 
 class OptunaSweeper(Sweeper):
     """Built by Hydra from ``hydra/sweeper=vaelab_optuna``; it is the implementation that comes back."""
 
+    @ends_on_user_error  # no Optuna: one line naming the extra, as train.py gives for its own errors
     def __new__(cls, **settings: Any) -> Sweeper:  # type: ignore[misc]
-        from vaelab.errors import exit_with_error, require
+        from vaelab.building import require
 
-        try:
-            require("optuna", extra="sweeps", purpose="hparams_search=optuna")
-        except Exception as error:  # a VaelabError: one line, as train.py gives for its own
-            exit_with_error(error)
+        require("optuna", extra="sweeps", purpose="hparams_search=optuna")
         from vaelab.search.sweeper import OptunaSweeper as Implementation
 
         return Implementation(**settings)

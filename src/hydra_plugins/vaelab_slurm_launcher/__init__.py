@@ -14,18 +14,19 @@ except ImportError:  # hydra-submitit-launcher is not installed: launcher=slurm 
     SubmititSlurmLauncher = None
 
 if SubmititSlurmLauncher is not None:
+    from vaelab.errors import VaelabError
+    from vaelab.exits import ends_on_user_error
 
     class SlurmLauncher(SubmititSlurmLauncher):
+        @ends_on_user_error
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
             from submitit.core.utils import FailedJobError
-
-            from vaelab.errors import exit_with_error
 
             try:
                 return super().launch(job_overrides, initial_job_idx)
             except FailedJobError as error:  # sbatch's own message: "sbatch: error: <reason>"
                 reason = next((line for line in str(error).splitlines() if line.strip()), "no reason given")
-                exit_with_error(
+                raise VaelabError(
                     f"the cluster refused the jobs ({reason.strip()}); ask for what it has through hydra.launcher "
                     "(gpus_per_node, cpus_per_task, mem_gb, partition)."
-                )
+                ) from None

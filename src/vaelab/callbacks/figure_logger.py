@@ -12,12 +12,12 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from vaelab.errors import check_number
 from vaelab.figures import plots
 from vaelab.figures.model import draw_figures
 from vaelab.figures.settings import FROM_IMAGES, TRAINING_FIGURES, FigureSettings, check_figure_names
 from vaelab.loggers import hooks
 from vaelab.models.base import ELBOModule
+from vaelab.validators import check_number
 
 SETTINGS_KEY = "callbacks.figures"  # where conf/callbacks/default.yaml sets them
 

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from vaelab.studies import TRIAL_ENV
+from vaelab.job import Job
 
 
 class OptunaPruning(pl.Callback):
-    """In a job the vaelab Optuna sweeper launched (``vaelab.studies.TRIAL_ENV``): ``trial.report(<monitor>,
+    """In a job the vaelab Optuna sweeper launched (one with a ``job.trial``): ``trial.report(<monitor>,
     epoch)`` after every validation, and a pruned run stops at the end of that epoch (its checkpoints are written
     as usual; ``pruned_epoch`` says when). Any other run: nothing. Only rank 0 talks to the storage; the decision
     is broadcast so every DDP process stops together."""
 
-    def __init__(self, monitor: str | None = None) -> None:
+    def __init__(self, monitor: str | None = None, job: Job | None = None) -> None:
         self.monitor = monitor or "val/loss"  # optimized_metric, when the run has one
+        self.trial_number = job.trial if job else None
         self.pruned_epoch: int | None = None
         self._trial = None
 
@@ -29,11 +29,11 @@ class OptunaPruning(pl.Callback):
         prune = False
         if trainer.is_global_zero:
             value = trainer.callback_metrics.get(self.monitor)
-            if value is not None and math.isfinite(float(value)) and os.environ.get(TRIAL_ENV):
+            if value is not None and math.isfinite(float(value)) and self.trial_number is not None:
                 from vaelab.studies import trial_of_this_job  # optuna (0.35 s to import) only in a sweep's job
 
                 # Opened lazily, on rank 0 only; the study is named in the sweep folder, the job folder's parent.
-                self._trial = self._trial or trial_of_this_job(Path(trainer.default_root_dir).parent)
+                self._trial = self._trial or trial_of_this_job(Path(trainer.default_root_dir).parent, self.trial_number)
                 if self._trial is not None:
                     self._trial.report(float(value), step=trainer.current_epoch)
                     prune = bool(self._trial.should_prune())

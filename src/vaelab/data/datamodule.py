@@ -15,7 +15,8 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from vaelab.data.idx import read_split
-from vaelab.errors import VaelabError, check_number
+from vaelab.errors import VaelabError
+from vaelab.validators import check_number
 
 log = logging.getLogger(__name__)
 

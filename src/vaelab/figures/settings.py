@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from vaelab.errors import VaelabError, check_number
+from vaelab.errors import VaelabError
+from vaelab.validators import check_number
 
 FIGURES = ("latent_scatter", "latent_grid", "centre_decode", "reconstructions", "interpolation", "samples")
 TRAINING_FIGURES = ("latent_scatter", "latent_grid", "centre_decode")

@@ -14,11 +14,13 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 from vaelab.config_tree import flat_config
-from vaelab.errors import VaelabError, make_folder
+from vaelab.errors import VaelabError
+from vaelab.job import Job
 from vaelab.loggers import naming
 from vaelab.loggers.base import RunHooks
 from vaelab.run.folder import MLFLOW_RUN_ID_FILE as RUN_ID_FILE
 from vaelab.run.folder import MLFLOW_URI_FILE as URI_FILE
+from vaelab.validators import make_folder
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -55,12 +57,14 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
     is kept in the run folder, so a run resumed in place goes on in the same MLflow run (parameters keep their first
     values: MLflow cannot change one; changed ones are named in a warning)."""
 
-    def __init__(self, run_dir: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None, **kwargs: Any):
+    def __init__(self, run_dir: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None,
+                 job: Job | None = None, **kwargs: Any):  # fmt: skip
         check_mlflow(kwargs.get("tracking_uri"))
         self._run_id_file = Path(run_dir) / RUN_ID_FILE
         run_id = tracked_run(Path(run_dir))[0] if self._run_id_file.is_file() else None
         self.tracking_uri = kwargs.get("tracking_uri")
-        super().__init__(run_name=run_name or naming.run_name(), tags={**naming.sweep_tags(), **(tags or {})},
+        job = job or Job()
+        super().__init__(run_name=run_name or naming.run_name(job), tags={**naming.sweep_tags(job), **(tags or {})},
                          run_id=run_id, **kwargs)  # fmt: skip
 
     def start_run(self, config: dict[str, Any], tags: Sequence[str], resumed_step: int | None) -> None:

@@ -14,6 +14,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from vaelab.config_tree import flat_config
 from vaelab.figures.plots import png_pixels
+from vaelab.job import Job
 from vaelab.loggers import naming
 from vaelab.loggers.base import RunHooks
 
@@ -44,17 +45,16 @@ def override_keys(overrides: Sequence[str]) -> set[str]:
     return {override.split("=", 1)[0].lstrip("+~") for override in overrides if "=" in override}
 
 
-def tensorboard_hparams(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+def tensorboard_hparams(config: Mapping[str, Any], job: Job) -> dict[str, Any]:
     """The curated hyperparameters of a run for the HParams tab (see ``HPARAM_KEYS``); lists as text."""
     flat = flat_config(config)
     chosen = {key for key in flat if key.startswith("model.") and not key.split(".")[-1].startswith("_")}
     chosen |= {key for key in HPARAM_KEYS if key in flat}
-    chosen |= {key for key in override_keys(overrides) if key in flat and key.split(".")[0] in HPARAM_GROUPS}
+    chosen |= {key for key in override_keys(job.overrides) if key in flat and key.split(".")[0] in HPARAM_GROUPS}
     chosen -= NOT_HPARAMS
     if not flat.get("tags"):
         chosen.discard("tags")
-    choices = naming.choices()
-    params: dict[str, Any] = {group: choices[group] for group in ("model", "experiment") if choices.get(group)}
+    params: dict[str, Any] = {group: job.choices[group] for group in ("model", "experiment") if job.choices.get(group)}
     for key in sorted(chosen):
         value = flat[key]
         # Integers as text: TensorBoard shows every number with two decimals (a batch size of "128.00").
@@ -66,11 +66,13 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
     """Lightning's TensorBoard logger, writing to ``<save_dir>/<run name>`` (``naming.run_name``), so TensorBoard
     names the run whether it is pointed at the run, a sweep or all of ``logs/``. A run resumed in place goes on in
     the folder it has. After :meth:`before_test`, test metrics are drawn at the step and epoch of the checkpoint
-    they were computed from (the best one), not at the end of training."""
+    they were computed from (the best one), not at the end of training. ``job``: the job it logs (``train`` passes
+    it), which names the run and says what the command line varied."""
 
-    def __init__(self, save_dir: str, run: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, save_dir: str, run: str | None = None, job: Job | None = None, **kwargs: Any) -> None:
+        self.job = job or Job()
         existing = sorted(p.name for p in Path(save_dir).glob("*") if any(p.glob("events.out.tfevents.*")))
-        self.run = run or (existing[0] if len(existing) == 1 else naming.run_name(varied=True))
+        self.run = run or (existing[0] if len(existing) == 1 else naming.run_name(self.job, varied=True))
         super().__init__(save_dir, **{"name": "", **kwargs})
         self._test_step: int | None = None
         self._test_epoch: int | None = None
@@ -93,7 +95,7 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
         declared = {tag: 0.0 for tag in HPARAM_METRICS.values()}  # only the names reach the summary
         experiment, start, end = hparams(dict(params), declared)
         # The "differs" columns come first and ticked: the model, and what the sweep (or the command line) varied.
-        first = {"model", "experiment", *override_keys(naming.swept_overrides() or naming.task_overrides())}
+        first = {"model", "experiment", *override_keys(self.job.swept or self.job.overrides)}
         content = HParamsPluginData.FromString(experiment.value[0].metadata.plugin_data.content)
         for info in content.experiment.hparam_infos:
             info.differs = info.name in first
@@ -125,7 +127,7 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
         self, config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
     ) -> None:
         final = {tag: metrics[name] for name, tag in HPARAM_METRICS.items() if name in metrics}
-        self.log_outcome(tensorboard_hparams(config, naming.task_overrides()), final, step)
+        self.log_outcome(tensorboard_hparams(config, self.job), final, step)
 
     def describe(self) -> str:  # the folder above the run's: TensorBoard then shows the run's name
         return (

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from vaelab.errors import require
+from vaelab.building import require
+from vaelab.job import Job
 from vaelab.loggers import naming
 from vaelab.loggers.base import RunHooks
 
@@ -27,15 +28,17 @@ class WandbLogger(RunHooks, LightningWandbLogger):
     group (the sweep's folder name) with their job number and overrides in the config; the run's id kept in the run
     folder (``wandb_run_id``), so ``resume=<run>`` goes on in the same W&B run."""
 
-    def __init__(self, run_dir: str, run_name: str | None = None, group: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, run_dir: str, run_name: str | None = None, group: str | None = None, job: Job | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
         require("wandb", extra="wandb", purpose="logger=wandb")
-        sweep = naming.sweep_tags()
+        job = job or Job()
+        sweep = naming.sweep_tags(job)
         group = group or (Path(sweep["sweep"]).name if sweep else None)
         self._run_id_file = Path(run_dir) / RUN_ID_FILE
         # A run resumed in place goes on in the same W&B run (Lightning asks W&B to resume an id it is given).
         run_id = self._run_id_file.read_text().strip() if self._run_id_file.is_file() else None
         kwargs.setdefault("id", run_id or None)
-        super().__init__(name=run_name or naming.run_name(), group=group, save_dir=run_dir, **kwargs)
+        super().__init__(name=run_name or naming.run_name(job), group=group, save_dir=run_dir, **kwargs)
         self._wandb_init.pop("anonymous", None)  # W&B warns that the setting does nothing, whatever its value
         self._sweep = sweep
 

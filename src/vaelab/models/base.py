@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from vaelab.errors import VaelabError, check_number
+from vaelab.errors import VaelabError
 from vaelab.models.inference import inference
 from vaelab.models.metric_names import LOGGED_TERMS, STAGES
 from vaelab.models.optimization import build_optimization, optimizer_config, stretch_schedules
 from vaelab.models.probability import bernoulli_nll, gaussian_kl
+from vaelab.validators import check_number
 
 # Validation and test noise restarts from this seed each epoch: checkpoints are chosen on the weights, not the noise.
 EVAL_NOISE_SEED = 20_231_108

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from vaelab.errors import check_number, check_sizes
 from vaelab.models.base import ELBOModule
 from vaelab.models.networks import ConvDecoder, ConvEncoder
+from vaelab.validators import check_number, check_sizes
 
 
 class ConvVAE(ELBOModule):

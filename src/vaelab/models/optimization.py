@@ -8,7 +8,8 @@ from typing import Any
 import hydra.utils
 import torch
 
-from vaelab.errors import VaelabError, check_number
+from vaelab.errors import VaelabError
+from vaelab.validators import check_number
 
 # What a model built in Python (not from conf/optimizer/) trains with: Adam, lr 1e-3, fused.
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "fused": True}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vaelab.errors import check_sizes
 from vaelab.models.base import ELBOModule
 from vaelab.models.networks import DenseDecoder, DenseEncoder
+from vaelab.validators import check_sizes
 
 
 class VAE(ELBOModule):

@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 
 from vaelab.errors import VaelabError
 from vaelab.tables import as_number
@@ -63,11 +61,6 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; resumable from its last checkpoint
     UNFINISHED = "unfinished"  # no readable metrics.json yet: still running, or its process died
     UNREADABLE = "unreadable"  # a record file is there but cannot be read as what it must hold
-
-
-def in_multirun() -> bool:
-    """True inside a job of ``-m`` (or ``hydra.mode=MULTIRUN``): its folder is one job folder of a sweep."""
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 class Inside:

@@ -14,14 +14,13 @@ import json
 import os
 import shutil
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vaelab.errors import VaelabError, make_folder
+from vaelab.errors import VaelabError
 from vaelab.run.folder import (
     CONFIG_RECORD,
     HYDRA_RECORD,
@@ -35,6 +34,7 @@ from vaelab.run.folder import (
     sweep_jobs,
     write_atomic,
 )
+from vaelab.validators import make_folder
 
 LOCK_FILE = ".vaelab.lock"
 RECORD_FILES = (CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RESUME_RECORD, "config_tree.log")
@@ -85,13 +85,10 @@ class Claim:
         self._forget()
 
 
-_held: dict[Path, Claim] = {}  # this process's claims, by resolved folder: one lock per folder and process
-
-
-def is_ddp_child() -> bool:
-    """True in the processes 1..n-1 that Lightning's DDP starts for a run: rank 0 owns the folder for them."""
-    ranks = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
-    return any(os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0 for name in ranks)
+# This process's claims, by resolved folder: one lock per folder and process. Module state because the claim that
+# hydra_callbacks.RunFolderGuard makes (before Hydra writes its record) passes to the job's ``writing``, and Hydra
+# gives a callback no way to hand an object to the task function.
+_held: dict[Path, Claim] = {}
 
 
 def create(folder: Path, setting: str) -> None:
@@ -119,10 +116,11 @@ def resumes(folder: Path, resume: object) -> bool:
     return resume is not None and Path(str(resume)).resolve() == folder.resolve()
 
 
-def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
+def claim(folder: Path, resuming: bool, new_job: bool = False, command: str = "") -> Claim:
     """Make this process the one writer of ``folder`` (see the module docstring); raises ``VaelabError``.
 
     ``new_job``: a multirun job's folder, which Hydra has just made inside a sweep folder checked to be new.
+    ``command``: the command line, noted in the lock file for a second process that finds the folder taken.
     """
     folder = folder.resolve()
     release(folder)  # this process claiming again (a test, or a resume run in-process): one lock per folder
@@ -149,7 +147,7 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
         )
     holder_before = os.pread(descriptor, 1 << 16, 0)
     os.ftruncate(descriptor, 0)
-    os.pwrite(descriptor, json.dumps(_holder()).encode() + b"\n", 0)
+    os.pwrite(descriptor, json.dumps(_holder(command)).encode() + b"\n", 0)
     claimed = Claim(folder, descriptor, created=created and not new_job, holder_before=holder_before)
     if not new_job:  # a sweep job's failure is recorded in its folder instead (vaelab.cli)
         claimed.record = {name: _read(folder / name) for name in RECORD_FILES}
@@ -159,14 +157,15 @@ def claim(folder: Path, resuming: bool, new_job: bool = False) -> Claim:
 
 
 @contextmanager
-def writing(folder: Path, resuming: bool) -> Iterator[Callable[[], None]]:
+def writing(folder: Path, resuming: bool, owner: bool = True, command: str = "") -> Iterator[Callable[[], None]]:
     """A command's work on ``folder``, yielding ``commit`` (call it when the run is about to train): claimed unless
-    this process holds it, restored on a failure before ``commit``, released if claimed here; DDP ranks > 0: none."""
-    if is_ddp_child():
+    this process holds it, restored on a failure before ``commit``, released if claimed here. Not the ``owner``
+    (Lightning's DDP processes 1..n-1, whose rank 0 owns the folder): nothing claimed."""
+    if not owner:
         yield lambda: None
         return
     held = _held.get(folder.resolve())
-    claimed = held or claim(folder, resuming)
+    claimed = held or claim(folder, resuming, command=command)
     try:
         yield claimed.commit
     except BaseException:
@@ -227,9 +226,9 @@ def release(folder: Path) -> None:
         os.close(claimed.lock)
 
 
-def _holder() -> dict[str, object]:
+def _holder(command: str) -> dict[str, object]:
     return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join(sys.argv)[:500]}  # fmt: skip
+            "command": command[:500]}  # fmt: skip
 
 
 def _read_holder(descriptor: int) -> str:

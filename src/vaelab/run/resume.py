@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -209,24 +208,26 @@ class ResumePlan:
     test_only: bool = False
 
 
-def requeued_folder(cfg: DictConfig) -> str | None:
+def requeued_folder(cfg: DictConfig, restart_count: int) -> str | None:
     """This run's own folder when SLURM runs the job again (``scontrol requeue``, a pre-emption, submitit's requeue
-    before a time limit: ``SLURM_RESTART_COUNT`` > 0) and the first attempt left a last checkpoint there."""
-    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1 or cfg.get("resume") or cfg.get("ckpt_path"):
+    before a time limit: ``restart_count``, SLURM's ``SLURM_RESTART_COUNT``, > 0) and the first attempt left a last
+    checkpoint there."""
+    if restart_count < 1 or cfg.get("resume") or cfg.get("ckpt_path"):
         return None
     folder = Path(cfg.paths.output_dir)
     return str(folder) if RunFolder(folder).last_checkpoint.is_file() else None
 
 
-def resume_plan(cfg: DictConfig, model: pl.LightningModule) -> ResumePlan | None:
-    """The checkpoint to go on from (``ckpt_path``, the ``resume`` folder's last one, or a requeued SLURM job's own),
-    checked before Lightning reads it (one line for a bad file, no code run); None for a fresh run."""
+def resume_plan(cfg: DictConfig, model: pl.LightningModule, restart_count: int = 0) -> ResumePlan | None:
+    """The checkpoint to go on from (``ckpt_path``, the ``resume`` folder's last one, or a requeued SLURM job's own:
+    ``restart_count`` > 0), checked before Lightning reads it (one line for a bad file, no code run); None for a
+    fresh run."""
     from vaelab.run.checkpoints import check_resumable, read_checkpoint
 
     path, trusted = cfg.get("ckpt_path"), list(cfg.get("trusted_models") or [])
-    resume = cfg.get("resume") or requeued_folder(cfg)
+    resume = cfg.get("resume") or requeued_folder(cfg, restart_count)
     if resume and not cfg.get("resume"):
-        log.warning("SLURM runs this job again (restart %s): resuming from %s", os.environ["SLURM_RESTART_COUNT"],
+        log.warning("SLURM runs this job again (restart %s): resuming from %s", restart_count,
                     RunFolder(Path(resume)).last_checkpoint)  # fmt: skip
     if resume:
         trusted.append(model.checkpoint_name())  # the run's own checkpoints hold the class it builds

@@ -24,14 +24,16 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from vaelab.building import instantiate
 from vaelab.config_tree import flat_config
-from vaelab.errors import VaelabError, exit_with_error, instantiate
+from vaelab.errors import VaelabError
+from vaelab.exits import ends_on_user_error
+from vaelab.job import TRIAL_ENV
 from vaelab.replicas import RERUN_PREFIX, rank_by_mean, setting_key, spread, write_ranking
 from vaelab.run.folder import STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, json_safe
 from vaelab.search.lifecycle import fail_stale_trials, heartbeats
 from vaelab.search.space import split_search_space, trial_overrides
 from vaelab.studies import (
-    TRIAL_ENV,
     build_pruner,
     open_storage,
     open_study,
@@ -83,13 +85,8 @@ class OptunaSweeper(Sweeper):
         )
         self.sweep_dir = Path(config.hydra.sweep.dir)
 
+    @ends_on_user_error  # a bad setting: one line, as train.py gives for its own
     def sweep(self, arguments: list[str]) -> list[optuna.trial.FrozenTrial]:
-        try:
-            return self._sweep(arguments)
-        except VaelabError as error:  # a bad setting: one line, as train.py gives for its own
-            exit_with_error(error)
-
-    def _sweep(self, arguments: list[str]) -> list[optuna.trial.FrozenTrial]:
         if not self.storage:
             raise VaelabError(
                 "hydra.sweeper.storage is not set: give an Optuna storage, e.g. sqlite:///logs/optuna/vaelab.db"

@@ -1,0 +1,42 @@
+"""The layers of the code: the command layer reads the process's state and ends the process; nothing below it does."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from helpers import PROJECT_ROOT
+
+PACKAGE = PROJECT_ROOT / "src" / "vaelab"
+# vaelab.cli and the hooks Hydra calls; vaelab.job reads the job's state for them, vaelab.exits ends the process.
+COMMAND_LAYER = {"cli.py", "job.py", "exits.py", "hydra_callbacks.py"}
+# ONEDNN_MAX_CPU_ISA is oneDNN's own setting, which only the environment holds: machine.py reports it.
+READS_ONEDNN_SETTING = {"machine.py"}
+PROCESS_STATE = {"os.environ", "os.getenv", "sys.argv", "sys.exit", "HydraConfig", "exit_with_error"}
+
+
+def used_names(source: Path) -> set[str]:
+    """``module.attribute`` pairs and bare names a source file uses."""
+    names = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            names.add(f"{node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_below_the_commands_no_module_reads_process_state_or_ends_the_process() -> None:
+    checked = 0
+    for source in sorted(PACKAGE.rglob("*.py")):
+        relative = source.relative_to(PACKAGE)
+        if str(relative) in COMMAND_LAYER or relative.parts[0] == "conf":
+            continue
+        found = used_names(source) & PROCESS_STATE
+        if source.name in READS_ONEDNN_SETTING:
+            found -= {"os.environ"}
+        assert not found, f"{relative} uses {sorted(found)}: the command layer reads these and passes a Job"
+        checked += 1
+    assert checked > 40  # the whole package was read, not a folder that moved
