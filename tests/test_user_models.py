@@ -117,6 +117,22 @@ def test_installed_packages_declare_their_models(user_module: Path, tiny_mnist: 
     assert type(load_model(run / "checkpoints" / "last.ckpt")).__name__ == "WideVAE"
 
 
+def test_vaelabs_own_models_are_declared_as_a_package_declares_its_own() -> None:
+    """One registry of models: each ``model=<name>`` config of vaelab's is the entry point ``<name>`` of the group
+    ``vaelab.models``, naming the class the config builds (the name its checkpoints carry)."""
+    import hydra.utils
+    import yaml
+
+    from vaelab.run.checkpoints import declared_models
+
+    declared = declared_models()
+    configs = sorted((PROJECT_ROOT / "conf" / "model").glob("*.yaml"))
+    assert len(configs) == 3
+    for config in configs:
+        built = hydra.utils.get_class(yaml.safe_load(config.read_text())["_target_"])
+        assert declared.get(config.stem) == built.checkpoint_name(), config.name
+
+
 def test_a_hostile_class_path_is_refused_with_nothing_imported(
     user_module: Path, tiny_mnist: Path, tmp_path: Path
 ) -> None:

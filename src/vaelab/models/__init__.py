@@ -1,7 +1,9 @@
 """The VAE variants (``ELBOModule`` and its subclasses) and what they are built from.
 
 The classes load on first use (PEP 562): ``vaelab.models.probability`` (the maths), ``networks`` and ``inference``
-import torch only, not Lightning, which imports torchmetrics and, through it, matplotlib.
+import torch only, not Lightning, which imports torchmetrics and, through it, matplotlib. These are the package's
+public names, not a registry: which models a checkpoint may name is declared once, as entry points
+(``vaelab.models`` in ``pyproject.toml``, read by ``vaelab.run.checkpoints``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Read vaelab checkpoints safely, rebuild the model they hold from the file alone, and write them whole.
 
 Files are read with ``weights_only=True``, and the model class a checkpoint names is imported only when trusted:
-vaelab's own, one an installed package declares (entry points ``vaelab.models``), one in ``trusted_models``, or the
-class the run builds. ``AtomicCheckpointIO`` writes every checkpoint whole or not at all.
+one an installed package declares in the entry-point group ``vaelab.models`` (vaelab declares its own three there,
+in its ``pyproject.toml``), one in ``trusted_models``, or the class the run builds. ``AtomicCheckpointIO`` writes
+every checkpoint whole or not at all.
 """
 
 from __future__ import annotations
@@ -18,26 +19,28 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from vaelab.errors import VaelabError
-from vaelab.models import VAE, CondConvVAE, ConvVAE
 from vaelab.models.base import ELBOModule
 from vaelab.run.folder import write_atomic
 
-# The classes a checkpoint may name, by the dotted path ``ELBOModule.on_save_checkpoint`` writes.
-KNOWN_MODELS: dict[str, type[ELBOModule]] = {cls.checkpoint_name(): cls for cls in (VAE, ConvVAE, CondConvVAE)}
-# Installed packages declare their models here: [project.entry-points."vaelab.models"] wide = "mypkg.models:WideVAE".
+# The one registry of models: [project.entry-points."vaelab.models"] wide = "mypkg.models:WideVAE" in a package's
+# pyproject.toml (vaelab's own three are declared in its own).
 ENTRY_POINT_GROUP = "vaelab.models"
 
 
+def declared_models() -> dict[str, str]:
+    """The models installed packages declare (vaelab's included): entry-point name -> dotted class path, as
+    ``ELBOModule.checkpoint_name`` writes it into a checkpoint."""
+    points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return {point.name: point.value.replace(":", ".") for point in points}
+
+
 def trusted_names(trusted: Iterable[str] = ()) -> set[str]:
-    """The dotted class names a checkpoint may name: vaelab's, the installed packages' and ``trusted``'s."""
-    declared = {point.value.replace(":", ".") for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    return {*KNOWN_MODELS, *declared, *map(str, trusted)}
+    """The dotted class names a checkpoint may name: the declared models' and ``trusted``'s."""
+    return {*declared_models().values(), *map(str, trusted)}
 
 
 def model_class(name: str) -> type[ELBOModule]:
     """The class a trusted dotted name refers to, imported; one line if it cannot be or is not a VAE."""
-    if name in KNOWN_MODELS:
-        return KNOWN_MODELS[name]
     module, _, attribute = name.rpartition(".")
     try:
         found = getattr(importlib.import_module(module), attribute)
