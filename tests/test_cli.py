@@ -81,7 +81,7 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     assert (metrics["epochs"], metrics["latent_dim"], metrics["iwae_samples"], metrics["seed"]) == (2, 2, 10, 42)
     assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], abs=1e-2)
     assert metrics["loss_kl_averaged"] == pytest.approx(metrics["recon"] + metrics["kl"] / 2, abs=1e-2)
-    assert 0 < metrics["iwae_nll"] < 1000 and metrics["seconds_per_epoch"] > 0
+    assert 0 < metrics["iwae_bce_bound"] < 1000 and metrics["seconds_per_epoch"] > 0
     for name in (
         "latent_scatter",
         "latent_grid_digit0",
@@ -99,7 +99,7 @@ def test_evaluate_rebuilds_the_model_from_its_checkpoint(
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("test/loss")] == [(6, pytest.approx(metrics["loss"]))]
-    assert events.Scalars("test/iwae_nll")[0].value == pytest.approx(metrics["iwae_nll"])
+    assert events.Scalars("test/iwae_bce_bound")[0].value == pytest.approx(metrics["iwae_bce_bound"])
     assert {"figures/reconstructions", "figures/interpolation", "figures/latent_grid_digit0", "figures/samples"} <= set(
         events.Tags()["images"]
     )
@@ -130,7 +130,9 @@ def test_an_interrupted_evaluation_keeps_its_test_metrics_marked_interrupted(
     assert "\n" not in str(error.value)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["evaluation"] == "interrupted" and metrics["phases"] == ["test"]
-    assert metrics["iwae_nll"] is None and metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], abs=1e-2)
+    assert metrics["iwae_bce_bound"] is None and metrics["loss"] == pytest.approx(
+        metrics["recon"] + metrics["kl"], abs=1e-2
+    )
     assert metrics["images"] == 200  # debug=fast: 2 test batches of 100
 
 
@@ -145,9 +147,12 @@ def test_evaluate_compares_runs(trained_runs: dict[str, Path], tiny_mnist: Path,
         assert [row["model"] for row in rows] == ["vae", "conv_vae"]  # the model's name; the run has its own column
         assert all(row["run"].startswith(f"{row['model']}-") for row in rows)
         assert [row["setting"] for row in rows] == ["vae", "conv_vae"]  # what sets each apart: its model here
-        assert list(rows[0]) == ["setting", "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss",
-                                 "loss_kl_averaged", "iwae_nll", "seeds", "loss_std", "loss_ci95", "loss_best",
+        # Grey levels under a Bernoulli decoder: the IWAE figure is named a bound on that objective, not -log p(x).
+        assert list(rows[0]) == ["setting", "model", "run", "split", "binarize", "likelihood", "latent_dim", "epochs",
+                                 "recon", "kl", "loss", "loss_kl_averaged", "iwae_bce_bound", "seeds", "loss_std",
+                                 "loss_ci95", "iwae_bce_bound_std", "iwae_bce_bound_ci95", "loss_best",
                                  "seconds_per_epoch", "device"]  # fmt: skip
+        assert {(row["binarize"], row["likelihood"]) for row in rows} == {("none", "bernoulli")}
         assert {row["seeds"] for row in rows} == {"1"} and {row["loss_std"] for row in rows} == {""}
         assert all(float(row["loss"]) > 0 and row["split"] == "test" for row in rows)
         assert (folder / "comparison.png").stat().st_size > 10_000

@@ -9,7 +9,12 @@ import torch
 
 from helpers import small_batch, train_steps
 from vaelab.models import VAE, CondConvVAE
-from vaelab.models.probability import gaussian_log_density, iwae_log_likelihood
+from vaelab.models.probability import (
+    continuous_bernoulli_log_normalizer,
+    continuous_bernoulli_mean,
+    gaussian_log_density,
+    iwae_log_likelihood,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +59,17 @@ def test_chunking_and_conditional_models() -> None:
     images, labels = small_batch(7)
     estimates = iwae_log_likelihood(model, images, labels, num_samples=4, max_decodes=8)  # 2 images a chunk
     assert estimates.shape == (7,) and torch.isfinite(estimates).all()
+
+
+def test_the_continuous_bernoulli_is_a_normalised_density_with_its_mean() -> None:
+    """C(lam)^-1 and E[x] are integrals over [0, 1]: the closed forms against the trapezoid rule, l = 0 included."""
+    x = torch.linspace(0, 1, 200_001, dtype=torch.float64)
+    for logit in (-6.0, -0.5, -1e-4, 0.0, 2e-4, 3.0):
+        lam = torch.sigmoid(torch.tensor(logit, dtype=torch.float64))
+        density = lam**x * (1 - lam) ** (1 - x)
+        norm = torch.trapezoid(density, x)
+        assert continuous_bernoulli_log_normalizer(torch.tensor(logit)).item() == pytest.approx(
+            -math.log(norm), abs=1e-5
+        )
+        expected_mean = (torch.trapezoid(x * density, x) / norm).item()
+        assert continuous_bernoulli_mean(torch.tensor(logit)).item() == pytest.approx(expected_mean, abs=1e-5)

@@ -181,7 +181,7 @@ def test_an_evaluation_reaches_the_training_runs_mlflow_run(
                                                   *tiny_data_overrides(tiny_mnist)], tmp_path / "eval"))  # fmt: skip
     run_id = (run / "mlflow_run_id").read_text().strip()
     client = MlflowClient(mlflow_store)
-    for name in ("loss", "iwae_nll", "loss_kl_averaged"):
+    for name in ("loss", "iwae_bce_bound", "loss_kl_averaged"):
         (logged,) = client.get_metric_history(run_id, f"eval/{name}")
         assert logged.value == pytest.approx(metrics[name]) and logged.step == 2  # at the checkpoint's step
 

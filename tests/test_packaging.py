@@ -109,7 +109,7 @@ def test_a_built_wheel_runs_as_a_tool_from_an_empty_folder(tmp_path: Path, tiny_
                     "projector=false", "figures.num_points=50", "figures.grid_size=3", *tiny_data_overrides(tiny_mnist))  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert len(list((empty / "logs" / "eval" / "runs").glob("*/metrics.json"))) == 1
-    added = run(
-        "vaelab-train", "--config-dir", str(PROJECT_ROOT / "examples" / "conf"), "model=cb_conv_vae", "--cfg", "job"
-    )
-    assert added.returncode == 0 and "_target_: cb_vae.ContinuousBernoulliConvVAE" in added.stdout, added.stderr
+    (tmp_path / "mine" / "model").mkdir(parents=True)  # a config folder of the user's, beside the package's
+    (tmp_path / "mine" / "model" / "wide.yaml").write_text("defaults:\n  - conv_vae\n  - _self_\nhidden_dim: 64\n")
+    added = run("vaelab-train", "--config-dir", str(tmp_path / "mine"), "model=wide", "--cfg", "job")
+    assert added.returncode == 0 and "hidden_dim: 64" in added.stdout, added.stderr

@@ -37,6 +37,7 @@ from vaelab.loggers.mlflow import log_evaluation
 from vaelab.machine import machine_facts
 from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means
+from vaelab.models.metric_names import IWAE_KEYS, iwae_key
 from vaelab.models.probability import iwae_log_likelihood
 from vaelab.process import tune_malloc
 from vaelab.replicas import group_replicas, setting_of, spread, without_seeds
@@ -47,14 +48,17 @@ from vaelab.tables import markdown_table, write_csv
 from vaelab.training import build_trainer
 from vaelab.validators import make_folder
 
+# The results table's columns; "iwae" stands for the IWAE figure's name (metric_names.iwae_key: one per comparison,
+# whose runs share one convention).
 RESULT_COLUMNS = (
-    "setting", "model", "run", "split", "latent_dim", "epochs", "recon", "kl", "loss", "loss_kl_averaged", "iwae_nll",
-    "seeds", "loss_std", "loss_ci95", "loss_best", "seconds_per_epoch", "device",
+    "setting", "model", "run", "split", "binarize", "likelihood", "latent_dim", "epochs", "recon", "kl", "loss",
+    "loss_kl_averaged", "iwae", "seeds", "loss_std", "loss_ci95", "iwae_std", "iwae_ci95", "loss_best",
+    "seconds_per_epoch", "device",
 )  # fmt: skip
-# The numbers an evaluation scores a checkpoint with (TensorBoard test/*, MLflow eval/*).
-SCORES = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll")
+# The numbers an evaluation scores a checkpoint with (TensorBoard test/*, MLflow eval/*), its IWAE figure besides.
+SCORES = ("recon", "kl", "loss", "loss_kl_averaged")
 # Averaged over the replicas of a setting in its results row.
-MEAN_COLUMNS = ("recon", "kl", "loss", "loss_kl_averaged", "iwae_nll", "seconds_per_epoch")
+MEAN_COLUMNS = ("recon", "kl", "loss", "loss_kl_averaged", *IWAE_KEYS, "seconds_per_epoch")
 
 
 def evaluate(cfg: DictConfig, job: Job | None = None) -> list[dict[str, Any]]:
@@ -71,7 +75,9 @@ def evaluate(cfg: DictConfig, job: Job | None = None) -> list[dict[str, Any]]:
         sources, left_out = checkpoint_sources(cfg.get("ckpt_path"), cfg.get("runs"))
         # Every file read, and its model class trusted, before anything is built: a bad one is one line.
         checkpoints = [read_checkpoint(path, trusted=cfg.get("trusted_models") or ()) for path in sources]
-        datamodule: IDXDataModule = instantiate(cfg.data)
+        # Scored on the pixels they were trained on: one convention for all of them.
+        convention = pixel_convention(sources, checkpoints, cfg.data.get("binarize", "none"))
+        datamodule: IDXDataModule = instantiate(cfg.data, **convention)
         for path, checkpoint in zip(sources, checkpoints):  # a conditional model needs the labels it was trained on
             num_classes = model_class(checkpoint["vaelab_model_class"]).num_classes
             check_labels(num_classes, datamodule, str(path))
@@ -90,6 +96,28 @@ def evaluate(cfg: DictConfig, job: Job | None = None) -> list[dict[str, Any]]:
         if cfg.get("runs"):
             write_comparison(results, sources, output_dir, cfg.get("report_dir"), left_out)
         return results
+
+
+def pixel_convention(sources: list[Path], checkpoints: list[dict[str, Any]], asked: str) -> dict[str, Any]:
+    """The pixels the checkpoints were trained on (``data.binarize`` and its seed, as each checkpoint keeps them), and
+    the likelihood they were scored with, which must be one for all: numbers of different conventions do not
+    compare. ``asked``: eval's ``data.binarize``; other than ``none``, it must be the checkpoints' own."""
+    conventions = {}
+    for path, checkpoint in zip(sources, checkpoints):
+        data = checkpoint.get(IDXDataModule.__qualname__) or {}
+        likelihood = (checkpoint.get("hyper_parameters") or {}).get("likelihood", "bernoulli")
+        conventions[path] = (data.get("binarize", "none"), data.get("binarize_seed", 0), likelihood)
+    found = sorted(set(conventions.values()), key=str)
+    if len(found) > 1:
+        named = "; ".join(f"{path}: data.binarize={b} data.binarize_seed={s} model.likelihood={likelihood}"
+                          for path, (b, s, likelihood) in conventions.items())  # fmt: skip
+        raise VaelabError(f"these runs' numbers do not compare (other pixels or likelihoods): {named}; "
+                          "compare runs of one convention at a time")  # fmt: skip
+    binarize, seed, _ = found[0] if found else ("none", 0, "bernoulli")
+    if asked not in ("none", binarize):
+        raise VaelabError(f"data.binarize={asked}: the checkpoint was trained with data.binarize={binarize}, and is "
+                          "scored on those pixels (leave data.binarize out)")  # fmt: skip
+    return {"binarize": binarize, "binarize_seed": seed}
 
 
 @contextmanager
@@ -187,12 +215,16 @@ def evaluate_checkpoint(
     images, labels = datamodule.test_set.images[:tested].cpu(), datamodule.test_set.labels[:tested].cpu()
     folder = RunFolder.of_checkpoint(checkpoint_path)
     training = folder.read_metrics() if folder else {}
+    iwae = iwae_key(datamodule.binarize, model.likelihood)
     metrics: dict[str, Any] = {
         "checkpoint": str(checkpoint_path.resolve()),
         "model": model.model_name,
         "run": label,
         "setting": setting,
         "split": "test",
+        "binarize": datamodule.binarize,
+        "binarize_seed": datamodule.binarize_seed,
+        "likelihood": model.likelihood,
         "images": len(labels),
         "latent_dim": model.latent_dim,
         "epochs": checkpoint.get("epoch", -1) + 1,
@@ -203,7 +235,7 @@ def evaluate_checkpoint(
         # The reference study's convention (README, "Loss conventions"): KL averaged over the latent dims, not summed.
         "loss_kl_averaged": test["test/recon"] + test["test/kl"] / model.latent_dim,
         "iwae_samples": cfg.iwae_samples,
-        "iwae_nll": float("nan"),
+        iwae: float("nan"),
         "seconds_per_epoch": training.get("seconds_per_epoch", float("nan")),
         "device": training.get("device", ""),
         # Where these numbers were computed (the training run's own facts are in its metrics.json).
@@ -224,7 +256,7 @@ def evaluate_checkpoint(
             with progress_bar(f"IWAE, K={cfg.iwae_samples}", len(labels), "img") as bar:
                 log_likelihood = iwae_log_likelihood(model, images, labels if model.num_classes else None,
                                                      cfg.iwae_samples, progress=bar.update)  # fmt: skip
-            metrics["iwae_nll"] = -log_likelihood.mean().item()
+            metrics[iwae] = -log_likelihood.mean().item()
             finish_phase(record, metrics, "iwae")
         phase = "the figures"
         drawn = save_figures(model, images, labels, output_dir / "figures", cfg.figures, datamodule.class_names)
@@ -251,7 +283,7 @@ def evaluate_checkpoint(
     print(
         f"{label}: test per image: recon={metrics['recon']:.2f} kl={metrics['kl']:.2f} "
         f"loss={metrics['loss']:.2f} (KL averaged {metrics['loss_kl_averaged']:.2f}) "
-        f"iwae_nll(K={cfg.iwae_samples})={metrics['iwae_nll']:.2f}\n  -> {output_dir}",
+        f"{iwae}(K={cfg.iwae_samples})={metrics[iwae]:.2f}\n  -> {output_dir}",
         flush=True,
     )
     return metrics
@@ -271,9 +303,8 @@ def progress_bar(description: str, total: int, unit: str) -> tqdm:
 def log_to_training_run(folder: RunFolder, metrics: dict[str, Any], step: int, label: str) -> None:
     """The scores as ``eval/*`` in the training run's MLflow run, if it had one; one line on stderr when that run
     cannot be reached (its server down, its store gone, MLflow not installed)."""
-    scores = {name: metrics[name] for name in SCORES if math.isfinite(metrics[name])}
     try:
-        if log_evaluation(folder.path, scores, step):
+        if log_evaluation(folder.path, scores(metrics), step):
             print(f"{label}: logged as eval/* to the training run's MLflow run", flush=True)
     except Exception as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
@@ -309,11 +340,16 @@ def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, np.ndarray], ste
     """The evaluation's numbers as ``test/*`` scalars and its figures as ``figures/*`` images, at the checkpoint's
     training step: beside the training run's own curves when TensorBoard shows both folders."""
     with SummaryWriter(str(log_dir)) as writer:
-        for name in SCORES:
-            if math.isfinite(metrics[name]):
-                writer.add_scalar(f"test/{name}", metrics[name], global_step=step)
+        for name, value in scores(metrics).items():
+            writer.add_scalar(f"test/{name}", value, global_step=step)
         for name, pixels in drawn.items():
             writer.add_image(f"figures/{name}", pixels, global_step=step, dataformats="HWC")
+
+
+def scores(metrics: dict[str, Any]) -> dict[str, float]:
+    """The finite scores of an evaluation (``SCORES`` and its IWAE figure, under its own name)."""
+    names = [*SCORES, *(key for key in IWAE_KEYS if key in metrics)]
+    return {name: metrics[name] for name in names if math.isfinite(metrics[name])}
 
 
 def figure_labels(results: list[dict[str, Any]], sources: list[Path]) -> list[str]:
@@ -343,13 +379,17 @@ def replica_groups(sources: list[Path]) -> list[list[int]]:
 def setting_row(members: list[dict[str, Any]]) -> dict[str, Any]:
     """The results row of one setting: its runs' mean metrics, ``seeds`` runs, the loss's spread."""
     first, loss = members[0], spread(member["loss"] for member in members)
+    iwae_name = next(key for key in IWAE_KEYS if key in first)
+    iwae = spread(member[iwae_name] for member in members)
     row = {column: first[column] for column in RESULT_COLUMNS if column in first}
-    row.update({column: spread(member[column] for member in members).mean for column in MEAN_COLUMNS})
+    row.update({column: spread(member[column] for member in members).mean for column in MEAN_COLUMNS
+                if column in first})  # fmt: skip
     epochs = sorted({member["epochs"] for member in members})
     row.update(
         run=" ".join(member["run"] for member in members),
         epochs=epochs[0] if len(epochs) == 1 else " ".join(map(str, epochs)),
         seeds=len(members), loss_std=loss.std, loss_ci95=loss.ci95, loss_best=loss.best,
+        **{f"{iwae_name}_std": iwae.std, f"{iwae_name}_ci95": iwae.ci95},
         device="; ".join(sorted({str(member["device"]) for member in members})),
     )  # fmt: skip
     return row
@@ -375,7 +415,9 @@ def write_comparison(
     # Each setting named by what sets it apart (``conv_vae model.optimizer.lr=0.001``), in the tables as in the figure.
     names = figure_labels([results[group[0]] for group in groups], [sources[group[0]] for group in groups])
     rows = [{**setting_row([results[i] for i in group]), "setting": name} for name, group in zip(names, groups)]
-    table = markdown_table(rows, RESULT_COLUMNS)
+    iwae_name = next(key for key in IWAE_KEYS if key in results[0])  # one convention (pixel_convention)
+    columns = [column.replace("iwae", iwae_name) for column in RESULT_COLUMNS]
+    table = markdown_table(rows, columns)
     if left_out:
         table += "\nLeft out (only completed runs count):\n\n" + "".join(f"- {line}\n" for line in left_out)
     names = [name + (f" (n={len(group)})" if len(group) > 1 else "") for name, group in zip(names, groups)]
@@ -389,7 +431,7 @@ def write_comparison(
     )
     for folder in [output_dir, *([Path(report_dir)] if report_dir else [])]:
         folder.mkdir(parents=True, exist_ok=True)
-        write_csv(folder / "results.csv", rows, RESULT_COLUMNS)
+        write_csv(folder / "results.csv", rows, columns)
         (folder / "results_table.md").write_text(table)
         figure.savefig(folder / "comparison.png")
     print(table + f"\nComparison: {output_dir}" + (f" and {report_dir}" if report_dir else ""), flush=True)

@@ -27,6 +27,7 @@ from vaelab.tables import as_number, markdown_table, short_number, write_csv
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
                   "epochs", "best_epoch", "seconds_per_epoch")  # fmt: skip
 EPOCH_COLUMNS = {"epochs", "best_epoch"}
+CONVENTION_COLUMNS = ("binarize", "likelihood")
 # What a run can record, whether or not these jobs did (test/* only when they test).
 TEST_COLUMNS = [column.replace("val/", "test/") for column in HISTORY_COLUMNS if column.startswith("val/")]
 KNOWN_METRICS = {*METRIC_COLUMNS, *HISTORY_COLUMNS, *TEST_COLUMNS}
@@ -55,6 +56,8 @@ def collect_jobs(
         seed = job.config().get("seed")
         row: dict[str, Any] = {"job": job.path.name, "overrides": varying, "seed": seed if seed is not None else "",
                                "status": status, "error": error, "setting_key": setting_of(job)}  # fmt: skip
+        # The convention of its numbers (docs/evaluation.md): the pixels it saw, its likelihood.
+        row.update({key: metrics.get(key, "") for key in CONVENTION_COLUMNS})
         row.update({column: as_number(metrics.get(column)) for column in metric_columns})
         for column in EPOCH_COLUMNS & row.keys():  # counts print as 4, not 4.00
             row[column] = row[column] if math.isnan(row[column]) else int(row[column])
@@ -108,7 +111,7 @@ def summarise(sweep_dir: Path, metric: str = "val/loss") -> list[dict[str, Any]]
                           f"{', '.join(recorded) or 'no metric'}")  # fmt: skip
     # Best first; jobs without the metric (failed, pruned early, unfinished) last.
     jobs = sorted(jobs, key=lambda row: (math.isnan(row[metric]), row[metric] if not math.isnan(row[metric]) else 0))
-    table = markdown_table(jobs, ["job", "status", "overrides", *metric_columns])
+    table = markdown_table(jobs, ["job", "status", "overrides", *CONVENTION_COLUMNS, *metric_columns])
     shared = f"Overrides of every job: `{' '.join(common)}`\n\n" if common else ""
     failed = [row for row in jobs if row["status"] in (RunStatus.FAILED, RunStatus.UNREADABLE)]
     failures = "".join(f"- job {row['job']}: {row['error']}\n" for row in failed)

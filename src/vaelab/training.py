@@ -202,6 +202,9 @@ def report(
     trainer = run.trainer
     facts = {
         "status": run.status,
+        # The convention of every number above: the pixels the model saw and its likelihood (docs/evaluation.md).
+        **run.datamodule.state_dict(),
+        "likelihood": getattr(run.model, "likelihood", "bernoulli"),
         "epochs": trainer.current_epoch,
         **timing,
         **machine_facts(trainer.strategy.root_device),

@@ -29,18 +29,27 @@ MNIST_FILES = {
 }
 
 
+# data.binarize: the pixels a model sees. none: grey levels in [0, 1] (the study's convention); dynamic: each training
+# image drawn anew from Bernoulli(grey level) every time it is served, the validation and test images drawn once
+# (Burda et al. 2015); threshold: grey level > 0.5 (the TensorFlow CVAE tutorial's).
+BINARIZE = ("none", "dynamic", "threshold")
+
+
 class InMemoryImages(Dataset):
     """Images ``[N, 1, 28, 28]`` kept as their grey levels (``pixels``, uint8) and labels ``[N]`` int64, on one device,
     indexed a batch at a time: a batch becomes float in [0, 1] where the set is, so a set on the GPU copies nothing
     to it per step (and holds a quarter of the float bytes).
 
     ``__getitems__`` lets the DataLoader fetch a whole batch with one tensor index instead of
-    N single-sample lookups plus a collate.
+    N single-sample lookups plus a collate. ``draw_seed``: each batch served is drawn from Bernoulli(grey level)
+    (dynamic binarization), from a generator seeded by ``draw_seed`` and the batch's first indices, so a resumed
+    epoch serves the draws an uninterrupted one would.
     """
 
-    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor) -> None:
+    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, draw_seed: int | None = None) -> None:
         self.pixels = pixels
         self.labels = labels
+        self.draw_seed = draw_seed
 
     @property
     def images(self) -> torch.Tensor:
@@ -55,16 +64,36 @@ class InMemoryImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return unit_interval(self.pixels[index]), self.labels[index]
+        return self._served(unit_interval(self.pixels[index]), [index]), self.labels[index]
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, device=self.pixels.device)
-        return unit_interval(self.pixels[index]), self.labels[index]
+        return self._served(unit_interval(self.pixels[index]), indices), self.labels[index]
+
+    def _served(self, images: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
+        if self.draw_seed is None:
+            return images
+        # Within an epoch each image starts one batch at most; across epochs the first two indices repeat almost never.
+        key = self.draw_seed
+        for index in [*indices[:2], -1][:2]:
+            key = (key * 1_000_003 + int(index) + 1) % (1 << 62)
+        return torch.bernoulli(images, generator=torch.Generator(device=images.device).manual_seed(key))
 
 
 def unit_interval(pixels: torch.Tensor) -> torch.Tensor:
     """Grey levels 0-255 (uint8) as float in [0, 1]."""
     return pixels.float().div_(255.0)
+
+
+def binarized(pixels: torch.Tensor, binarize: str, seed: int) -> torch.Tensor:
+    """Grey levels 0-255 (uint8) as 0 or 255, by ``binarize``: ``threshold``, grey level > 0.5; ``dynamic``, each pixel
+    drawn once from Bernoulli(grey level) with a generator seeded by ``seed``; ``none``, unchanged."""
+    if binarize == "threshold":
+        return (pixels > 127).to(torch.uint8).mul_(255)  # 128/255 > 0.5 > 127/255
+    if binarize == "dynamic":
+        drawn = torch.bernoulli(unit_interval(pixels), generator=torch.Generator().manual_seed(seed))
+        return drawn.to(torch.uint8).mul_(255)
+    return pixels
 
 
 class EpochRandomSampler(RandomSampler):
@@ -189,8 +218,14 @@ class IDXDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         device: str | None = "auto",
+        binarize: str = "none",
+        binarize_seed: int = 0,
     ) -> None:
         super().__init__()
+        if binarize not in BINARIZE:
+            raise VaelabError(f"data.binarize={binarize} is not a binarization vaelab has; choose from "
+                              f"{', '.join(BINARIZE)}")  # fmt: skip
+        check_number("data.binarize_seed", binarize_seed, minimum=0, integer=True, maximum=2**32 - 1)
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("val_size", val_size)):
             # val_size >= 1: checkpoints are chosen by validation loss.
             check_number(f"data.{key}", value, minimum=1, integer=True)
@@ -226,6 +261,9 @@ class IDXDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.device = device
+        self.binarize = binarize
+        # dynamic: the validation and test images are drawn once from this seed (the same digits for every model).
+        self.binarize_seed = binarize_seed
         self.root: Path | None = None
         self.train_set: InMemoryImages | None = None
         self.val_set: InMemoryImages | None = None
@@ -263,10 +301,14 @@ class IDXDataModule(pl.LightningDataModule):
                 )
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
             val_index, train_index = order[: self.val_size], order[self.val_size :]
-            self.train_set = InMemoryImages(images[train_index], labels[train_index])
-            self.val_set = InMemoryImages(images[val_index], labels[val_index])
+            fixed = binarized(images, self.binarize, self.binarize_seed)  # drawn once, for validation
+            draws = self.shuffle_seed % (1 << 31) if self.binarize == "dynamic" else None  # the run's training draws
+            train_images = images if draws is not None else fixed
+            self.train_set = InMemoryImages(train_images[train_index], labels[train_index], draw_seed=draws)
+            self.val_set = InMemoryImages(fixed[val_index], labels[val_index])
         if stage in (None, "test", "predict") and self.test_set is None:
-            self.test_set = InMemoryImages(*self.load(train=False))
+            test_images, test_labels = self.load(train=False)
+            self.test_set = InMemoryImages(binarized(test_images, self.binarize, self.binarize_seed + 1), test_labels)
         if (device := self.placement()) is not None:
             for split in (self.train_set, self.val_set, self.test_set):
                 if split is not None:
@@ -308,6 +350,18 @@ class IDXDataModule(pl.LightningDataModule):
         does not train it again) and one that was only fetched as not."""
         progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
         return self.trainer.current_epoch, progress.processed
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the checkpoints keep of the data (Lightning saves it under this class's name): the pixels' convention,
+        which an evaluation of the checkpoint scores with and a resume must keep."""
+        return {"binarize": self.binarize, "binarize_seed": self.binarize_seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        recorded = {"binarize": state.get("binarize", "none"), "binarize_seed": state.get("binarize_seed", 0)}
+        if recorded != self.state_dict():
+            given = " ".join(f"data.{key}={value}" for key, value in recorded.items())
+            raise VaelabError(f"the checkpoint was trained with {given}: a run goes on with the pixels it started "
+                              "with (start a new run for another convention).")  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)

@@ -1,7 +1,8 @@
 """The ELBO training module every VAE variant builds on.
 
-Loss per image, in nats: summed binary cross-entropy over the 784 pixels (computed from
-logits) + beta * KL(q(z|x) || N(0, I)) summed over the latent dimensions. Logged values are
+Loss per image, in nats: -log p(x|z) summed over the 784 pixels (``likelihood``: ``bernoulli``, the binary
+cross-entropy computed from logits, or ``continuous_bernoulli``, a normalised density of grey levels) + beta *
+KL(q(z|x) || N(0, I)) summed over the latent dimensions. Logged values are
 means over the images of an epoch: ``{stage}/recon``, ``{stage}/kl``, ``{stage}/loss``, plus
 ``{stage}/nelbo`` (recon + kl, equal to ``loss`` when beta = 1) and ``train/loss_step`` (the batch mean)
 every step.
@@ -24,11 +25,13 @@ from vaelab.errors import VaelabError
 from vaelab.models.inference import inference
 from vaelab.models.metric_names import LOGGED_TERMS, STAGES
 from vaelab.models.optimization import build_optimization, optimizer_config, stretch_schedules
-from vaelab.models.probability import bernoulli_nll, gaussian_kl
+from vaelab.models.probability import bernoulli_nll, continuous_bernoulli_mean, continuous_bernoulli_nll, gaussian_kl
 from vaelab.validators import check_number
 
 # Validation and test noise restarts from this seed each epoch: checkpoints are chosen on the weights, not the noise.
 EVAL_NOISE_SEED = 20_231_108
+# model.likelihood: the decoder's distribution of a pixel given z.
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
 TRAIN_NOISE_SEED_OFFSET = 7_777_777
 
 
@@ -62,9 +65,13 @@ class ELBOModule(pl.LightningModule):
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
         kl_warmup_epochs: float = 0,
+        likelihood: str = "bernoulli",
     ) -> None:
         super().__init__()
         check_number("model.latent_dim", latent_dim, minimum=1, integer=True)
+        if likelihood not in LIKELIHOODS:
+            raise VaelabError(f"model.likelihood={likelihood} is not a likelihood vaelab has; choose from "
+                              f"{', '.join(LIKELIHOODS)}")  # fmt: skip
         check_number("model.beta", beta, minimum=0)
         check_number("model.kl_warmup_epochs", kl_warmup_epochs, minimum=0)
         # Collects the subclass's __init__ arguments too, so a checkpoint alone rebuilds the model.
@@ -72,6 +79,7 @@ class ELBOModule(pl.LightningModule):
         self.latent_dim = latent_dim
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
+        self.likelihood = likelihood
         self.optimizer_config = optimizer_config(optimizer)
         self.scheduler_config = dict(scheduler) if scheduler else None
         # Per-stage means of (recon, kl, loss) over the epoch's images, synced across DDP processes at epoch end.
@@ -111,11 +119,16 @@ class ELBOModule(pl.LightningModule):
         return self.decoder(z, self.condition(labels))
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Pixel probabilities ``[B, 1, 28, 28]`` in (0, 1)."""
-        return torch.sigmoid(self.decode_logits(z, labels))
+        """Pixel means ``[B, 1, 28, 28]`` in (0, 1): the images figures draw."""
+        logits = self.decode_logits(z, labels)
+        if self.likelihood == "continuous_bernoulli":  # its mean is not its parameter sigmoid(l)
+            return continuous_bernoulli_mean(logits.float())
+        return torch.sigmoid(logits)
 
     def recon_nll(self, logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """-log p(x | z) per image, ``[B]`` nats, from ``decode_logits``' output: Bernoulli pixels."""
+        """-log p(x | z) per image, ``[B]`` nats, from ``decode_logits``' output, under ``likelihood``."""
+        if self.likelihood == "continuous_bernoulli":
+            return continuous_bernoulli_nll(logits, images)
         return bernoulli_nll(logits, images)
 
     def check_contract(self) -> None:

@@ -36,8 +36,9 @@ class ConvVAE(ELBOModule):
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
         kl_warmup_epochs: float = 0,
+        likelihood: str = "bernoulli",
     ) -> None:
-        super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs)
+        super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs, likelihood)
         check_number("model.residual_blocks", residual_blocks, minimum=0, integer=True)
         check_number("model.hidden_dim", hidden_dim, minimum=1, integer=True)
         if decoder_hidden_dim is not None:  # 0 or null: no such layer

@@ -1,7 +1,12 @@
-"""The probabilistic maths of a VAE with a Bernoulli decoder and a standard-normal prior, in nats.
+"""The probabilistic maths of a VAE with a Bernoulli or continuous Bernoulli decoder and a standard-normal prior, in
+nats.
 
 - ``gaussian_kl``: KL(q(z|x) || N(0, I)), the ELBO's regulariser;
-- ``bernoulli_nll``: -log p(x|z), binary cross-entropy summed over the pixels;
+- ``bernoulli_nll``: -log p(x|z), binary cross-entropy summed over the pixels (a likelihood of binary pixels; of
+  grey levels it is a cross-entropy, not a density);
+- ``continuous_bernoulli_nll``: -log p(x|z) under the continuous Bernoulli (Loaiza-Ganem and Cunningham, NeurIPS
+  2019), a normalised density on [0, 1]: CB(x | lam) = C(lam) lam^x (1 - lam)^(1 - x), so the cross-entropy minus
+  log C(lam) per pixel; with lam = sigmoid(l), C = l / tanh(l / 2) (2 at l = 0);
 - ``gaussian_log_density``: log N(z; mean, var), for importance weights;
 - ``iwae_log_likelihood``: the importance-weighted bound on log p(x) (Burda et al. 2016),
 
@@ -41,6 +46,29 @@ def bernoulli_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     Computed in float32 even under bf16 autocast: a 784-term sum in bf16 would lose ~1 nat.
     """
     return F.binary_cross_entropy_with_logits(logits.float(), images.float(), reduction="none").flatten(1).sum(dim=1)
+
+
+SMALL_LOGIT = 1e-3  # below it, the series: the continuous Bernoulli's C and mean are 0/0 at l = 0
+
+
+def continuous_bernoulli_log_normalizer(logits: torch.Tensor) -> torch.Tensor:
+    """log C(sigmoid(l)) = log(l / tanh(l / 2)), elementwise, stable at l = 0 (log 2 + l^2 / 12)."""
+    small = logits.abs() < SMALL_LOGIT
+    safe = torch.where(small, torch.ones_like(logits), logits)  # no 0/0 in the branch torch.where discards
+    return torch.where(small, math.log(2.0) + logits**2 / 12, torch.log(safe / torch.tanh(safe / 2)))
+
+
+def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
+    """E[x] under CB(sigmoid(l)) = sigmoid(l) / tanh(l / 2) - 1 / l, elementwise (1/2 + l / 12 near l = 0)."""
+    small = logits.abs() < SMALL_LOGIT
+    safe = torch.where(small, torch.ones_like(logits), logits)
+    return torch.where(small, 0.5 + logits / 12, torch.sigmoid(safe) / torch.tanh(safe / 2) - 1 / safe)
+
+
+def continuous_bernoulli_nll(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """-log CB(images | sigmoid(logits)) summed over pixels: ``[B, 1, 28, 28] -> [B]`` nats (a density: it can be
+    below 0). In float32, as ``bernoulli_nll``."""
+    return bernoulli_nll(logits, images) - continuous_bernoulli_log_normalizer(logits.float()).flatten(1).sum(dim=1)
 
 
 def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -23,8 +23,9 @@ class VAE(ELBOModule):
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
         kl_warmup_epochs: float = 0,
+        likelihood: str = "bernoulli",
     ) -> None:
-        super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs)
+        super().__init__(latent_dim, beta, optimizer, scheduler, kl_warmup_epochs, likelihood)
         hidden_dims = check_sizes("model.hidden_dims", hidden_dims)
         self.encoder = DenseEncoder(latent_dim, hidden_dims, self.num_classes)
         self.decoder = DenseDecoder(latent_dim, hidden_dims[::-1], self.num_classes)
