@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vaelab.evaluation import save_figures, write_tensorboard
+from vaelab.evaluation.scoring import save_figures, write_tensorboard
 from vaelab.models import CondConvVAE, ConvVAE
 
 SETTINGS = {"num_points": 2000, "grid_size": 20, "digits": None, "interpolation_steps": 10}

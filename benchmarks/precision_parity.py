@@ -1,6 +1,6 @@
 """The test loss of runs in float32 and in another precision, seeds as replicas: one row per model and precision
 (n, mean, std, 95 % interval of the mean), and per model whether the two means differ beyond the seeds' noise
-(Welch's t-test at 5 %, ``vaelab.replicas``) and by how much against the float32 spread.
+(Welch's t-test at 5 %, ``vaelab.sweep.replicas``) and by how much against the float32 spread.
 
     vaelab-train -m model=vae,conv_vae,cond_conv_vae trainer.precision=32-true,auto seed=1,2,3
     python benchmarks/precision_parity.py logs/train/multiruns/<that sweep> [more sweep folders] [--metric test/loss]
@@ -19,8 +19,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from vaelab.replicas import differ_beyond_noise, spread
 from vaelab.run.folder import RunFolder, RunStatus, sweep_jobs
+from vaelab.sweep.replicas import differ_beyond_noise, spread
 
 
 def main() -> None:

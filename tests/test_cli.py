@@ -16,7 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from helpers import SWEPT_MODELS, compose_config, run_inline, tensorboard_run, tiny_data_overrides
 from vaelab.errors import Interrupted, VaelabError
-from vaelab.evaluation import evaluate, figure_labels
+from vaelab.evaluation import evaluate
+from vaelab.evaluation.comparison import figure_labels
 from vaelab.training import train
 
 EXPECTED_FIGURES = {
@@ -113,13 +114,13 @@ def test_an_interrupted_evaluation_keeps_its_test_metrics_marked_interrupted(
 ) -> None:
     """Ctrl-C during the IWAE estimate: the test's numbers, written before it started, stay, marked interrupted;
     the error is one line naming the phase. (debug=fast: evaluation's quick preset.)"""
-    import vaelab.evaluation
+    import vaelab.evaluation.scoring
 
     def interrupted_estimate(*args, progress, **kwargs):
         progress(1)
         raise KeyboardInterrupt  # what Ctrl-C raises
 
-    monkeypatch.setattr(vaelab.evaluation, "iwae_log_likelihood", interrupted_estimate)
+    monkeypatch.setattr(vaelab.evaluation.scoring, "iwae_log_likelihood", interrupted_estimate)
     checkpoint = trained_runs["conv_vae"] / "checkpoints" / "last.ckpt"
     data = [o for o in tiny_data_overrides(tiny_mnist) if not o.startswith("data.val_size")]
     cfg = compose_config("eval", [f"ckpt_path={checkpoint}", *data, "debug=fast"], tmp_path / "eval")

@@ -75,7 +75,7 @@ def test_each_convention_trains_resumes_evaluates_and_sweeps(tiny_mnist: Path, t
             for n in range(6) if (m := json.loads((sweep / str(n) / "metrics.json").read_text()))}  # fmt: skip
     assert len(jobs) == 6
     assert all(json.loads((job / "metrics.json").read_text())["status"] == "completed" for job in jobs.values())
-    from vaelab.sweeps import summarise
+    from vaelab.sweep.summary import summarise
 
     rows = {(row["binarize"], row["likelihood"]) for row in summarise(sweep)}
     assert rows == set(jobs)

@@ -61,7 +61,7 @@ def test_no_pytorch_lightning_import() -> None:
     import hydra_plugins.vaelab_optuna_sweeper.sweeper  # noqa: F401
     import vaelab.evaluation  # noqa: F401
     import vaelab.hydra_callbacks  # noqa: F401
-    import vaelab.sweeps  # noqa: F401
+    import vaelab.sweep.summary  # noqa: F401
     import vaelab.training  # noqa: F401
 
     assert "lightning.pytorch" in sys.modules

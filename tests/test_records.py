@@ -20,7 +20,7 @@ from helpers import NO_FIGURES, PROJECT_ROOT, compose_config, free_port, run_inl
 from test_run_safety import one_error_line, snapshot
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate
-from vaelab.sweeps import summarise
+from vaelab.sweep.summary import summarise
 from vaelab.training import train
 
 TINY = ["model=vae", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
@@ -146,7 +146,7 @@ def test_a_sweep_summary_refuses_a_metric_no_job_recorded(two_sweeps: tuple[Path
     sweep, _ = two_sweeps
     summarise(sweep)
     before = snapshot(sweep)
-    command = [sys.executable, "-m", "vaelab.sweeps", str(sweep), "--metric", "val/nope"]
+    command = [sys.executable, "-m", "vaelab.sweep.summary", str(sweep), "--metric", "val/nope"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     one_error_line(result, "--metric val/nope", "val/loss")
     assert snapshot(sweep) == before  # settings.csv and the summary as they were

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from helpers import NO_FIGURES, run_inline, tiny_data_overrides
-from vaelab.replicas import differ_beyond_noise, setting_key, spread, without_seeds
-from vaelab.sweeps import summarise
+from vaelab.sweep.replicas import differ_beyond_noise, setting_key, spread, without_seeds
+from vaelab.sweep.summary import summarise
 
 TINY_JOB = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
             "data.batch_size=50", *NO_FIGURES]  # fmt: skip

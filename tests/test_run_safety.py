@@ -23,7 +23,7 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate
 from vaelab.run.checkpoints import load_model
 from vaelab.run.guard import LOCK_FILE
-from vaelab.sweeps import summarise
+from vaelab.sweep.summary import summarise
 from vaelab.training import train
 
 TINY = ["model=vae", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",

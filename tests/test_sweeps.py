@@ -33,8 +33,8 @@ from vaelab.errors import VaelabError
 from vaelab.figures import plots
 from vaelab.process import job_threads
 from vaelab.run.folder import RunFolder
-from vaelab.studies import open_storage, open_study, storage_file
-from vaelab.sweeps import short_overrides, summarise
+from vaelab.sweep.study import open_storage, open_study, storage_file
+from vaelab.sweep.summary import short_overrides, summarise
 
 TINY_JOB = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "data.batch_size=50",
             *NO_FIGURES, "test=false"]  # fmt: skip

@@ -264,7 +264,7 @@ def sweeps_command(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         exit_with_error(f"{args.sweep_dir} is not a folder")
-    from vaelab.sweeps import summarise
+    from vaelab.sweep.summary import summarise
 
     try:
         summarise(args.sweep_dir, args.metric)

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.building import instantiate
-from vaelab.callbacks import FigureLogger, OptunaPruning
+from vaelab.callbacks import FigureLogger
 from vaelab.checks import check_train_settings
 from vaelab.config_tree import print_config_tree, run_tags
 from vaelab.data.datamodule import check_labels
@@ -34,6 +34,7 @@ from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import check_resumable, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus
 from vaelab.run.resume import ResumePlan, resume_plan
+from vaelab.sweep.pruning import OptunaPruning
 
 log = logging.getLogger(__name__)
 

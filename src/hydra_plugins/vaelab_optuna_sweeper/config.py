@@ -1,10 +1,12 @@
 """The sweeper's config schema, registered as ``hydra/sweeper=vaelab_optuna``."""
 
 # No `from __future__ import annotations`: Hydra loads plugin modules in a way dataclasses then cannot resolve.
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+
+from vaelab.errors import VaelabError
 
 
 @dataclass
@@ -37,6 +39,27 @@ class OptunaSweeperConf:
     allow_other_setting: bool = False
     # The search space in Hydra's override syntax: key -> choice(...), range(...), interval(...), tag(log, ...).
     params: dict[str, str] | None = None
+
+    @classmethod
+    def check(cls, settings: dict[str, Any]) -> None:
+        """The settings a sweep cannot run with, each one ``VaelabError`` line naming it: checked when Hydra builds the
+        sweeper, before Optuna loads or any trial is asked."""
+        known = {f.name for f in fields(cls)}
+        conf = cls(**{key: value for key, value in settings.items() if key in known})
+        if not conf.storage:
+            raise VaelabError(
+                "hydra.sweeper.storage is not set: give an Optuna storage, e.g. sqlite:///logs/optuna/vaelab.db"
+            )
+        for key, least in (("n_trials", 1), ("n_jobs", 1), ("replicas", 1), ("rerun_top", 0)):
+            value = getattr(conf, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise VaelabError(f"hydra.sweeper.{key} must be an integer >= {least}, got {value!r}.")
+        seeds = conf.replica_seeds
+        if seeds is not None and (len(seeds) != conf.replicas or not all(isinstance(seed, int) for seed in seeds)):
+            raise VaelabError(
+                f"hydra.sweeper.replica_seeds must be {conf.replicas} integers (hydra.sweeper.replicas), got "
+                f"{list(seeds)!r}."
+            )
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="vaelab_optuna", node=OptunaSweeperConf, provider="vaelab")

@@ -1,4 +1,4 @@
-"""Hydra's handle on vaelab's Optuna sweeper (``vaelab.search.sweeper``). Hydra imports every plugin module at every
+"""Hydra's handle on vaelab's Optuna sweeper (``vaelab.sweep.sweeper``). Hydra imports every plugin module at every
 start: this one imports nothing optional, so a plain install (no ``sweeps`` extra) starts without warnings, and
 ``hparams_search=optuna`` without Optuna is one line naming the extra."""
 
@@ -16,10 +16,12 @@ class OptunaSweeper(Sweeper):
 
     @ends_on_user_error  # no Optuna: one line naming the extra, as train.py gives for its own errors
     def __new__(cls, **settings: Any) -> Sweeper:  # type: ignore[misc]
+        from hydra_plugins.vaelab_optuna_sweeper.config import OptunaSweeperConf
         from vaelab.building import require
 
+        OptunaSweeperConf.check(settings)
         require("optuna", extra="sweeps", purpose="hparams_search=optuna")
-        from vaelab.search.sweeper import OptunaSweeper as Implementation
+        from vaelab.sweep.sweeper import OptunaSweeper as Implementation
 
         return Implementation(**settings)
 

@@ -3,7 +3,6 @@ from vaelab.callbacks.figure_logger import FigureLogger
 from vaelab.callbacks.history import EpochHistory
 from vaelab.callbacks.interrupt import InterruptCheckpoint
 from vaelab.callbacks.learning_rate import LearningRateCurve
-from vaelab.callbacks.pruning import OptunaPruning
 
 __all__ = [
     "BestCheckpoint",
@@ -12,5 +11,4 @@ __all__ = [
     "InterruptCheckpoint",
     "LastCheckpoint",
     "LearningRateCurve",
-    "OptunaPruning",
 ]

@@ -46,7 +46,9 @@ SWEEP_CONFIGS = ".configs"  # in a sweep folder: the config folders as they were
 MLFLOW_RUN_ID_FILE = "mlflow_run_id"  # a run resumed in place goes on in the same MLflow run
 MLFLOW_URI_FILE = "mlflow_tracking_uri"  # where that run is: evaluations of the run's checkpoints log there too
 MLFLOW_SWEEP_RUN_FILE = "mlflow_sweep_run_id"  # in a sweep folder: the parent run the jobs' runs nest under
-STUDY_FILE = "optuna_study.yaml"  # in a sweep folder: where its Optuna study lives, for `python -m vaelab.sweeps`
+STUDY_FILE = (
+    "optuna_study.yaml"  # in a sweep folder: where its Optuna study lives, for `python -m vaelab.sweep.summary`
+)
 HISTORY_COLUMNS = ("epoch", "step", "train/recon", "train/kl", "train/loss", "train/nelbo", "train/kl_weight",
                    "val/recon", "val/kl", "val/loss", "val/nelbo")  # fmt: skip
 

@@ -81,7 +81,7 @@ def with_run_overrides(argv: list[str]) -> list[str]:
 
 def finishing_sweep(argv: list[str], sweep: Path, given: list[Override]) -> list[str]:
     """``resume=<sweep folder>`` as the sweep's own multirun command into its folder (``sweep_record``), which
-    finishes it: completed jobs are kept, interrupted ones go on, the rest run (``vaelab.hydra_callbacks``)."""
+    finishes it: completed jobs are kept, interrupted ones go on, the rest run (``vaelab.sweep.callbacks``)."""
     task, hydra = sweep_record(sweep)
     if any(o.key_or_group.split(".")[0] != "hydra" for o in given):
         extra = " ".join(o.input_line or o.key_or_group for o in given if o.key_or_group.split(".")[0] != "hydra")

@@ -1,10 +1,11 @@
 """Summarise a multirun folder: every job's overrides, status and final metrics, sorted, as markdown, CSV and a figure.
 
-    vaelab-sweeps logs/train/multiruns/<date>_<time> [--metric val/loss]     (or python -m vaelab.sweeps)
+    vaelab-sweeps logs/train/multiruns/<date>_<time> [--metric val/loss]     (or python -m vaelab.sweep.summary)
 
-Writes ``summary.{md,csv,png}`` (one row per job, failed ones with their error line), ``settings.{md,csv,png}`` (jobs
-that differ only by seed as one setting, ``vaelab.replicas``: n, mean, std, 95 % interval, best run, ranked by mean)
-and, for an Optuna sweep, ``study.{md,csv}`` and Optuna's history and importance plots of the whole study.
+Writes ``summary.{md,csv,png}`` (one row per job, failed ones with their error line), ``settings.{md,csv,png}``
+(jobs that differ only by seed as one setting, ``vaelab.sweep.replicas``: n, mean, std, 95 % interval, best run,
+ranked by mean) and, for an Optuna sweep, ``study.{md,csv}`` and Optuna's history and importance plots of the
+whole study.
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ import yaml
 from vaelab.building import require
 from vaelab.errors import VaelabError
 from vaelab.figures import plots
-from vaelab.replicas import RERUN_PREFIX, group_replicas, rank_by_mean, setting_of, spread, without_seeds, write_ranking
 from vaelab.run.folder import HISTORY_COLUMNS, STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
+from vaelab.sweep.replicas import (
+    RERUN_PREFIX,
+    group_replicas,
+    rank_by_mean,
+    setting_of,
+    spread,
+    without_seeds,
+    write_ranking,
+)
 from vaelab.tables import as_number, markdown_table, short_number, write_csv
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
@@ -185,7 +194,7 @@ def summarise_study(sweep_dir: Path) -> list[dict[str, Any]]:
     optuna = require("optuna", extra="sweeps", purpose="the study's tables")
     from optuna.visualization import matplotlib as optuna_plots
 
-    from vaelab.studies import open_storage, storage_file
+    from vaelab.sweep.study import open_storage, storage_file
 
     reference = yaml.safe_load((sweep_dir / STUDY_FILE).read_text())
     url = str(reference["storage"])

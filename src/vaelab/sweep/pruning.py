@@ -30,7 +30,7 @@ class OptunaPruning(pl.Callback):
         if trainer.is_global_zero:
             value = trainer.callback_metrics.get(self.monitor)
             if value is not None and math.isfinite(float(value)) and self.trial_number is not None:
-                from vaelab.studies import trial_of_this_job  # optuna (0.35 s to import) only in a sweep's job
+                from vaelab.sweep.study import trial_of_this_job  # optuna (0.35 s to import) only in a sweep's job
 
                 # Opened lazily, on rank 0 only; the study is named in the sweep folder, the job folder's parent.
                 self._trial = self._trial or trial_of_this_job(Path(trainer.default_root_dir).parent, self.trial_number)

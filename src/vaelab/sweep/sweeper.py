@@ -29,11 +29,11 @@ from vaelab.config_tree import flat_config
 from vaelab.errors import VaelabError
 from vaelab.exits import ends_on_user_error
 from vaelab.job import TRIAL_ENV
-from vaelab.replicas import RERUN_PREFIX, rank_by_mean, setting_key, spread, write_ranking
 from vaelab.run.folder import STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, json_safe
-from vaelab.search.lifecycle import fail_stale_trials, heartbeats
-from vaelab.search.space import split_search_space, trial_overrides
-from vaelab.studies import (
+from vaelab.sweep.lifecycle import fail_stale_trials, heartbeats
+from vaelab.sweep.replicas import RERUN_PREFIX, rank_by_mean, setting_key, spread, write_ranking
+from vaelab.sweep.space import split_search_space, trial_overrides
+from vaelab.sweep.study import (
     build_pruner,
     open_storage,
     open_study,
@@ -87,21 +87,7 @@ class OptunaSweeper(Sweeper):
 
     @ends_on_user_error  # a bad setting: one line, as train.py gives for its own
     def sweep(self, arguments: list[str]) -> list[optuna.trial.FrozenTrial]:
-        if not self.storage:
-            raise VaelabError(
-                "hydra.sweeper.storage is not set: give an Optuna storage, e.g. sqlite:///logs/optuna/vaelab.db"
-            )
-        for key, value, least in (("n_trials", self.n_trials, 1), ("n_jobs", self.n_jobs, 1),
-                                  ("replicas", self.replicas, 1), ("rerun_top", self.rerun_top, 0)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise VaelabError(f"hydra.sweeper.{key} must be an integer >= {least}, got {value!r}.")
-        if self.replica_seeds is not None and (
-            len(self.replica_seeds) != self.replicas or not all(isinstance(s, int) for s in self.replica_seeds)
-        ):
-            raise VaelabError(
-                f"hydra.sweeper.replica_seeds must be {self.replicas} integers (hydra.sweeper.replicas), "
-                f"got {self.replica_seeds!r}."
-            )
+        # The settings are checked when Hydra builds the sweeper (OptunaSweeperConf.check).
         space, fixed = split_search_space([f"{key}={value}" for key, value in self.params.items()] + list(arguments))
         if not space:
             raise VaelabError("nothing to search: hydra.sweeper.params is empty and no override is a sweep.")
@@ -240,7 +226,7 @@ class OptunaSweeper(Sweeper):
                 f"hydra.sweep.subdir='{self._folder(trial.number, replica)}'",
             ]
             job += [f"seed={seed}"] if self.replicas > 1 else []
-            if reports:  # the job's trial number (vaelab.studies.trial_of_this_job; the study is in STUDY_FILE)
+            if reports:  # the job's trial number (vaelab.sweep.study.trial_of_this_job; the study is in STUDY_FILE)
                 job.append(f"++hydra.job.env_set.{TRIAL_ENV}={trial.number}")
             overrides.append(job)
         return self.launcher.launch(overrides, initial_job_idx=jobs[0][0].number * self.replicas + jobs[0][2])
