@@ -13,7 +13,7 @@ import torch
 
 from helpers import TINY_TEST, TINY_TRAIN, compose_config, synthetic_digits, write_mnist
 from vaelab.data import IDXDataModule
-from vaelab.data.datamodule import locate
+from vaelab.data.idx import locate
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate
 from vaelab.training import train

@@ -1,4 +1,5 @@
-"""Read IDX files (MNIST's format), checked: a file that does not fit the format or its partner is one error line.
+"""Find a data set's IDX files (MNIST's format; downloaded where torchvision can) and read them, checked: a missing
+file, or one that does not fit the format or its partner, is one error line.
 
 IDX layout: two zero bytes, a type byte (0x08 = unsigned byte), the number of dimensions, then each
 dimension as a big-endian uint32, then the data, row-major.
@@ -64,3 +65,47 @@ def read_split(images_path: Path, labels_path: Path | None, num_classes: int = 1
             f"{labels_path}: label {int(labels.max())} is outside the classes 0-{num_classes - 1} (data.num_classes)."
         )
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.copy()).long()
+
+
+# MNIST's file names, which Fashion-MNIST and KMNIST share; a data set's config may name others.
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def locate(
+    data_dir: str | Path,
+    download: bool,
+    name: str = "MNIST",
+    files: dict[str, str | None] = MNIST_FILES,
+    torchvision_dataset: str | None = "torchvision.datasets.MNIST",
+) -> Path:
+    """``data_dir``, which must hold ``<name>/raw/<files>`` (torchvision's layout), downloading them there with
+    ``torchvision_dataset``'s downloader if allowed."""
+    folder = Path(data_dir)
+    if all((folder / name / "raw" / file).is_file() for file in files.values() if file):
+        return folder
+    looked = str((folder / name / "raw").resolve())
+    wanted = ",".join(file for file in files.values() if file)
+    if download and torchvision_dataset:
+        import hydra.utils
+
+        try:
+            downloader = hydra.utils.get_class(torchvision_dataset)
+            downloader(str(data_dir), train=True, download=True)
+            downloader(str(data_dir), train=False, download=True)
+        except Exception as error:  # torchvision raises RuntimeError/URLError/OSError offline
+            reason = " ".join(str(error).split())  # torchvision's message spans several lines: one line here
+            raise VaelabError(
+                f"{name} is not in {looked} and downloading it into {data_dir} failed ({reason}); "
+                f"pass data.data_dir=<folder that holds {name}/raw/> or set VAELAB_DATA_DIR."
+            ) from error
+        return folder
+    how = " or data.download=true" if torchvision_dataset else ""
+    raise VaelabError(
+        f"{name} not found: looked for {name}/raw/{{{wanted}}} in {looked}; "
+        f"pass data.data_dir=<folder that holds {name}/raw/> (or set VAELAB_DATA_DIR){how}."
+    )

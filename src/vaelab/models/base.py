@@ -10,7 +10,6 @@ every step.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
@@ -22,7 +21,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from vaelab.errors import VaelabError
-from vaelab.models.inference import inference
+from vaelab.models.contract import check_contract
 from vaelab.models.metric_names import LOGGED_TERMS, STAGES
 from vaelab.models.optimization import build_optimization, optimizer_config, stretch_schedules
 from vaelab.models.probability import bernoulli_nll, continuous_bernoulli_mean, continuous_bernoulli_nll, gaussian_kl
@@ -133,55 +132,7 @@ class ELBOModule(pl.LightningModule):
 
     def check_contract(self) -> None:
         """One ``VaelabError`` line naming the first part of the class docstring's contract this model breaks."""
-        name = type(self).__qualname__
-        if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or self.num_classes < 0:
-            raise VaelabError(f"{name}.num_classes must be an integer >= 0, got {self.num_classes!r}.")
-        named = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
-        arguments = [p.name for p in inspect.signature(type(self).__init__).parameters.values() if p.kind in named]
-        missing = [key for key in arguments[1:] if key not in self.hparams]
-        if missing:
-            raise VaelabError(
-                f"{name}.__init__ argument {missing[0]!r} is not saved in hparams: pass the arguments on to "
-                "ELBOModule.__init__ (it saves them), or call self.save_hyperparameters()."
-            )
-        labels = torch.zeros(2, dtype=torch.long, device=self.device) if self.num_classes else None
-        for method, expected in (("encode", "images, labels=None"), ("decode_logits", "z, labels=None"),
-                                 ("recon_nll", "logits, images")):  # fmt: skip
-            try:  # every model is called with the labels (None unless it is conditional): one signature for all
-                inspect.signature(getattr(self, method)).bind(*expected.split(", "))
-            except TypeError:
-                signature = inspect.signature(getattr(self, method))
-                raise VaelabError(f"{name}.{method} must take ({expected}); it takes {signature}.") from None
-        # The default encode/decode_logits call self.encoder(images, condition) and self.decoder(z, condition).
-        for method, part, inputs in (
-            ("encode", "encoder", "images, condition"),
-            ("decode_logits", "decoder", "z, condition"),
-        ):
-            module = getattr(self, part, None)
-            if getattr(type(self), method) is getattr(ELBOModule, method) and module is not None:
-                try:
-                    inspect.signature(module.forward).bind(*inputs.split(", "))
-                except TypeError:
-                    raise VaelabError(
-                        f"{name}.{part} must take ({inputs}) (the condition: None, or the one-hot labels of a "
-                        f"conditional model); {type(module).__name__} takes {inspect.signature(module.forward)}: wrap "
-                        f"it, or override {method}(self, {inputs.split(',')[0]}, labels=None) to call it"
-                    ) from None
-        with inference(self):
-            images = torch.full((2, 1, 28, 28), 0.5, device=self.device, dtype=self.dtype)
-            encoded = self.encode(images, labels)
-            pair = isinstance(encoded, tuple) and len(encoded) == 2
-            if not pair or any(_shapes(t) != f"[2, {self.latent_dim}]" for t in encoded):
-                raise VaelabError(
-                    f"{name}.encode must return (z_mean, log_var), each [batch, latent_dim={self.latent_dim}]; "
-                    f"got {_shapes(encoded)} for a batch of 2."
-                )
-            logits = self.decode_logits(encoded[0], labels)
-            if _shapes(logits) != "[2, 1, 28, 28]":
-                raise VaelabError(f"{name}.decode_logits must return [batch, 1, 28, 28]; got {_shapes(logits)}.")
-            recon = self.recon_nll(logits, images)
-            if _shapes(recon) != "[2]":
-                raise VaelabError(f"{name}.recon_nll must return one value per image, [batch]; got {_shapes(recon)}.")
+        check_contract(self)
 
     def sample(
         self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None
@@ -366,12 +317,3 @@ class ELBOModule(pl.LightningModule):
             mean.update(torch.empty(0, device=self.device))  # marks it updated, adds nothing
             if self.global_rank == 0:
                 mean.merge_state({name: torch.as_tensor(value).to(self.device) for name, value in saved[term].items()})
-
-
-def _shapes(value: object) -> str:
-    """The shapes in ``value`` (a tensor, or a tuple of them), for a contract error."""
-    if isinstance(value, torch.Tensor):
-        return str(list(value.shape))
-    if isinstance(value, tuple):
-        return "(" + ", ".join(_shapes(item) for item in value) + ")"
-    return type(value).__name__
