@@ -17,8 +17,8 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 from throughput import MODELS, WARMUP_STEPS, StepTimer, load_config, time_plain_loop
 
+from vaelab.builders import build_model, build_trainer, instantiate_group
 from vaelab.process import tune_malloc
-from vaelab.training import build_model, build_trainer, instantiate_group
 
 
 def time_fit(cfg: DictConfig, datamodule, steps: int, callbacks: bool, logger: bool, bar: bool) -> float:

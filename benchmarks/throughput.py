@@ -26,9 +26,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import vaelab  # noqa: F401  (warning filters)
+from vaelab.builders import build_model, build_trainer, instantiate_group
 from vaelab.machine import resolve_precision
 from vaelab.process import tune_malloc
-from vaelab.training import build_model, build_trainer, instantiate_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("vae", "conv_vae", "cond_conv_vae")

@@ -12,11 +12,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from helpers import PROJECT_ROOT, compose_config
+from vaelab.builders import build_model, build_trainer, instantiate_group
 from vaelab.data import IDXDataModule
 from vaelab.errors import user_error
 from vaelab.job import Job
 from vaelab.models import ELBOModule
-from vaelab.training import build_model, build_trainer, instantiate_group
 
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
 

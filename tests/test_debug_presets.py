@@ -10,7 +10,8 @@ import lightning.pytorch as pl
 import torch
 
 from helpers import NO_FIGURES, compose_config, tiny_data_overrides
-from vaelab.training import build_model, build_trainer, train
+from vaelab.builders import build_model, build_trainer
+from vaelab.training import train
 
 
 class BatchRecorder(pl.Callback):

@@ -15,10 +15,10 @@ import torch
 from omegaconf import OmegaConf
 
 from helpers import NO_FIGURES, PROJECT_ROOT, compose_config, run_inline, tiny_data_overrides
+from vaelab.builders import build_model
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate
 from vaelab.run.checkpoints import load_model, read_checkpoint
-from vaelab.training import build_model
 
 USER_MODULE = '''
     """A user's models: nothing of vaelab changed."""

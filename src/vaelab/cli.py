@@ -29,7 +29,7 @@ from vaelab.exits import exit_with_error
 from vaelab.job import JOB_THREADS_ENV, Job
 from vaelab.run import guard as run_guard
 from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, RunStatus
-from vaelab.run.resume import with_given_overrides, with_run_overrides
+from vaelab.run.overrides import with_given_overrides, with_run_overrides
 from vaelab.secrets import check_command_line
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def earlier_try(job: RunFolder, restart_count: int) -> str | None:
 
 def config_of_resumed_run(cfg: DictConfig, job: Job) -> DictConfig:
     """A resumed run's configuration: its own record, with what the overrides given now set
-    (``resume.with_given_overrides``); once it trains, the record gains the resume (``RunFolder.record_resume``;
+    (``run.overrides.with_given_overrides``); once it trains, the record gains the resume (``RunFolder.record_resume``;
     Hydra writes none for a resume in place, so that a refused one writes nothing). A run folder without Hydra's
     record (a run started from Python) goes on with ``cfg``."""
     from hydra.core.hydra_config import HydraConfig

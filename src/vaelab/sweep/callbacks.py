@@ -18,7 +18,7 @@ from vaelab.errors import VaelabError
 from vaelab.exits import ends_on_user_error
 from vaelab.job import is_ddp_child
 from vaelab.run.folder import MLFLOW_SWEEP_RUN_FILE, SWEEP_CONFIGS, RunFolder, RunStatus, sweep_jobs
-from vaelab.run.resume import is_grid, parse_all, sweep_record
+from vaelab.run.overrides import is_grid, parse_all, sweep_record
 
 
 def check_no_repeats(overrides: list[str]) -> None:

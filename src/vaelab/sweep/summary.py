@@ -79,7 +79,7 @@ def never_ran(sweep_dir: Path) -> list[tuple[str, str]]:
     the sweep stopped before them. [] for a search (its trials are asked one by one) or without Hydra's record."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    from vaelab.run.resume import is_grid, parse_all
+    from vaelab.run.overrides import is_grid, parse_all
 
     try:
         hydra = yaml.safe_load((sweep_dir / SWEEP_RECORD).read_text())["hydra"]
