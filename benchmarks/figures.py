@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from vaelab.evaluation.scoring import save_figures, write_tensorboard
+from vaelab.evaluation.scoring import save_figures
+from vaelab.loggers.tensorboard import TensorBoardLogger
 from vaelab.models import CondConvVAE, ConvVAE
 
 SETTINGS = {"num_points": 2000, "grid_size": 20, "digits": None, "interpolation_steps": 10}
@@ -31,7 +32,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 started = time.perf_counter()
                 drawn = save_figures(model, images, labels, Path(folder) / "figures", SETTINGS)
-                write_tensorboard(metrics, drawn, 0, Path(folder) / "tensorboard")
+                TensorBoardLogger(str(Path(folder) / "tensorboard"), run="eval").publish_evaluation(metrics, drawn, 0)
                 seconds.append(time.perf_counter() - started)
         runs = seconds[1:]
         print(f"{model.model_name}: {len(drawn)} figures, {statistics.median(runs):.2f} s "

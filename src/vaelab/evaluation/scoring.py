@@ -13,7 +13,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from vaelab.data import IDXDataModule
@@ -22,7 +21,8 @@ from vaelab.figures import plots
 from vaelab.figures.model import draw_figures
 from vaelab.figures.projector import write_projector
 from vaelab.figures.settings import FIGURES, FigureSettings
-from vaelab.loggers.mlflow import log_evaluation
+from vaelab.loggers.mlflow import MLFlowLogger
+from vaelab.loggers.tensorboard import TensorBoardLogger
 from vaelab.machine import machine_facts
 from vaelab.models.base import ELBOModule
 from vaelab.models.inference import encode_means
@@ -113,11 +113,13 @@ def evaluate_checkpoint(
         phase = "the figures"
         drawn = save_figures(model, images, labels, output_dir / "figures", cfg.figures, datamodule.class_names)
         # TensorBoard names the run after this folder: "eval <model> <training run> epoch N".
-        log_dir = output_dir / "tensorboard" / f"eval {label} epoch {metrics['epochs']}"
-        write_tensorboard(metrics, drawn, int(checkpoint.get("global_step", 0)), log_dir)
+        tensorboard = TensorBoardLogger(str(output_dir / "tensorboard"), run=f"eval {label} epoch {metrics['epochs']}")
+        step = int(checkpoint.get("global_step", 0))
+        tensorboard.publish_evaluation(scores(metrics), drawn, step)
+        log_dir = Path(tensorboard.log_dir)
         finish_phase(record, metrics, "figures")
         if folder is not None:  # the training run's MLflow run, if it had one; the files above stand without it
-            log_to_training_run(folder, metrics, int(checkpoint.get("global_step", 0)), label)
+            publish_to_training_run(folder, metrics, step, label)
         phase = "the projector's codes"
         if cfg.projector:  # the whole test split, with its digits and thumbnails
             codes = encode_means(model, images, labels)
@@ -152,11 +154,13 @@ def progress_bar(description: str, total: int, unit: str) -> tqdm:
     return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
-def log_to_training_run(folder: RunFolder, metrics: dict[str, Any], step: int, label: str) -> None:
+def publish_to_training_run(folder: RunFolder, metrics: dict[str, Any], step: int, label: str) -> None:
     """The scores as ``eval/*`` in the training run's MLflow run, if it had one; one line on stderr when that run
     cannot be reached (its server down, its store gone, MLflow not installed)."""
     try:
-        if log_evaluation(folder.path, scores(metrics), step):
+        logger = MLFlowLogger.of_run(folder.path)
+        if logger is not None:
+            logger.publish_evaluation(scores(metrics), {}, step)
             print(f"{label}: logged as eval/* to the training run's MLflow run", flush=True)
     except Exception as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
@@ -186,16 +190,6 @@ def save_figures(
         draw_figures(model, images, labels, FIGURES,
                      FigureSettings.from_config(settings, "figures", class_names=class_names), each=save)  # fmt: skip
     return pixels
-
-
-def write_tensorboard(metrics: dict[str, Any], drawn: dict[str, np.ndarray], step: int, log_dir: Path) -> None:
-    """The evaluation's numbers as ``test/*`` scalars and its figures as ``figures/*`` images, at the checkpoint's
-    training step: beside the training run's own curves when TensorBoard shows both folders."""
-    with SummaryWriter(str(log_dir)) as writer:
-        for name, value in scores(metrics).items():
-            writer.add_scalar(f"test/{name}", value, global_step=step)
-        for name, pixels in drawn.items():
-            writer.add_image(f"figures/{name}", pixels, global_step=step, dataformats="HWC")
 
 
 def scores(metrics: dict[str, Any]) -> dict[str, float]:

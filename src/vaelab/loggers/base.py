@@ -29,6 +29,11 @@ class RunHooks:
     ) -> None:
         """The run's outcome: its final metrics and best checkpoint."""
 
+    def publish_evaluation(self, scores: Mapping[str, float], figures: Mapping[str, Any], step: int) -> None:
+        """An evaluation of a checkpoint of the run (``vaelab-eval``): its scores (per image, nats) and its figures
+        (``name -> HxWxC`` pixels), at the checkpoint's training step. Default: nothing (the evaluation's own
+        folder keeps them)."""
+
     def describe(self) -> str:
         """One line of the closing summary: how to open what this logger wrote."""
         return folder_line(self)

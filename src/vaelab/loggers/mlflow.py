@@ -120,6 +120,24 @@ class MLFlowLogger(RunHooks, LightningMLFlowLogger):
             found = self._mlflow_client.get_experiment_by_name(self._experiment_name)
             return found.experiment_id if found is not None else None
 
+    @classmethod
+    def of_run(cls, run_dir: Path) -> MLFlowLogger | None:
+        """The MLflow run a training run logged to (its folder's ``mlflow_run_id`` and ``mlflow_tracking_uri``), to
+        publish an evaluation of its checkpoints to; None when it logged to none. A store that is gone or a server
+        that does not answer is a ``VaelabError`` (MLflow would make a new, empty store)."""
+        run_id, uri = tracked_run(run_dir)
+        if run_id is None or uri is None:
+            return None
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            raise VaelabError(f"its store {uri} is gone")
+        return cls(run_dir=str(run_dir), tracking_uri=uri)
+
+    def publish_evaluation(self, scores: Mapping[str, float], figures: Mapping[str, Any], step: int) -> None:
+        """``eval/<score>`` metrics of the run at the checkpoint's step: its trackers get the evaluation as they got
+        the training (the figures stay in the evaluation's folder)."""
+        for name, value in scores.items():
+            self._mlflow_client.log_metric(self._run_id, f"eval/{name}", float(value), step=step)
+
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any]) -> None:  # type: ignore[override]
         logged = self.experiment.get_run(self.run_id).data.params
@@ -139,20 +157,3 @@ def tracked_run(run_dir: Path) -> tuple[str | None, str | None]:
         except OSError:
             found.append(None)
     return found[0], found[1]
-
-
-def log_evaluation(run_dir: Path, metrics: Mapping[str, float], step: int) -> str | None:
-    """An evaluation's numbers as ``eval/<name>`` metrics of the MLflow run the training run logged to (its
-    trackers get the evaluation as they got the training); returns the run id, or None when it logged to none."""
-    run_id, uri = tracked_run(run_dir)
-    if run_id is None or uri is None:
-        return None
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise VaelabError(f"its store {uri} is gone")  # MLflow would make a new, empty one
-    check_mlflow(uri)
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    for name, value in metrics.items():
-        client.log_metric(run_id, f"eval/{name}", float(value), step=step)
-    return run_id

@@ -129,6 +129,15 @@ class TensorBoardLogger(RunHooks, LightningTensorBoardLogger):
         final = {tag: metrics[name] for name, tag in HPARAM_METRICS.items() if name in metrics}
         self.log_outcome(tensorboard_hparams(config, self.job), final, step)
 
+    def publish_evaluation(self, scores: Mapping[str, float], figures: Mapping[str, Any], step: int) -> None:
+        """``test/<score>`` scalars and ``figures/<name>`` images at the checkpoint's step: beside the training
+        run's own curves when TensorBoard shows both folders."""
+        for name, value in scores.items():
+            self.experiment.add_scalar(f"test/{name}", value, global_step=step)
+        for name, pixels in figures.items():
+            self.experiment.add_image(f"figures/{name}", pixels, global_step=step, dataformats="HWC")
+        self.experiment.flush()
+
     def describe(self) -> str:  # the folder above the run's: TensorBoard then shows the run's name
         return (
             f"TensorBoard:  tensorboard --logdir {self.root_dir}  (losses first: http://localhost:6006/#custom_scalars)"
