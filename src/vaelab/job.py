@@ -47,11 +47,11 @@ class Job:
 
         environ = os.environ
         facts = {
-            "threads": int(environ[JOB_THREADS_ENV]) if environ.get(JOB_THREADS_ENV, "").isdigit() else None,
-            "trial": int(environ[TRIAL_ENV]) if environ.get(TRIAL_ENV, "").isdigit() else None,
-            "restart_count": int(environ.get("SLURM_RESTART_COUNT") or 0),
+            "threads": (number(environ.get(JOB_THREADS_ENV)) or None),  # 0 or text: torch's own count
+            "trial": number(environ.get(TRIAL_ENV)),
+            "restart_count": number(environ.get("SLURM_RESTART_COUNT")) or 0,
             "ddp_child": is_ddp_child(),
-            "local_rank": int(environ["LOCAL_RANK"]) if environ.get("LOCAL_RANK", "").isdigit() else None,
+            "local_rank": number(environ.get("LOCAL_RANK")),
             "command": command_line(),
             "full_error": environ.get("HYDRA_FULL_ERROR") == "1",
         }
@@ -117,6 +117,11 @@ class Job:
                 torch.distributed.destroy_process_group()
             os.environ.clear()
             os.environ.update(saved_environ)
+
+
+def number(value: str | None) -> int | None:
+    """An environment variable's whole number (None: unset, or not a number)."""
+    return int(value) if value is not None and value.strip().isdigit() else None
 
 
 def command_line() -> str:
