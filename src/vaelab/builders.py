@@ -14,11 +14,11 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from vaelab.building import instantiate
 from vaelab.errors import VaelabError
 from vaelab.job import Job
 from vaelab.machine import resolve_precision
 from vaelab.models.base import ELBOModule
+from vaelab.targets import instantiate
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ import hydra
 import yaml
 from omegaconf import DictConfig
 
-from vaelab.building import require
 from vaelab.checks import check_eval_settings, check_train_settings
 from vaelab.errors import Interrupted, VaelabError, user_error
 from vaelab.exits import exit_with_error
@@ -31,6 +30,7 @@ from vaelab.run import guard as run_guard
 from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, RunStatus
 from vaelab.run.overrides import with_given_overrides, with_run_overrides
 from vaelab.secrets import check_command_line
+from vaelab.targets import require
 
 log = logging.getLogger(__name__)
 CONFIG_PATH = "conf"  # beside this file: vaelab/conf

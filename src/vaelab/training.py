@@ -17,7 +17,6 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.builders import build_model, build_trainer, instantiate_group
-from vaelab.building import instantiate
 from vaelab.callbacks import FigureLogger
 from vaelab.checks import check_train_settings
 from vaelab.config_tree import print_config_tree, run_tags
@@ -33,6 +32,7 @@ from vaelab.run.checkpoints import check_resumable, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus
 from vaelab.run.resume import ResumePlan, resume_plan
 from vaelab.sweep.pruning import OptunaPruning
+from vaelab.targets import instantiate
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ class OptunaSweeper(Sweeper):
     @ends_on_user_error  # no Optuna: one line naming the extra, as train.py gives for its own errors
     def __new__(cls, **settings: Any) -> Sweeper:  # type: ignore[misc]
         from hydra_plugins.vaelab_optuna_sweeper.config import OptunaSweeperConf
-        from vaelab.building import require
+        from vaelab.targets import require
 
         OptunaSweeperConf.check(settings)
         require("optuna", extra="sweeps", purpose="hparams_search=optuna")

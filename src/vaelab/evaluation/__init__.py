@@ -17,7 +17,6 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig
 
 from vaelab.builders import build_trainer
-from vaelab.building import instantiate
 from vaelab.checks import check_eval_settings
 from vaelab.data import IDXDataModule
 from vaelab.data.datamodule import check_labels
@@ -30,6 +29,7 @@ from vaelab.process import tune_malloc
 from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import model_class, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus, sweep_jobs
+from vaelab.targets import instantiate
 
 
 def evaluate(cfg: DictConfig, job: Job | None = None) -> list[dict[str, Any]]:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from vaelab.building import require
 from vaelab.job import Job
 from vaelab.loggers import naming
 from vaelab.loggers.base import RunHooks
+from vaelab.targets import require
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaelab.building import instantiate, require
 from vaelab.errors import VaelabError
+from vaelab.targets import instantiate, require
 from vaelab.validators import make_folder
 
 if TYPE_CHECKING:  # the sweeps extra: imported where it is used (a plain install has no Optuna)

@@ -18,7 +18,6 @@ from typing import Any
 
 import yaml
 
-from vaelab.building import require
 from vaelab.errors import VaelabError
 from vaelab.figures import plots
 from vaelab.run.folder import HISTORY_COLUMNS, STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, sweep_jobs
@@ -32,6 +31,7 @@ from vaelab.sweep.replicas import (
     write_ranking,
 )
 from vaelab.tables import as_number, markdown_table, short_number, write_csv
+from vaelab.targets import require
 
 METRIC_COLUMNS = ("val/loss", "val/recon", "val/kl", "val/nelbo", "test/loss",
                   "epochs", "best_epoch", "seconds_per_epoch")  # fmt: skip

@@ -24,7 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from vaelab.building import instantiate
 from vaelab.config_tree import flat_config
 from vaelab.errors import VaelabError
 from vaelab.exits import ends_on_user_error
@@ -38,6 +37,7 @@ from vaelab.sweep.study import (
     open_storage,
     open_study,
 )
+from vaelab.targets import instantiate
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "optimization_results.yaml"
