@@ -137,15 +137,14 @@ def is_ddp_child() -> bool:
 def swept_overrides(sweep_dir: Path, overrides: tuple[str, ...]) -> tuple[str, ...]:
     """Of a sweep job's ``overrides``, those of the keys the sweep varies (``model.beta=0.5`` of
     ``model.beta=0.5,1``, or an Optuna trial's values), as the sweep's record tells them from the fixed ones."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     from vaelab.run.folder import SWEEP_RECORD
+    from vaelab.run.overrides import parse_all
 
     sweep_file = sweep_dir / SWEEP_RECORD
     command_line = list(OmegaConf.load(sweep_file).hydra.overrides.task) if sweep_file.is_file() else []
-    parser = OverridesParser.create()
-    fixed = {o.key_or_group for o in parser.parse_overrides(command_line) if not o.is_sweep_override()}
-    job = parser.parse_overrides(list(overrides))
+    fixed = {o.key_or_group for o in parse_all(command_line) if not o.is_sweep_override()}
+    job = parse_all(list(overrides))
     return tuple(text for o, text in zip(job, overrides) if o.key_or_group not in fixed and
                  not o.key_or_group.startswith("hydra."))  # fmt: skip

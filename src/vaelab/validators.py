@@ -48,10 +48,11 @@ def check_added_keys(config: Any, overrides: Sequence[str], groups: Collection[s
     """A top-level key that the command line's ``overrides`` add (``+seeed=3``) and that is none of the config
     ``groups`` is a misspelling: no part of vaelab reads it, so it would be silently ignored. One line naming the
     nearest existing key instead."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
+    from vaelab.run.overrides import parse_all  # Hydra's grammar, loaded only when a command checks its overrides
+
+    for override in parse_all(list(overrides)):
         key = override.key_or_group
         if override.type in (OverrideType.ADD, OverrideType.FORCE_ADD) and "." not in key and key not in groups:
             known = [name for name in config if name != key]

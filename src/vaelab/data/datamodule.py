@@ -209,8 +209,15 @@ class IDXDataModule(pl.LightningDataModule):
         which an evaluation of the checkpoint scores with and a resume must keep."""
         return {"binarize": self.binarize, "binarize_seed": self.binarize_seed}
 
+    @staticmethod
+    def recorded_pixels(state: dict[str, Any] | None) -> dict[str, Any]:
+        """The pixels' convention a checkpoint's data state records (``state_dict``); a checkpoint of an older vaelab,
+        without one, trained on grey levels."""
+        state = state or {}
+        return {"binarize": state.get("binarize", "none"), "binarize_seed": state.get("binarize_seed", 0)}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        recorded = {"binarize": state.get("binarize", "none"), "binarize_seed": state.get("binarize_seed", 0)}
+        recorded = self.recorded_pixels(state)
         if recorded != self.state_dict():
             given = " ".join(f"data.{key}={value}" for key, value in recorded.items())
             raise VaelabError(f"the checkpoint was trained with {given}: a run goes on with the pixels it started "

@@ -75,9 +75,9 @@ def pixel_convention(sources: list[Path], checkpoints: list[dict[str, Any]], ask
     compare. ``asked``: eval's ``data.binarize``; other than ``none``, it must be the checkpoints' own."""
     conventions = {}
     for path, checkpoint in zip(sources, checkpoints):
-        data = checkpoint.get(IDXDataModule.__qualname__) or {}
+        pixels = IDXDataModule.recorded_pixels(checkpoint.get(IDXDataModule.__qualname__))
         likelihood = (checkpoint.get("hyper_parameters") or {}).get("likelihood", "bernoulli")
-        conventions[path] = (data.get("binarize", "none"), data.get("binarize_seed", 0), likelihood)
+        conventions[path] = (pixels["binarize"], pixels["binarize_seed"], likelihood)
     found = sorted(set(conventions.values()), key=str)
     if len(found) > 1:
         named = "; ".join(f"{path}: data.binarize={b} data.binarize_seed={s} model.likelihood={likelihood}"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from vaelab.errors import VaelabError
+from vaelab.run.overrides import parse_all
 
 
 def format_value(value: Any) -> str:
@@ -53,7 +53,7 @@ def split_search_space(lines: list[str]) -> tuple[dict[str, BaseDistribution], l
     """Overrides (``key=value`` text) -> the search space (sweep overrides) and the fixed overrides (the rest)."""
     space: dict[str, BaseDistribution] = {}
     fixed: list[str] = []
-    for override in OverridesParser.create().parse_overrides(lines):
+    for override in parse_all(lines):
         if override.is_sweep_override():
             try:
                 space[override.get_key_element()] = distribution_of(override)
