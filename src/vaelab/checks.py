@@ -9,8 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.errors import VaelabError
 from vaelab.figures.settings import FigureSettings
 from vaelab.job import Job
-from vaelab.models.metric_names import LOGGED_TERMS, STAGES
-from vaelab.validators import check_added_keys, check_finite, check_number, check_seed
+from vaelab.models.metric_names import BINARIZE, LIKELIHOODS, LOGGED_TERMS, STAGES
+from vaelab.validators import check_added_keys, check_choice, check_finite, check_number, check_seed
 
 # trainer.precision: vaelab's "auto" (machine.resolve_precision) and what Lightning's Trainer takes.
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
@@ -43,6 +43,11 @@ def check_common(cfg: DictConfig, job: Job) -> None:
     check_finite(OmegaConf.to_container(cfg, resolve=True))
     check_seed(cfg.get("seed"))
     check_added_keys(cfg, job.overrides, job.choices)
+    # The conventions of the numbers, before torch loads (the data module and the model check them again).
+    if "binarize" in (cfg.get("data") or {}):
+        check_choice("data.binarize", cfg.data.binarize, BINARIZE, "binarization")
+    if "likelihood" in (cfg.get("model") or {}):
+        check_choice("model.likelihood", cfg.model.likelihood, LIKELIHOODS, "likelihood")
     precision = cfg.trainer.get("precision")
     if precision not in PRECISIONS:
         choices = ", ".join(str(choice) for choice in PRECISIONS[:7])

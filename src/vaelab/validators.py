@@ -44,6 +44,12 @@ def check_seed(seed: object) -> None:
         check_number("seed", seed, minimum=SEED_RANGE[0], integer=True, maximum=SEED_RANGE[1])
 
 
+def check_choice(key: str, value: object, choices: Sequence[str], what: str) -> None:
+    """``value`` must be one of ``choices``; else one ``VaelabError`` line naming ``key``, ``what`` it is and them."""
+    if value not in choices:
+        raise VaelabError(f"{key}={value} is not a {what} vaelab has; choose from {', '.join(choices)}")
+
+
 def check_added_keys(config: Any, overrides: Sequence[str], groups: Collection[str]) -> None:
     """A top-level key that the command line's ``overrides`` add (``+seeed=3``) and that is none of the config
     ``groups`` is a misspelling: no part of vaelab reads it, so it would be silently ignored. One line naming the

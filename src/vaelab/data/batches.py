@@ -1,4 +1,4 @@
-"""The images of a split in memory, served a whole batch at a time, in the pixels' convention (``BINARIZE``), and
+"""The images of a split in memory, served a whole batch at a time, in the pixels' convention (``data.binarize``), and
 the training loader that a checkpoint resumes inside an epoch."""
 
 from __future__ import annotations
@@ -8,11 +8,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
-
-# data.binarize: the pixels a model sees. none: grey levels in [0, 1] (the study's convention); dynamic: each training
-# image drawn anew from Bernoulli(grey level) every time it is served, the validation and test images drawn once
-# (Burda et al. 2015); threshold: grey level > 0.5 (the TensorFlow CVAE tutorial's).
-BINARIZE = ("none", "dynamic", "threshold")
 
 
 class InMemoryImages(Dataset):

@@ -15,7 +15,6 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler
 
 from vaelab.data.batches import (
-    BINARIZE,
     EpochRandomSampler,
     InMemoryImages,
     ResumableLoader,
@@ -24,7 +23,8 @@ from vaelab.data.batches import (
 )
 from vaelab.data.idx import MNIST_FILES, locate, read_split
 from vaelab.errors import VaelabError
-from vaelab.validators import check_number
+from vaelab.models.metric_names import BINARIZE
+from vaelab.validators import check_choice, check_number
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,7 @@ class IDXDataModule(pl.LightningDataModule):
         binarize_seed: int = 0,
     ) -> None:
         super().__init__()
-        if binarize not in BINARIZE:
-            raise VaelabError(f"data.binarize={binarize} is not a binarization vaelab has; choose from "
-                              f"{', '.join(BINARIZE)}")  # fmt: skip
+        check_choice("data.binarize", binarize, BINARIZE, "binarization")
         check_number("data.binarize_seed", binarize_seed, minimum=0, integer=True, maximum=2**32 - 1)
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("val_size", val_size)):
             # val_size >= 1: checkpoints are chosen by validation loss.

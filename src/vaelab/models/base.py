@@ -22,15 +22,13 @@ from torchmetrics import MeanMetric
 
 from vaelab.errors import VaelabError
 from vaelab.models.contract import check_contract
-from vaelab.models.metric_names import LOGGED_TERMS, STAGES
+from vaelab.models.metric_names import LIKELIHOODS, LOGGED_TERMS, STAGES
 from vaelab.models.optimization import build_optimization, optimizer_config, stretch_schedules
 from vaelab.models.probability import bernoulli_nll, continuous_bernoulli_mean, continuous_bernoulli_nll, gaussian_kl
-from vaelab.validators import check_number
+from vaelab.validators import check_choice, check_number
 
 # Validation and test noise restarts from this seed each epoch: checkpoints are chosen on the weights, not the noise.
 EVAL_NOISE_SEED = 20_231_108
-# model.likelihood: the decoder's distribution of a pixel given z.
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
 TRAIN_NOISE_SEED_OFFSET = 7_777_777
 
 
@@ -68,9 +66,7 @@ class ELBOModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         check_number("model.latent_dim", latent_dim, minimum=1, integer=True)
-        if likelihood not in LIKELIHOODS:
-            raise VaelabError(f"model.likelihood={likelihood} is not a likelihood vaelab has; choose from "
-                              f"{', '.join(LIKELIHOODS)}")  # fmt: skip
+        check_choice("model.likelihood", likelihood, LIKELIHOODS, "likelihood")
         check_number("model.beta", beta, minimum=0)
         check_number("model.kl_warmup_epochs", kl_warmup_epochs, minimum=0)
         # Collects the subclass's __init__ arguments too, so a checkpoint alone rebuilds the model.

@@ -2,6 +2,10 @@
 figure: no torch here, so the commands' config checks (``vaelab.checks``) read them before torch loads."""
 
 STAGES = ("train", "val", "test")
+# The conventions of every number (docs/evaluation.md, "What the numbers are"): data.binarize, the pixels a model sees
+# (vaelab.data.batches), and model.likelihood, its -log p(x|z) (vaelab.models.base).
+BINARIZE = ("none", "dynamic", "threshold")
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
 LOGGED_TERMS = ("recon", "kl", "loss")
 
 # The IWAE figure of an evaluation, named for what it is. A Bernoulli decoder's cross-entropy of grey levels is not a
