@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 import vaelab  # noqa: F401  (warning filters)
 from vaelab.builders import build_model, build_trainer, instantiate_group
+from vaelab.hydra_compat import version_base
 from vaelab.machine import resolve_precision
 from vaelab.process import tune_malloc
 
@@ -37,7 +38,7 @@ WARMUP_STEPS = 10
 
 def load_config(model: str, output_dir: str, overrides: list[str]) -> DictConfig:
     os.environ.setdefault("VAELAB_ROOT", str(PROJECT_ROOT))
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), **version_base()):
         return compose(config_name="train", overrides=[f"model={model}", f"paths.output_dir={output_dir}", *overrides])
 
 

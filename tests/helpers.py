@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaelab.hydra_compat import version_base
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 TINY_TRAIN, TINY_TEST = 600, 200
@@ -72,7 +74,7 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path | No
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), **version_base()):
         if output_dir is None:
             return compose(config_name=config_name, overrides=overrides)
         cfg = compose(config_name=config_name, overrides=[f"paths.output_dir={output_dir}", *overrides])
@@ -268,7 +270,7 @@ def val_loss_over_ranks(checkpoint: Path, data_dir: Path, val_size: int, world_s
     """The val/loss a DDP run of ``world_size`` processes logs for ``checkpoint``: each process takes every
     ``world_size``-th validation image (each counted once) with its own evaluation noise; the mean over all."""
     from vaelab.data import IDXDataModule
-    from vaelab.models.base import EVAL_NOISE_SEED
+    from vaelab.models.resume_state import EVAL_NOISE_SEED
     from vaelab.run.checkpoints import load_model
 
     model = load_model(checkpoint)

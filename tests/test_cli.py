@@ -18,6 +18,7 @@ from helpers import SWEPT_MODELS, compose_config, run_inline, tensorboard_run, t
 from vaelab.errors import Interrupted, VaelabError
 from vaelab.evaluation import evaluate
 from vaelab.evaluation.comparison import figure_labels
+from vaelab.hydra_compat import version_base
 from vaelab.training import train
 
 EXPECTED_FIGURES = {
@@ -267,9 +268,10 @@ def test_a_bad_value_is_one_line_and_exit_status_1(
 def test_refusals_and_help_answer_before_torch_loads(command: str, argv: list[str], tmp_path: Path) -> None:
     """Importing torch and Lightning takes ~7 s: a command that only refuses a setting or prints its help must not."""
     hydra_command = command in ("train_command", "evaluate_command")
+    module = "cli" if hydra_command else "cli_tools"
     argv = [*argv, f"hydra.run.dir={tmp_path / 'run'}"] if hydra_command else argv
     script = (
-        f"import sys\nfrom vaelab.cli import {command}\nsys.argv = {argv!r}\n"
+        f"import sys\nfrom vaelab.{module} import {command}\nsys.argv = {argv!r}\n"
         f"try:\n    {command}()\nexcept SystemExit as end:\n    print('exit', end.code, 'torch' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -329,7 +331,7 @@ def test_eval_help_lists_the_groups_evaluation_composes() -> None:
     help_text = run_inline("evaluate.py", "--help").stdout
     listed = help_text.split("== Configuration groups ==")[1].split("== Config ==")[0].strip().splitlines()[1:]
     groups = dict(line.split(": ", 1) for line in listed if line.strip())
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), **version_base()):
         choices = compose(config_name="eval", return_hydra_config=True).hydra.runtime.choices
         assert sorted(groups) == sorted(group for group in choices if not group.startswith("hydra"))
         for group, options in groups.items():

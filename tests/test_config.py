@@ -15,6 +15,7 @@ from helpers import PROJECT_ROOT, compose_config
 from vaelab.builders import build_model, build_trainer, instantiate_group
 from vaelab.data import IDXDataModule
 from vaelab.errors import user_error
+from vaelab.hydra_compat import version_base
 from vaelab.job import Job
 from vaelab.models import ELBOModule
 
@@ -86,7 +87,7 @@ def test_keys_people_type(tmp_path: Path) -> None:
 def test_eval_config_needs_a_checkpoint(tmp_path: Path) -> None:
     cfg = compose_config("eval", ["ckpt_path=some.ckpt"], tmp_path)
     assert cfg.ckpt_path == "some.ckpt" and "model" not in cfg
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, **version_base()):
         assert compose(config_name="eval").ckpt_path is None
 
 
@@ -169,7 +170,7 @@ def test_every_search_is_checked() -> None:
 
 @pytest.mark.parametrize(("search", "model"), [(s, m) for s, models in SEARCHES.items() for m in models])
 def test_every_searched_key_exists_in_the_models_searched(search: str, model: str) -> None:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, **version_base()):
         cfg = compose(config_name="train", overrides=[f"hparams_search={search}", f"model={model}"],
                       return_hydra_config=True)  # fmt: skip
     absent = object()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import SWEPT_MODELS, small_batch
-from vaelab.cli import export_command as main
+from vaelab.cli_tools import export_command as main
 from vaelab.figures.model import grid_latents
 from vaelab.run.checkpoints import load_model
 

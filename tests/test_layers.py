@@ -8,8 +8,8 @@ from pathlib import Path
 from helpers import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "src" / "vaelab"
-# vaelab.cli and the hooks Hydra calls; vaelab.job reads the job's state for them, vaelab.exits ends the process.
-COMMAND_LAYER = {"cli.py", "job.py", "exits.py", "hydra_callbacks.py"}
+# vaelab.cli, vaelab.cli_tools and the hooks Hydra calls; vaelab.job reads the job's state for them, vaelab.exits ends the process.
+COMMAND_LAYER = {"cli.py", "cli_tools.py", "job.py", "exits.py", "hydra_callbacks.py"}
 # ONEDNN_MAX_CPU_ISA is oneDNN's own setting, which only the environment holds: machine.py reports it.
 READS_ONEDNN_SETTING = {"machine.py"}
 PROCESS_STATE = {"os.environ", "os.getenv", "sys.argv", "sys.exit", "HydraConfig", "exit_with_error"}

@@ -122,7 +122,7 @@ def test_vaelabs_own_models_are_declared_as_a_package_declares_its_own() -> None
     import hydra.utils
     import yaml
 
-    from vaelab.run.checkpoints import declared_models
+    from vaelab.targets import declared_models
 
     declared = declared_models()
     configs = sorted((PROJECT_ROOT / "conf" / "model").glob("*.yaml"))

@@ -6,7 +6,6 @@ error with one ``error:`` line and exit status 1; a multirun job records any err
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import os
@@ -25,12 +24,13 @@ from omegaconf import DictConfig
 from vaelab.checks import check_eval_settings, check_train_settings
 from vaelab.errors import Interrupted, VaelabError, user_error
 from vaelab.exits import exit_with_error
+from vaelab.hydra_compat import main_options
 from vaelab.job import JOB_THREADS_ENV, Job
 from vaelab.run import guard as run_guard
 from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, RunStatus
 from vaelab.run.overrides import with_given_overrides, with_run_overrides
 from vaelab.secrets import check_command_line
-from vaelab.targets import require
+from vaelab.targets import TRUSTED_PACKAGES, require
 
 log = logging.getLogger(__name__)
 CONFIG_PATH = "conf"  # beside this file: vaelab/conf
@@ -170,7 +170,7 @@ def group_package(group: str, choice: str) -> str | None:
     return None if package == "_global_" else package.removeprefix("_global_.")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@hydra.main(config_path=CONFIG_PATH, config_name="train", **main_options(TRUSTED_PACKAGES))
 def _train_job(cfg: DictConfig) -> float | None:
     # None: a sweep job that failed (recorded in its folder).
     metrics = run_job("vaelab.training:train", cfg, check_train_settings, resumed=config_of_resumed_run)
@@ -178,7 +178,7 @@ def _train_job(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric")) if metrics else None
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+@hydra.main(config_path=CONFIG_PATH, config_name="eval", **main_options(TRUSTED_PACKAGES))
 def _evaluate_job(cfg: DictConfig) -> list[dict] | None:
     # The metrics of every checkpoint evaluated (one, or each run compared).
     return run_job("vaelab.evaluation:evaluate", cfg, check_eval_settings)
@@ -226,47 +226,3 @@ def evaluate_command() -> None:
     except VaelabError as error:
         exit_with_error(error)
     _evaluate_job()
-
-
-def export_command(argv: list[str] | None = None) -> None:
-    """``vaelab-export``: the arguments read before torch loads, so that ``--help`` answers at once."""
-    parser = argparse.ArgumentParser(
-        prog="vaelab-export",
-        description="A trained model out of vaelab: its encoder and decoder as torch.export programs, which run with "
-        "torch alone (encoder.pt2, decoder.pt2 and export.json).",
-    )
-    parser.add_argument("checkpoint", type=Path, help="a vaelab checkpoint (.ckpt)")
-    parser.add_argument("--out", type=Path, help="folder for the programs (default: <run>/export, <file>_export)")
-    parser.add_argument("--force", action="store_true", help="replace an export already in that folder")
-    parser.add_argument("--trusted-models", default="", help="comma-separated model classes outside vaelab to trust")
-    args = parser.parse_args(argv)
-    from vaelab.export import export_checkpoint
-
-    try:
-        trusted = [name for name in args.trusted_models.split(",") if name]
-        written = export_checkpoint(args.checkpoint, args.out, args.force, trusted)
-    except VaelabError as error:
-        exit_with_error(error)
-    for path in written.values():
-        print(path)
-
-
-def sweeps_command(argv: list[str] | None = None) -> None:
-    """``vaelab-sweeps``: the arguments read before the summary's imports (matplotlib, torch), so that ``--help``
-    answers at once."""
-    parser = argparse.ArgumentParser(
-        prog="vaelab-sweeps",
-        description="Summarise a multirun folder: every job's overrides, status and final metrics, sorted, as "
-        "markdown, CSV and a figure; jobs that differ only by seed as one setting.",
-    )
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. logs/train/multiruns/<date>_<time>")
-    parser.add_argument("--metric", default="val/loss", help="metric to sort by (lower is better)")
-    args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        exit_with_error(f"{args.sweep_dir} is not a folder")
-    from vaelab.sweep.summary import summarise
-
-    try:
-        summarise(args.sweep_dir, args.metric)
-    except VaelabError as error:
-        exit_with_error(error)

@@ -21,7 +21,8 @@ from torch.export import Dim, export
 from vaelab.errors import VaelabError
 from vaelab.models.base import ELBOModule
 from vaelab.run.checkpoints import UntrustedModelError, load_model
-from vaelab.run.folder import RunFolder, write_atomic
+from vaelab.run.files import write_atomic
+from vaelab.run.folder import RunFolder
 
 DESCRIPTION_FILE = "export.json"
 EXPORT_FILES = ("encoder.pt2", "decoder.pt2", DESCRIPTION_FILE)
@@ -88,7 +89,7 @@ def check_export_folder(folder: Path, replace: bool) -> None:
 
 
 def export_checkpoint(checkpoint: Path, out: Path | None, force: bool, trusted: list[str]) -> dict[str, Path]:
-    """``vaelab-export`` after its arguments are read (``vaelab.cli.export_command``): the files written; a
+    """``vaelab-export`` after its arguments are read (``vaelab.cli_tools.export_command``): the files written; a
     ``VaelabError`` line for a bad input or a folder that cannot be written."""
     run = RunFolder.of_checkpoint(checkpoint)
     folder = out or (run.path / "export" if run else checkpoint.with_name(f"{checkpoint.stem}_export"))

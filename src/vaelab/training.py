@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -24,15 +23,15 @@ from vaelab.data.datamodule import check_labels
 from vaelab.errors import Interrupted, VaelabError
 from vaelab.job import Job
 from vaelab.loggers import hooks
-from vaelab.machine import machine_facts
 from vaelab.models.base import NonFiniteLossError
 from vaelab.process import set_threads, tune_malloc
+from vaelab.reporting import checkpoint_paths, fit_time, report
 from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import check_resumable, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus
 from vaelab.run.resume import ResumePlan, resume_plan
 from vaelab.sweep.pruning import OptunaPruning
-from vaelab.targets import instantiate
+from vaelab.targets import instantiate, trusting
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def train(cfg: DictConfig, job: Job | None = None) -> dict[str, Any]:
     job = job or Job()
     folder = Path(cfg.paths.output_dir)
     resuming = run_guard.resumes(folder, cfg.get("resume"))
-    with run_guard.writing(folder, resuming, owner=not job.ddp_child, command=job.command) as commit:
+    with trusting(cfg), run_guard.writing(folder, resuming, owner=not job.ddp_child, command=job.command) as commit:
         run = build(cfg, job)
         commit()  # it trains: a failure from here on keeps the folder's new record
         with job.rerun_only_this_job_in_ddp_processes(run.folder.path, run.trainer.world_size):
@@ -194,61 +193,5 @@ def interrupted(run: Run, line: str, phase: str, metrics: dict[str, float] | Non
     return Interrupted(line, recorded=True)
 
 
-def report(
-    run: Run, metrics: dict[str, float], checkpoints: dict[str, str], timing: dict[str, float]
-) -> dict[str, Any]:
-    """The run's outcome to the loggers, ``metrics.json`` and the closing lines; returns metrics and facts."""
-    trainer = run.trainer
-    facts = {
-        "status": run.status,
-        # The convention of every number above: the pixels the model saw and its likelihood (docs/evaluation.md).
-        **run.datamodule.state_dict(),
-        "likelihood": getattr(run.model, "likelihood", "bernoulli"),
-        "epochs": trainer.current_epoch,
-        **timing,
-        **machine_facts(trainer.strategy.root_device),
-        "precision": str(trainer.precision),
-    }
-    for logger in hooks(trainer.loggers):
-        logger.finish_run(run.config, metrics, checkpoints["best"], trainer.global_step)
-    if trainer.is_global_zero:
-        run.folder.write_metrics({**metrics, **facts})
-        print_locations(run, checkpoints, metrics)
-    return {**metrics, **facts}
-
-
-def fit_time(callbacks: list[Any], epochs: int) -> dict[str, float]:
-    """``fit_seconds`` and ``seconds_per_epoch`` from the run's ``Timer`` (NaN without one, or no epoch)."""
-    timer = next((callback for callback in callbacks if isinstance(callback, Timer)), None)
-    seconds = timer.time_elapsed("train") if timer else math.nan
-    return {"fit_seconds": round(seconds, 1), "seconds_per_epoch": round(seconds / epochs, 1) if epochs else math.nan}
-
-
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in sorted(metrics.items())}
-
-
-def checkpoint_paths(run: Run) -> dict[str, str]:
-    """``best`` (the ModelCheckpoint with a monitor; the last checkpoint has none) and ``last``; "" if none."""
-    best = next((c for c in run.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
-    last = run.folder.last_checkpoint
-    return {"best": best.best_model_path if best else "", "last": str(last) if last.is_file() else ""}
-
-
-def print_locations(run: Run, checkpoints: dict[str, str], metrics: dict[str, float]) -> None:
-    """The closing lines of a run: where everything it wrote is, and the headline numbers."""
-    folder = run.folder
-    lines = [f"Run folder:   {folder.path}"]
-    lines.append(f"Checkpoints:  best {checkpoints['best'] or '-'}")
-    lines.append(f"              last {checkpoints['last'] or '-'}")
-    lines += [line for logger in hooks(run.trainer.loggers) if (line := logger.describe())]
-    figure_dirs = sorted({str(c.output_dir) for c in run.callbacks if isinstance(c, FigureLogger)})
-    if figure_dirs:
-        lines.append(f"Figures:      {', '.join(figure_dirs)}")
-    lines.append(f"Metrics:      {folder.metrics_file}  (per epoch: {folder.history_file})")
-    headline = [
-        f"{name}={metrics[name]:.2f}" for name in ("val/loss", "test/recon", "test/kl", "test/loss") if name in metrics
-    ]
-    if headline:
-        lines.append("Per image:    " + "  ".join(headline))
-    print("\n".join(lines), flush=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
-from vaelab.run.folder import HISTORY_COLUMNS, RunFolder, drop_rows_from, write_atomic
+from vaelab.run.files import drop_rows_from, write_atomic
+from vaelab.run.folder import HISTORY_COLUMNS, RunFolder
 
 
 class EpochHistory(Checkpoint):

@@ -29,7 +29,7 @@ from vaelab.process import tune_malloc
 from vaelab.run import guard as run_guard
 from vaelab.run.checkpoints import model_class, read_checkpoint
 from vaelab.run.folder import RunFolder, RunStatus, sweep_jobs
-from vaelab.targets import instantiate
+from vaelab.targets import instantiate, trusting
 
 
 def evaluate(cfg: DictConfig, job: Job | None = None) -> list[dict[str, Any]]:
@@ -39,7 +39,11 @@ def evaluate(cfg: DictConfig, job: Job | None = None) -> list[dict[str, Any]]:
     from then on what it computed stays, marked partial until it is complete (``evaluate_checkpoint``)."""
     job = job or Job()
     output_dir = Path(cfg.paths.output_dir)
-    with run_guard.writing(output_dir, False, command=job.command) as keep_folder, ctrl_c_is_interrupted():
+    with (
+        trusting(cfg),
+        run_guard.writing(output_dir, False, command=job.command) as keep_folder,
+        ctrl_c_is_interrupted(),
+    ):
         tune_malloc()
         check_eval_settings(cfg, job)
         figure_settings = FigureSettings.from_config(cfg.figures, "figures")

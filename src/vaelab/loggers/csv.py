@@ -11,7 +11,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from vaelab.loggers.base import RunHooks
-from vaelab.run.folder import drop_rows_from
+from vaelab.run.files import drop_rows_from
 
 
 class _HistoryWriter(ExperimentWriter):

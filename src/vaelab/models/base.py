@@ -25,18 +25,15 @@ from vaelab.models.contract import check_contract
 from vaelab.models.metric_names import LIKELIHOODS, LOGGED_TERMS, STAGES
 from vaelab.models.optimization import build_optimization, optimizer_config, stretch_schedules
 from vaelab.models.probability import bernoulli_nll, continuous_bernoulli_mean, continuous_bernoulli_nll, gaussian_kl
+from vaelab.models.resume_state import ExactResumeState
 from vaelab.validators import check_choice, check_number
-
-# Validation and test noise restarts from this seed each epoch: checkpoints are chosen on the weights, not the noise.
-EVAL_NOISE_SEED = 20_231_108
-TRAIN_NOISE_SEED_OFFSET = 7_777_777
 
 
 class NonFiniteLossError(VaelabError):
     """The training loss became NaN or infinite (usually a learning rate too high)."""
 
 
-class ELBOModule(pl.LightningModule):
+class ELBOModule(ExactResumeState, pl.LightningModule):
     """A VAE trained on the negative ELBO; subclasses assign ``self.encoder`` and ``self.decoder`` (or override
     ``encode``/``decode_logits``). A model of your own (docs/own-model.md) meets this contract, which
     ``check_contract`` checks once, when a run builds it:
@@ -81,10 +78,7 @@ class ELBOModule(pl.LightningModule):
         for stage in STAGES:  # train_means, val_means, test_means
             means = {term: MeanMetric(nan_strategy="disable") for term in LOGGED_TERMS}
             setattr(self, f"{stage}_means", nn.ModuleDict(means))
-        # Each stage's noise has its own generator; training's is checkpointed, so a resume draws the same noise.
-        self._noise: dict[str, torch.Generator] = {}
-        self.noise_seed = 0  # where the training noise starts: the run's seed (``training.build`` sets it)
-        self._restored_train_noise: torch.Tensor | None = None
+        self.init_resume_state()
         self._configured_horizons: list[dict[str, Any]] = []
         # What Lightning's model summary passes through ``forward``: its FLOPs and sizes columns (zeros without).
         self.example_input_array = (torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long))
@@ -164,7 +158,7 @@ class ELBOModule(pl.LightningModule):
         (docs/performance.md), so reported numbers do not depend on the precision a model trained in."""
         images, labels = batch
         with nullcontext() if stage == "train" else torch.autocast(images.device.type, enabled=False):
-            terms = self.loss_terms(images, labels, self._noise_generator(stage, images.device))
+            terms = self.loss_terms(images, labels, self.noise_generator(stage, images.device))
         for name, mean in self.epoch_means(stage).items():
             mean.update(terms[name].detach())
         loss = terms["loss"].mean()
@@ -186,27 +180,6 @@ class ELBOModule(pl.LightningModule):
             return self.beta
         steps_per_epoch = max(self.trainer.num_training_batches // self.trainer.accumulate_grad_batches, 1)
         return self.beta * min(1.0, self.global_step / steps_per_epoch / self.kl_warmup_epochs)
-
-    def _noise_generator(self, stage: str, device: torch.device) -> torch.Generator:
-        """The generator of ``stage``'s sampling noise: training's goes on across epochs (and resumes from the
-        checkpoint); validation's and test's restart from ``EVAL_NOISE_SEED`` every epoch."""
-        generator = self._noise.get(stage)
-        if generator is not None and generator.device == device:
-            return generator
-        generator = torch.Generator(device=device)
-        if stage != "train":
-            generator.manual_seed(EVAL_NOISE_SEED)
-        else:
-            # Per DDP rank, offset from the seed so the noise does not replay the weight initialisation's draws.
-            generator.manual_seed(self.noise_seed + TRAIN_NOISE_SEED_OFFSET + 1_000_003 * self.global_rank)
-            if self._restored_train_noise is not None:
-                try:
-                    generator.set_state(self._restored_train_noise)
-                except RuntimeError:  # a checkpoint from another device type: keep the fresh seed
-                    pass
-                self._restored_train_noise = None
-        self._noise[stage] = generator
-        return generator
 
     def log_epoch_means(self, stage: str) -> None:
         """Log ``{stage}/recon``, ``{stage}/kl``, ``{stage}/loss`` (means per image over the epoch, all processes)
@@ -263,53 +236,15 @@ class ELBOModule(pl.LightningModule):
     def on_train_start(self) -> None:
         stretch_schedules(self.trainer.lr_scheduler_configs, self._configured_horizons)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lets ``vaelab.run.checkpoints.load_model`` rebuild the right variant from the file alone.
-        checkpoint["vaelab_model_class"] = self.checkpoint_name()
-        # One row per DDP process (this hook runs on each): every process resumes its own noise.
-        if "train" in self._noise:
-            state = self._noise["train"].get_state()
-            checkpoint["vaelab_train_noise_state"] = self.all_gather(state) if self._processes() > 1 else state[None]
-        # Summed over the processes (what the epoch's sync does), so a resume goes on with the whole epoch's sums.
-        states = {term: mean.metric_state for term, mean in self.epoch_means("train").items()}
-        checkpoint["vaelab_train_means"] = {
-            term: {name: self._summed_over_processes(value).detach().cpu() for name, value in state.items()}
-            for term, state in states.items()
-        }
-
     @classmethod
     def checkpoint_name(cls) -> str:
         """The dotted class name a checkpoint records, which ``vaelab.run.checkpoints`` looks up (never imports)."""
         return f"{cls.__module__}.{cls.__qualname__}"
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lets ``vaelab.run.checkpoints.load_model`` rebuild the right variant from the file alone.
+        checkpoint["vaelab_model_class"] = self.checkpoint_name()
+        self.save_resume_state(checkpoint)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("vaelab_train_noise_state")  # [processes, state bytes] (a single state before)
-        self._noise.pop("train", None)
-        self._restored_train_noise = None
-        if isinstance(state, torch.Tensor) and state.dtype == torch.uint8:
-            if state.dim() == 1:
-                self._restored_train_noise = state
-            elif len(state) == self._processes():  # on another number of processes each draws from its seed
-                # A copy, not the row: Generator.set_state reads a view's storage from its start (torch 2.14: rank
-                # 1 resumed with other bytes, or crashed), so every process but the first drew other noise.
-                self._restored_train_noise = state[self.global_rank].clone()
-        self._restore_train_means(checkpoint.get("vaelab_train_means"))
-
-    def _processes(self) -> int:
-        return self.trainer.world_size if self._trainer is not None else 1
-
-    def _summed_over_processes(self, value: torch.Tensor) -> torch.Tensor:
-        return self.all_gather(value).sum(dim=0) if self._processes() > 1 else value
-
-    def _restore_train_means(self, saved: object) -> None:
-        """The training means of the epoch a checkpoint was saved in, for a run that resumes inside that epoch (else
-        the next epoch resets them): its row then averages every batch. Every process's sums go to process 0."""
-        if self._trainer is None or not isinstance(saved, dict):
-            return
-        if not all(isinstance(saved.get(term), dict) for term in LOGGED_TERMS):
-            return
-        for term, mean in self.epoch_means("train").items():
-            mean.reset()
-            mean.update(torch.empty(0, device=self.device))  # marks it updated, adds nothing
-            if self.global_rank == 0:
-                mean.merge_state({name: torch.as_tensor(value).to(self.device) for name, value in saved[term].items()})
+        self.load_resume_state(checkpoint)

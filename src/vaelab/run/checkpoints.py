@@ -20,18 +20,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from vaelab.errors import VaelabError
 from vaelab.models.base import ELBOModule
-from vaelab.run.folder import write_atomic
-
-# The one registry of models: [project.entry-points."vaelab.models"] wide = "mypkg.models:WideVAE" in a package's
-# pyproject.toml (vaelab's own three are declared in its own).
-ENTRY_POINT_GROUP = "vaelab.models"
-
-
-def declared_models() -> dict[str, str]:
-    """The models installed packages declare (vaelab's included): entry-point name -> dotted class path, as
-    ``ELBOModule.checkpoint_name`` writes it into a checkpoint."""
-    points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    return {point.name: point.value.replace(":", ".") for point in points}
+from vaelab.run.files import write_atomic
+from vaelab.targets import declared_models
 
 
 def trusted_names(trusted: Iterable[str] = ()) -> set[str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaelab.errors import VaelabError
+from vaelab.run.files import write_atomic
 from vaelab.run.folder import (
     CONFIG_RECORD,
     HYDRA_RECORD,
@@ -32,7 +33,6 @@ from vaelab.run.folder import (
     SWEEP_RECORD,
     RunFolder,
     sweep_jobs,
-    write_atomic,
 )
 from vaelab.validators import make_folder
 

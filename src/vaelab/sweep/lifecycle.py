@@ -1,13 +1,20 @@
-"""A study's trials while a sweep runs: heartbeats from the sweep process, and trials whose sweep died marked FAIL."""
+"""A study's trials while a sweep runs: heartbeats from the sweep process, trials whose sweep died marked FAIL, and
+what each launched job ended as."""
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import optuna
+from hydra.core.utils import JobStatus
+
+from vaelab.run.folder import RunFolder, RunStatus
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:
@@ -45,3 +52,17 @@ def heartbeats(
     finally:
         stop.set()
         thread.join()
+
+
+def job_outcome(job: Any) -> tuple[str, float | None]:
+    """``(status, value)`` of a launched job: completed (with its finite returned metric), or what its folder says
+    (``RunFolder.status``: pruned, untrained, failed, or unfinished for a job that died)."""
+    status = (
+        RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).status()[0]
+        if job.hydra_cfg
+        else RunStatus.UNFINISHED
+    )
+    value = job.return_value if job.status == JobStatus.COMPLETED else None
+    if status == RunStatus.COMPLETED and not (isinstance(value, (int, float)) and math.isfinite(value)):
+        status = RunStatus.FAILED
+    return status, float(value) if status == RunStatus.COMPLETED else None

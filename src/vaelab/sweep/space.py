@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from optuna import Trial
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from vaelab.errors import VaelabError
@@ -68,3 +69,12 @@ def trial_overrides(params: Mapping[str, Any]) -> list[str]:
     """A trial's parameters as Hydra overrides (categorical override texts go in as they are)."""
     return [f"{key}={value if isinstance(value, str) and value[:1] in '[{' else format_value(value)}"
             for key, value in params.items()]  # fmt: skip
+
+
+def suggest(trial: Trial, name: str, distribution: BaseDistribution) -> None:
+    if isinstance(distribution, CategoricalDistribution):
+        trial.suggest_categorical(name, distribution.choices)
+    elif isinstance(distribution, IntDistribution):
+        trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    else:
+        trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)

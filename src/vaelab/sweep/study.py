@@ -1,15 +1,19 @@
-"""Optuna studies shared by a sweep, its jobs and its summary: storages from URLs, the study, a job's trial. Each job
+"""Optuna studies shared by a sweep, its jobs and its summary: storages from URLs, the study, the setting it
+belongs to, its best trial written out, a job's trial. Each job
 reaches its own trial through the storage (``trial_of_this_job``) to report for pruning, so any launcher whose jobs
 can open the storage works (local, joblib, SLURM).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from omegaconf import OmegaConf
 
 from vaelab.errors import VaelabError
 from vaelab.targets import instantiate, require
@@ -18,8 +22,11 @@ from vaelab.validators import make_folder
 if TYPE_CHECKING:  # the sweeps extra: imported where it is used (a plain install has no Optuna)
     import optuna
 
+log = logging.getLogger(__name__)
 JOURNAL_PREFIX = "journal:"
 SQLITE_PREFIX = "sqlite:///"
+RESULTS_FILE = "optimization_results.yaml"  # in a sweep folder: the study's best trial
+SETTING_ATTR = "vaelab_setting"  # study user attribute: the model and search space the study belongs to
 
 
 def storage_file(url: str) -> Path | None:
@@ -119,3 +126,46 @@ def trial_of_this_job(sweep_dir: Path, number: int) -> optuna.Trial:
     study = optuna.load_study(study_name=reference["study_name"], storage=storage, pruner=pruner)
     study_id = storage.get_study_id_from_name(study.study_name)
     return optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, reference["number"]))
+
+
+def check_setting(study: optuna.Study, storage: str | None, setting: dict[str, Any], allow_other: bool) -> None:
+    """A study belongs to the model, the searched keys and every other setting that made it (user attribute
+    ``vaelab_setting``; the searched ranges may change between sweeps): trials of another would become its best,
+    with best parameters that omit what differed. Refused unless ``allow_other_setting``; a study without the
+    record gets it."""
+    fixed, recorded = setting["fixed"], study.user_attrs.get(SETTING_ATTR)
+    if recorded is None:
+        study.set_user_attr(SETTING_ATTR, setting)
+        return
+    if allow_other:
+        return
+    advice = ("pass another hydra.sweeper.study_name, or hydra.sweeper.allow_other_setting=true to add these "
+              "trials to it.")  # fmt: skip
+    if recorded.get("model") != setting["model"] or recorded.get("space") != setting["space"]:
+        what = "model" if recorded.get("model") != setting["model"] else "search space"
+        raise VaelabError(
+            f"study {study.study_name!r} in {storage} belongs to model={recorded.get('model')} searching "
+            f"{recorded.get('space')}, and this sweep has another {what} (model={setting['model']} searching "
+            f"{setting['space']}); {advice}"
+        )
+    before = recorded.get("fixed")  # None: a study recorded before fixed settings were
+    differing = sorted(key for key in {*fixed, *(before or {})} if (before or {}).get(key) != fixed.get(key))
+    if before is not None and differing:
+        key = differing[0]
+        raise VaelabError(
+            f"study {study.study_name!r} in {storage} was searched with {key}={before.get(key)!r}, this sweep "
+            f"has {key}={fixed.get(key)!r} ({len(differing)} fixed settings differ); {advice}"
+        )
+
+
+def write_results(study: optuna.Study, sweep_dir: Path, storage: str | None, fixed: list[str]) -> None:
+    """``optimization_results.yaml``: the best trial's parameters, with the overrides every trial shared (the
+    rest of each job's settings is in its folder's .hydra/config.yaml)."""
+    completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+    results: dict[str, Any] = {"name": "optuna", "study_name": study.study_name, "storage": storage,
+                               "trials": len(study.trials), "completed": len(completed),
+                               "fixed_overrides": list(fixed)}  # fmt: skip
+    if completed:
+        results.update(best_trial=study.best_trial.number, best_params=study.best_params, best_value=study.best_value)
+    (sweep_dir / RESULTS_FILE).write_text(OmegaConf.to_yaml(results))
+    log.info(f"Best of study {study.study_name}: {results.get('best_params')} -> {results.get('best_value')}")

@@ -17,7 +17,6 @@ from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
@@ -28,22 +27,16 @@ from vaelab.config_tree import flat_config
 from vaelab.errors import VaelabError
 from vaelab.exits import ends_on_user_error
 from vaelab.job import TRIAL_ENV
-from vaelab.run.folder import STUDY_FILE, SWEEP_RECORD, RunFolder, RunStatus, json_safe
-from vaelab.sweep.lifecycle import fail_stale_trials, heartbeats
-from vaelab.sweep.replicas import RERUN_PREFIX, rank_by_mean, setting_key, spread, write_ranking
-from vaelab.sweep.space import split_search_space, trial_overrides
-from vaelab.sweep.study import (
-    build_pruner,
-    open_storage,
-    open_study,
-)
+from vaelab.run.files import json_safe
+from vaelab.run.folder import STUDY_FILE, SWEEP_RECORD, RunStatus
+from vaelab.sweep.lifecycle import fail_stale_trials, heartbeats, job_outcome
+from vaelab.sweep.replicas import setting_key, spread
+from vaelab.sweep.rerun import rerun_best
+from vaelab.sweep.space import split_search_space, suggest, trial_overrides
+from vaelab.sweep.study import build_pruner, check_setting, open_storage, open_study, write_results
 from vaelab.targets import instantiate
 
 log = logging.getLogger(__name__)
-RESULTS_FILE = "optimization_results.yaml"
-SETTING_ATTR = "vaelab_setting"  # study user attribute: the model and search space the study belongs to
-RERUN_COLUMNS = ("rank", "trial", "params", "n", "mean", "std", "ci95", "best", "search_value", "vs_best", "seeds",
-                 "jobs")  # fmt: skip
 
 
 class OptunaSweeper(Sweeper):
@@ -100,7 +93,9 @@ class OptunaSweeper(Sweeper):
         pruner = build_pruner(self.pruner_config)
         self._storage = open_storage(self.storage, self.heartbeat_interval)
         study = open_study(self._storage, self.study_name, self.direction, sampler, pruner)
-        self._check_setting(study, space, fixed_settings)
+        setting = {"model": str(self.config.hydra.runtime.choices.get("model")), "space": sorted(space),
+                   "fixed": fixed_settings}  # fmt: skip
+        check_setting(study, self.storage, setting, self.allow_other_setting)
         stale = fail_stale_trials(study)
         if stale:
             log.info(f"Trials {stale} had no heartbeat (their sweep was killed): marked FAIL")
@@ -112,7 +107,7 @@ class OptunaSweeper(Sweeper):
             "pruner": _plain(self.pruner_config) if self.pruner_config else None,
         }))  # fmt: skip
         if self.rerun_top:
-            return self._rerun(study, fixed)
+            return rerun_best(self, study, fixed)
         log.info(
             f"Study {self.study_name} in {self.storage}: {len(study.trials)} trials so far, {self.n_trials} to run"
         )
@@ -126,7 +121,7 @@ class OptunaSweeper(Sweeper):
             try:
                 for trial in trials:
                     for name, distribution in space.items():
-                        _suggest(trial, name, distribution)
+                        suggest(trial, name, distribution)
             except ValueError as error:  # e.g. a key searched as choice() in this study before, interval() now
                 for trial in trials:
                     study.tell(trial, state=TrialState.FAIL)
@@ -136,7 +131,7 @@ class OptunaSweeper(Sweeper):
                 ) from None
             exhausted = self._run_batch(study, trials, fixed)
             launched += len(trials)
-        self._write_results(study, fixed)
+        write_results(study, self.sweep_dir, self.storage, fixed)
         return study.trials
 
     def _fixed_settings(self, job_overrides: list[str], space: dict[str, Any]) -> dict[str, Any]:
@@ -149,37 +144,6 @@ class OptunaSweeper(Sweeper):
         return {key: value for key, value in flat_config(config).items()
                 if not any(key == name or key.startswith(f"{name}.") for name in searched)}  # fmt: skip
 
-    def _check_setting(self, study: optuna.Study, space: dict[str, Any], fixed: dict[str, Any]) -> None:
-        """A study belongs to the model, the searched keys and every other setting that made it (user attribute
-        ``vaelab_setting``; the searched ranges may change between sweeps): trials of another would become its best,
-        with best parameters that omit what differed. Refused unless ``allow_other_setting``; a study without the
-        record gets it."""
-        setting = {"model": str(self.config.hydra.runtime.choices.get("model")), "space": sorted(space),
-                   "fixed": fixed}  # fmt: skip
-        recorded = study.user_attrs.get(SETTING_ATTR)
-        if recorded is None:
-            study.set_user_attr(SETTING_ATTR, setting)
-            return
-        if self.allow_other_setting:
-            return
-        advice = ("pass another hydra.sweeper.study_name, or hydra.sweeper.allow_other_setting=true to add these "
-                  "trials to it.")  # fmt: skip
-        if recorded.get("model") != setting["model"] or recorded.get("space") != setting["space"]:
-            what = "model" if recorded.get("model") != setting["model"] else "search space"
-            raise VaelabError(
-                f"study {self.study_name!r} in {self.storage} belongs to model={recorded.get('model')} searching "
-                f"{recorded.get('space')}, and this sweep has another {what} (model={setting['model']} searching "
-                f"{setting['space']}); {advice}"
-            )
-        before = recorded.get("fixed")  # None: a study recorded before fixed settings were
-        differing = sorted(key for key in {*fixed, *(before or {})} if (before or {}).get(key) != fixed.get(key))
-        if before is not None and differing:
-            key = differing[0]
-            raise VaelabError(
-                f"study {self.study_name!r} in {self.storage} was searched with {key}={before.get(key)!r}, this sweep "
-                f"has {key}={fixed.get(key)!r} ({len(differing)} fixed settings differ); {advice}"
-            )
-
     def _sampler(self, offset: int) -> optuna.samplers.BaseSampler:
         config = dict(self.sampler_config or {"_target_": "optuna.samplers.TPESampler"})
         if config.get("seed") is not None:
@@ -189,19 +153,19 @@ class OptunaSweeper(Sweeper):
     def _run_batch(self, study: optuna.Study, trials: Sequence[optuna.Trial], fixed: list[str]) -> bool:
         """Launch the trials, each over its seeds; True when the sampler has run its whole search space (a grid or
         brute-force sampler)."""
-        seeds = self.replica_seeds or [self._base_seed() + replica for replica in range(self.replicas)]
+        seeds = self.replica_seeds or [self.base_seed() + replica for replica in range(self.replicas)]
         for trial in trials:
-            trial.set_user_attr("job_dir", str(self.sweep_dir / self._folder(trial.number, 0)))
+            trial.set_user_attr("job_dir", str(self.sweep_dir / self.folder(trial.number, 0)))
             trial.set_user_attr("seeds", seeds)
         try:
             with heartbeats(self._storage, study, list(trials), self.heartbeat_interval):
                 # The first seed reports each epoch to the pruner; the others run for the trials it kept.
-                first = self._launch([(trial, seeds[0], 0, True) for trial in trials], fixed)
-                kept = [trial for trial, job in zip(trials, first) if _outcome(job)[0] == RunStatus.COMPLETED]
+                first = self.launch_jobs([(trial, seeds[0], 0, True) for trial in trials], fixed)
+                kept = [trial for trial, job in zip(trials, first) if job_outcome(job)[0] == RunStatus.COMPLETED]
                 replica_jobs = [
                     (trial, seed, replica, False) for trial in kept for replica, seed in enumerate(seeds[1:], 1)
                 ]
-                others = self._launch(replica_jobs, fixed)
+                others = self.launch_jobs(replica_jobs, fixed)
         except BaseException:
             for trial in trials:  # interrupted: leave no trial RUNNING forever
                 study.tell(trial, state=TrialState.FAIL)
@@ -214,7 +178,7 @@ class OptunaSweeper(Sweeper):
             exhausted = self._tell(study, trial, seeds, jobs[trial.number]) or exhausted  # every trial is told
         return exhausted
 
-    def _launch(self, jobs: Sequence[tuple[optuna.Trial, int, int, bool]], fixed: list[str]) -> Sequence[Any]:
+    def launch_jobs(self, jobs: Sequence[tuple[optuna.Trial, int, int, bool]], fixed: list[str]) -> Sequence[Any]:
         """Launch ``(trial, seed, replica, reports)`` jobs in one batch of the launcher; returns their JobReturns."""
         if not jobs:
             return []
@@ -223,7 +187,7 @@ class OptunaSweeper(Sweeper):
             job = [
                 *fixed,
                 *trial_overrides(trial.params),
-                f"hydra.sweep.subdir='{self._folder(trial.number, replica)}'",
+                f"hydra.sweep.subdir='{self.folder(trial.number, replica)}'",
             ]
             job += [f"seed={seed}"] if self.replicas > 1 else []
             if reports:  # the job's trial number (vaelab.sweep.study.trial_of_this_job; the study is in STUDY_FILE)
@@ -231,17 +195,17 @@ class OptunaSweeper(Sweeper):
             overrides.append(job)
         return self.launcher.launch(overrides, initial_job_idx=jobs[0][0].number * self.replicas + jobs[0][2])
 
-    def _folder(self, trial_number: int, replica: int) -> str:
+    def folder(self, trial_number: int, replica: int) -> str:
         """The job folder's name (quoted in the override: Hydra reads an unquoted ``1_0`` as the number 10)."""
         return f"{trial_number}_{replica}" if self.replicas > 1 else str(trial_number)
 
-    def _base_seed(self) -> int:
+    def base_seed(self) -> int:
         seed = self.config.get("seed")
         return int(seed) if isinstance(seed, int) else 0
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, seeds: Sequence[int], jobs: Sequence[Any]) -> bool:
         """Tell the study the trial's outcome over its replicas; True when the sampler has run its whole space."""
-        outcomes = [_outcome(job) for job in jobs]
+        outcomes = [job_outcome(job) for job in jobs]
         values = [value for status, value in outcomes if status == RunStatus.COMPLETED]
         if self.replicas > 1:
             replica_values = {str(seed): value for seed, (_, value) in zip(seeds, outcomes)}
@@ -269,81 +233,6 @@ class OptunaSweeper(Sweeper):
         log.info(f"Trial {trial.number}: {state} {trial.params} values={[value for _, value in outcomes]}")
         return exhausted
 
-    def _rerun(self, study: optuna.Study, fixed: list[str]) -> list[optuna.trial.FrozenTrial]:
-        """Run the study's best ``rerun_top`` completed trials again over fresh seeds; rank them by mean."""
-        if self.replicas < 2:
-            raise VaelabError("hydra.sweeper.rerun_top needs hydra.sweeper.replicas >= 2 (seeds per trial).")
-        completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
-        if not completed:
-            raise VaelabError(f"study {self.study_name!r} in {self.storage} has no completed trial to re-run.")
-        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        top = sorted(completed, key=lambda t: -t.value if maximize else t.value)[: self.rerun_top]
-        seeds = self.replica_seeds or [self._fresh_seed(study) + replica for replica in range(self.replicas)]
-        log.info(f"Re-running trials {[t.number for t in top]} of study {self.study_name} with seeds {seeds}")
-        jobs = [(trial, seed, replica, False) for trial in top for replica, seed in enumerate(seeds)]
-        returns = self._launch(jobs, fixed)
-        rows = []
-        for index, trial in enumerate(top):
-            outcomes = [_outcome(job) for job in returns[index * len(seeds) : (index + 1) * len(seeds)]]
-            values = [value if status == RunStatus.COMPLETED else None for status, value in outcomes]
-            summary = spread(value for value in values if value is not None)
-            record = study.user_attrs.get(f"{RERUN_PREFIX}{trial.number}", {"seeds": [], "values": []})
-            record = {"seeds": record["seeds"] + seeds, "values": record["values"] + values}
-            record.update(spread(v for v in record["values"] if v is not None).as_row())
-            study.set_user_attr(f"{RERUN_PREFIX}{trial.number}", json_safe(record))
-            rows.append({"trial": trial.number, "params": " ".join(trial_overrides(trial.params)),
-                         **summary.as_row(), "search_value": trial.value, "seeds": " ".join(map(str, seeds)),
-                         "jobs": " ".join(self._folder(trial.number, r) for r in range(len(seeds))),
-                         "spread": summary})  # fmt: skip
-        title = f"Study {self.study_name}: its best {len(top)} trials re-run over seeds {seeds}"
-        intro = "Ranked by the mean over the new seeds; search_value: the trial's value in the search;"
-        write_ranking(self.sweep_dir, "rerun", title, intro, rank_by_mean(rows, maximize), RERUN_COLUMNS)
-        return study.trials
-
-    def _fresh_seed(self, study: optuna.Study) -> int:
-        """The first seed after every seed the study's trials and re-runs have used."""
-        used = [seed for t in study.trials for seed in t.user_attrs.get("seeds", [self._base_seed()])]
-        used += [seed for key, record in study.user_attrs.items() if key.startswith(RERUN_PREFIX)
-                 for seed in record.get("seeds", [])]  # fmt: skip
-        return max(used) + 1
-
-    def _write_results(self, study: optuna.Study, fixed: list[str]) -> None:
-        """``optimization_results.yaml``: the best trial's parameters, with the overrides every trial shared (the
-        rest of each job's settings is in its folder's .hydra/config.yaml)."""
-        completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
-        results: dict[str, Any] = {"name": "optuna", "study_name": self.study_name, "storage": self.storage,
-                                   "trials": len(study.trials), "completed": len(completed),
-                                   "fixed_overrides": list(fixed)}  # fmt: skip
-        if completed:
-            results.update(
-                best_trial=study.best_trial.number, best_params=study.best_params, best_value=study.best_value
-            )
-        (self.sweep_dir / RESULTS_FILE).write_text(OmegaConf.to_yaml(results))
-        log.info(f"Best of study {self.study_name}: {results.get('best_params')} -> {results.get('best_value')}")
-
-
-def _outcome(job: Any) -> tuple[str, float | None]:
-    """``(status, value)`` of a launched job: completed (with its finite returned metric), or what its folder says
-    (``RunFolder.status``: pruned, untrained, failed, or unfinished for a job that died)."""
-    status = (
-        RunFolder(Path(str(job.hydra_cfg.hydra.runtime.output_dir))).status()[0]
-        if job.hydra_cfg
-        else RunStatus.UNFINISHED
-    )
-    value = job.return_value if job.status == JobStatus.COMPLETED else None
-    if status == RunStatus.COMPLETED and not (isinstance(value, (int, float)) and math.isfinite(value)):
-        status = RunStatus.FAILED
-    return status, float(value) if status == RunStatus.COMPLETED else None
-
 
 def _plain(config: Any) -> Any:
     return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
-
-
-def _suggest(trial: optuna.Trial, name: str, distribution: optuna.distributions.BaseDistribution) -> None:
-    if isinstance(distribution, CategoricalDistribution):
-        trial.suggest_categorical(name, distribution.choices)
-    elif isinstance(distribution, optuna.distributions.IntDistribution):
-        trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
-    else:
-        trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
