@@ -40,3 +40,31 @@ def test_below_the_commands_no_module_reads_process_state_or_ends_the_process() 
         assert not found, f"{relative} uses {sorted(found)}: the command layer reads these and passes a Job"
         checked += 1
     assert checked > 40  # the whole package was read, not a folder that moved
+
+
+def test_hydra_builds_only_the_targets_vaelab_trusts() -> None:
+    """The execution whitelist vaelab gives Hydra 1.4 (on 1.3 the same list, unused): its packages, the declared
+    models, trusted_models and what the run's own config names as a plain name; never a target an interpolation
+    would produce (it is not the user's text)."""
+    from omegaconf import OmegaConf
+
+    from vaelab.run.overrides import with_search_as_multirun
+    from vaelab.targets import TRUSTED_PACKAGES, trusted_targets
+
+    cfg = OmegaConf.create({
+        "model": {"_target_": "mymodels.TinyVAE", "optimizer": {"_target_": "torch.optim.SGD"}},
+        "callbacks": {"stop": {"_target_": "helpers.StopAt"}, "gone": None, "odd": {"_target_": "${oops}"}},
+        "list": [{"_target_": "pkg.InList"}], "oops": "os.system", "trusted_models": ["other.WideVAE"],
+    })  # fmt: skip
+    trusted = trusted_targets(cfg)
+    assert trusted[: len(TRUSTED_PACKAGES)] == list(TRUSTED_PACKAGES)
+    assert {"vaelab.models.vae.VAE", "mymodels.TinyVAE", "helpers.StopAt", "pkg.InList", "other.WideVAE"} <= set(
+        trusted
+    )
+    assert "os.system" not in trusted and "${oops}" not in trusted
+    assert "mymodels.TinyVAE" not in trusted_targets(None)
+    # A search is a multirun without -m (hparams_search configs cannot set hydra.mode on Hydra 1.4).
+    assert with_search_as_multirun(["t", "hparams_search=optuna"]) == ["t", "--multirun", "hparams_search=optuna"]
+    for unchanged in (["t", "-m", "hparams_search=optuna"], ["t", "hparams_search=null"], ["t", "seed=1"],
+                      ["t", "hparams_search=optuna", "hydra.mode=RUN"], ["t", "--cfg", "job", "model=vae"]):  # fmt: skip
+        assert with_search_as_multirun(unchanged) == unchanged

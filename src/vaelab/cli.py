@@ -28,7 +28,7 @@ from vaelab.hydra_compat import main_options
 from vaelab.job import JOB_THREADS_ENV, Job
 from vaelab.run import guard as run_guard
 from vaelab.run.folder import CONFIG_RECORD, HYDRA_RECORD, JOB_RECORD, RunFolder, RunStatus
-from vaelab.run.overrides import with_given_overrides, with_run_overrides
+from vaelab.run.overrides import with_given_overrides, with_run_overrides, with_search_as_multirun
 from vaelab.secrets import check_command_line
 from vaelab.targets import TRUSTED_PACKAGES, require
 
@@ -204,6 +204,7 @@ def train_command() -> None:
     try:
         check_command_line(sys.argv)
         sys.argv = with_run_overrides(sys.argv)
+        sys.argv = with_search_as_multirun(sys.argv)
         check_launcher_installed(sys.argv)
     except (VaelabError, OSError) as error:
         exit_with_error(user_error(error) or error)

@@ -35,6 +35,17 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 log = logging.getLogger(__name__)
 
 
+def with_search_as_multirun(argv: list[str]) -> list[str]:
+    """``argv`` with ``--multirun`` added when it chooses an ``hparams_search`` config: a search is a multirun without
+    ``-m``, as in lightning-hydra-template (whose configs set ``hydra.mode: MULTIRUN``, which Hydra 1.4 refuses from a
+    config group). Not for a resumed run (``hydra.mode=RUN``: ``with_run_overrides`` ran first)."""
+    overrides = [argv[index] for index in override_positions(argv)]
+    chosen = [token.partition("=")[2] for token in overrides if token.lstrip("+").startswith("hparams_search=")]
+    if not chosen or chosen[-1] in ("null", "") or "hydra.mode=RUN" in overrides:
+        return argv
+    return argv if any(flag in argv for flag in MULTIRUN_FLAGS) else [argv[0], "--multirun", *argv[1:]]
+
+
 def with_run_overrides(argv: list[str]) -> list[str]:
     """``argv`` (``sys.argv``) with the overrides of the run that ``resume=`` names put before the command line's
     own, and that folder as Hydra's run folder (``hydra.run.dir``, unless given); ``argv`` itself without

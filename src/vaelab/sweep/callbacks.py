@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.resources
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,8 @@ class FailedJobsReport(Callback):
 
     @ends_on_user_error
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not ended_normally():
+            return
         sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
         jobs = sweep_jobs(sweep_dir)
         if is_grid(OmegaConf.select(config, "hydra.sweeper._target_")):
@@ -146,8 +149,18 @@ class MLflowSweepRun(Callback):
         if self.parent is None:
             return
         parent, sweep_dir = self.parent
+        if not ended_normally():  # refused or interrupted
+            parent.experiment.set_terminated(parent.run_id, "KILLED")  # MLflow's run states
+            return
         failed = failed_jobs(sweep_jobs(sweep_dir))
-        parent.experiment.set_terminated(parent.run_id, "FAILED" if failed else "FINISHED")  # MLflow's run states
+        parent.experiment.set_terminated(parent.run_id, "FAILED" if failed else "FINISHED")
+
+
+def ended_normally() -> bool:
+    """Whether the multirun whose ``on_multirun_end`` asks ended without an exception. Hydra 1.4 calls that hook in a
+    ``finally``, after a refused or interrupted sweep too (1.3 only after one that ended): there the exception on its
+    way out (a one-line refusal, Ctrl-C) says what happened, and the end-of-sweep report would only add to it."""
+    return sys.exc_info()[0] is None
 
 
 def failed_jobs(jobs: list[Path]) -> dict[Path, str]:
