@@ -254,3 +254,42 @@ def test_wandb_offline_gets_the_config_metrics_figures_tags_and_group(
     assert json.loads(summary["best_checkpoint"]).startswith(str(run / "checkpoints"))
     # resume=<run> goes on in the same W&B run: its id is kept in the run folder.
     assert WandbLogger(run_dir=str(run), project="vaelab")._wandb_init["id"] == latest.run_id
+
+
+def test_comet_offline_archives_the_config_metrics_figures_tags_and_outcome(
+    tiny_mnist: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """logger=comet with the real package, offline: the archive `comet upload` takes holds the run's name, its tags
+    and its sweep's, the whole config, the epoch means, the figures every epoch and the outcome; no warning."""
+    import zipfile
+
+    sweep = Path("/logs/multiruns/2026-12-07_lr")
+    job = Job(output_dir=sweep / "3", multirun=True, sweep_dir=sweep, choices={"model": "vae"})
+    run = tmp_path / "run"
+    overrides = ["model=vae", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                 "logger=comet", "logger.comet.offline=true", "tags=[baseline]", "callbacks.figures.grid_size=3",
+                 "callbacks.figures.num_points=50", *tiny_data_overrides(tiny_mnist)]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = train(compose_config("train", overrides, run), job)
+    assert not [w for w in caught if "comet" in w.filename or "loggers" in w.filename], [str(w) for w in caught]
+    output = capfd.readouterr()
+    assert "WARNING" not in output.err + output.out  # Comet logs its own ("COMET WARNING: ...")
+    (archive,) = run.glob("comet/*.zip")
+    with zipfile.ZipFile(archive) as opened:
+        experiment = json.loads(opened.read("experiment.json"))
+        messages = [json.loads(line) for line in opened.read("messages.json").splitlines()]
+    payloads = lambda kind: [m["payload"] for m in messages if m["type"] == kind]  # noqa: E731
+    assert experiment["project_name"] == "vaelab" and sorted(experiment["tags"]) == ["2026-12-07_lr", "baseline"]
+    others = {p["key"]: p["value"] for p in payloads("log_other")}
+    assert others["Name"] == "vae 2026-12-07_lr #3" and others["best_checkpoint"].startswith(str(run / "checkpoints"))
+    assert others["final/test/loss"] == pytest.approx(metrics["test/loss"])
+    params = {(p.get("param") or p["params"])["paramName"]: (p.get("param") or p["params"])["paramValue"]
+              for p in payloads("parameter_msg")}  # fmt: skip
+    assert params["model|beta"] == 1.0 and params["sweep|job"] == "3"
+    val = [p["metric"]["metricValue"] for p in payloads("metric_msg") if p["metric"]["metricName"] == "val/loss"]
+    assert val == pytest.approx([row["val/loss"] for row in RunFolder(run).read_history()])
+    figures = [
+        p["additional_params"]["figName"] for p in payloads("file_upload") if p["upload_type"] == "visualization"
+    ]
+    assert sorted(figures) == sorted(2 * ["figures/latent_scatter", "figures/latent_grid", "figures/centre_decode"])

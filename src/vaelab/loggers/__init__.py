@@ -1,7 +1,7 @@
-"""A run's loggers, one module per backend (``csv``, ``tensorboard``, ``mlflow``, ``wandb``): a Lightning logger
-with vaelab's ``RunHooks`` (``base``); any other Lightning logger gets the hooks' defaults. The backends load on
-first use, as ``vaelab.loggers.CSVLogger``, ``TensorBoardLogger``, ``MLFlowLogger`` and ``WandbLogger`` (the
-configs' targets).
+"""A run's loggers, one module per backend (``csv``, ``tensorboard``, ``mlflow``, ``wandb``, ``comet``): a Lightning
+logger with vaelab's ``RunHooks`` (``base``); any other Lightning logger gets the hooks' defaults. The backends load
+on first use, as ``vaelab.loggers.CSVLogger``, ``TensorBoardLogger``, ``MLFlowLogger``, ``WandbLogger`` and
+``CometLogger`` (the configs' targets).
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from typing import Any
 
 from vaelab.loggers.base import PlainLogger, RunHooks
 
-BACKENDS = {"CSVLogger": "csv", "TensorBoardLogger": "tensorboard", "MLFlowLogger": "mlflow", "WandbLogger": "wandb"}
+BACKENDS = {
+    "CSVLogger": "csv",
+    "TensorBoardLogger": "tensorboard",
+    "MLFlowLogger": "mlflow",
+    "WandbLogger": "wandb",
+    "CometLogger": "comet",
+}
 
 
 def __getattr__(name: str) -> Any:
