@@ -32,7 +32,7 @@ from helpers import (
 from vaelab.config_tree import run_tags
 from vaelab.errors import VaelabError
 from vaelab.job import Job
-from vaelab.loggers import MLFlowLogger, WandbLogger
+from vaelab.loggers import CometLogger, MLFlowLogger, WandbLogger
 from vaelab.loggers.mlflow import check_mlflow
 from vaelab.run.folder import RunFolder
 from vaelab.training import train
@@ -257,7 +257,7 @@ def test_wandb_offline_gets_the_config_metrics_figures_tags_and_group(
 
 
 def test_comet_offline_archives_the_config_metrics_figures_tags_and_outcome(
-    tiny_mnist: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tiny_mnist: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """logger=comet with the real package, offline: the archive `comet upload` takes holds the run's name, its tags
     and its sweep's, the whole config, the epoch means, the figures every epoch and the outcome; no warning."""
@@ -293,3 +293,7 @@ def test_comet_offline_archives_the_config_metrics_figures_tags_and_outcome(
         p["additional_params"]["figName"] for p in payloads("file_upload") if p["upload_type"] == "visualization"
     ]
     assert sorted(figures) == sorted(2 * ["figures/latent_scatter", "figures/latent_grid", "figures/centre_decode"])
+    # Online without an API key: one line saying what to set, before Comet is asked for an experiment.
+    monkeypatch.delenv("COMET_API_KEY", raising=False)
+    with pytest.raises(VaelabError, match="needs a Comet API key .* logger.comet.offline=true"):
+        CometLogger(run_dir=str(tmp_path / "online"), project="vaelab")

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from lightning.pytorch.loggers import CometLogger as LightningCometLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from vaelab.errors import VaelabError
 from vaelab.job import Job
 from vaelab.loggers import naming
 from vaelab.loggers.base import RunHooks
 from vaelab.targets import require
+from vaelab.validators import make_folder
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,7 +39,12 @@ class CometLogger(RunHooks, LightningCometLogger):
 
     def __init__(self, run_dir: str, run_name: str | None = None, offline: bool = False, job: Job | None = None,
                  **kwargs: Any) -> None:  # fmt: skip
-        require("comet_ml", extra="comet", purpose="logger=comet")
+        comet_ml = require("comet_ml", extra="comet", purpose="logger=comet")
+        if not offline and not comet_ml.config.get_api_key(kwargs.get("api_key"), comet_ml.config.get_config()):
+            raise VaelabError(
+                "logger=comet needs a Comet API key (COMET_API_KEY, or `comet login`); without an account or a "
+                "network, logger.comet.offline=true archives the run for a later `comet upload`"
+            )
         logging.getLogger("comet_ml.experiment").addFilter(_not_late_import_advice)
         job = job or Job()
         self._sweep = naming.sweep_tags(job)
@@ -48,6 +55,7 @@ class CometLogger(RunHooks, LightningCometLogger):
         kwargs.setdefault("offline_directory", str(Path(run_dir) / "comet"))
         if offline:  # the host's address is looked up by connecting to Comet's server: without a network, a warning
             kwargs.setdefault("log_env_host", False)
+            make_folder(Path(kwargs["offline_directory"]), "logger.comet.offline_directory")  # Comet makes one level
         super().__init__(name=run_name or naming.run_name(job), **kwargs)
 
     def _create_experiment(self) -> None:

@@ -72,6 +72,7 @@ def trial_overrides(params: Mapping[str, Any]) -> list[str]:
 
 
 def suggest(trial: Trial, name: str, distribution: BaseDistribution) -> None:
+    """Ask ``trial`` for its value of ``name`` from ``distribution`` (Optuna records it in ``trial.params``)."""
     if isinstance(distribution, CategoricalDistribution):
         trial.suggest_categorical(name, distribution.choices)
     elif isinstance(distribution, IntDistribution):

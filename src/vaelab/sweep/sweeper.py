@@ -200,6 +200,7 @@ class OptunaSweeper(Sweeper):
         return f"{trial_number}_{replica}" if self.replicas > 1 else str(trial_number)
 
     def base_seed(self) -> int:
+        """The sweep's ``seed`` (0 if none): a trial's first replica runs with it."""
         seed = self.config.get("seed")
         return int(seed) if isinstance(seed, int) else 0
 
