@@ -1,11 +1,10 @@
 """What differs between the Hydra releases vaelab runs on, 1.3 and 1.4: ``version_base`` (1.3 needs it, 1.4
 deprecates it) and the execution whitelist Hydra 1.4 asks of the code that calls ``instantiate`` (without one it
-warns, and Hydra 1.5 will refuse): vaelab passes the targets it trusts (``vaelab.targets.trusted_targets``)."""
+warns, and Hydra 1.5 will refuse): vaelab passes the targets it trusts (``vaelab.targets.trusting``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import hydra
@@ -25,14 +24,3 @@ def main_options(trusted: Iterable[str]) -> dict[str, Any]:
     """The keywords of ``hydra.main``: ``version_base``, and on Hydra 1.4 the targets its callbacks, sweeper,
     launcher and logging config may name."""
     return {**version_base(), **({"execution_whitelist": list(trusted)} if CHECKS_TARGETS else {})}
-
-
-@contextmanager
-def execution_whitelist(trusted: Iterable[str]) -> Iterator[None]:
-    """Every ``instantiate`` inside may build ``trusted`` (dotted names; ``package.*`` for a package) and nothing
-    else, on Hydra 1.4; on 1.3, which checks nothing, no change."""
-    if not CHECKS_TARGETS:
-        yield
-        return
-    with hydra.utils.execution_whitelist(list(trusted)):
-        yield

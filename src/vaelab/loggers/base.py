@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,3 +58,14 @@ def folder_line(logger: Any) -> str:
     dummy writes nothing)."""
     folder = getattr(logger, "log_dir", None)
     return f"{type(logger).__name__.removesuffix('Logger') + ':':<14}{folder}" if folder else ""
+
+
+def finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics a backend can store as numbers: the finite floats (a NaN or infinity would be refused or shown as
+    text)."""
+    return {name: value for name, value in metrics.items() if isinstance(value, float) and math.isfinite(value)}
+
+
+def recorded_id(path: Path) -> str | None:
+    """The id a run folder keeps for its run in a tracking service (a resume in place goes on in it); None if none."""
+    return (path.read_text().strip() or None) if path.is_file() else None

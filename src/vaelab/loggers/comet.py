@@ -5,7 +5,6 @@ images and the outcome in the experiment. Offline (``offline: true``), the exper
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from vaelab.errors import VaelabError
 from vaelab.job import Job
 from vaelab.loggers import naming
-from vaelab.loggers.base import RunHooks
+from vaelab.loggers.base import RunHooks, finite_metrics, recorded_id
 from vaelab.targets import require
 from vaelab.validators import make_folder
 
@@ -50,7 +49,7 @@ class CometLogger(RunHooks, LightningCometLogger):
         self._sweep = naming.sweep_tags(job)
         self._offline = offline
         self._key_file = Path(run_dir) / EXPERIMENT_KEY_FILE
-        key = self._key_file.read_text().strip() if self._key_file.is_file() and not offline else None
+        key = None if offline else recorded_id(self._key_file)
         kwargs.setdefault("experiment_key", key)
         kwargs.setdefault("offline_directory", str(Path(run_dir) / "comet"))
         if offline:  # the host's address is looked up by connecting to Comet's server: without a network, a warning
@@ -88,7 +87,7 @@ class CometLogger(RunHooks, LightningCometLogger):
     def finish_run(
         self, config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
     ) -> None:
-        finite = {name: value for name, value in metrics.items() if isinstance(value, float) and math.isfinite(value)}
+        finite = finite_metrics(metrics)
         self.experiment.log_others({**{f"final/{name}": value for name, value in finite.items()},
                                     "best_checkpoint": best_checkpoint})  # fmt: skip
         # Ended here: the next job of a sweep in this process starts an experiment of its own, and an offline

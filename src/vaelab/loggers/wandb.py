@@ -4,7 +4,6 @@ kept in ``<run folder>/wandb/`` for ``wandb sync``."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from vaelab.job import Job
 from vaelab.loggers import naming
-from vaelab.loggers.base import RunHooks
+from vaelab.loggers.base import RunHooks, finite_metrics, recorded_id
 from vaelab.targets import require
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ class WandbLogger(RunHooks, LightningWandbLogger):
         group = group or (Path(sweep["sweep"]).name if sweep else None)
         self._run_id_file = Path(run_dir) / RUN_ID_FILE
         # A run resumed in place goes on in the same W&B run (Lightning asks W&B to resume an id it is given).
-        run_id = self._run_id_file.read_text().strip() if self._run_id_file.is_file() else None
+        run_id = recorded_id(self._run_id_file)
         kwargs.setdefault("id", run_id or None)
         super().__init__(name=run_name or naming.run_name(job), group=group, save_dir=run_dir, **kwargs)
         self._wandb_init.pop("anonymous", None)  # W&B warns that the setting does nothing, whatever its value
@@ -57,7 +56,7 @@ class WandbLogger(RunHooks, LightningWandbLogger):
     def finish_run(
         self, config: Mapping[str, Any], metrics: Mapping[str, float], best_checkpoint: str, step: int
     ) -> None:
-        finite = {name: value for name, value in metrics.items() if isinstance(value, float) and math.isfinite(value)}
+        finite = finite_metrics(metrics)
         self.experiment.summary.update({**finite, "best_checkpoint": best_checkpoint})
         # Finished here: the next job of a sweep in this process starts a run of its own (W&B would attach it to
         # this one), and an offline run's log is complete when the job returns.
